@@ -1,0 +1,213 @@
+"""`seqbench-train`: the Hydra entry point. Validate, build, train every seed at once, record.
+
+seqbench-train model=gru task=copy_memory task.length=200 seeds=[0,1,2]
+seqbench-train --multirun model=simple_rnn,lstm,gru task=adding task.length=100,200
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import hydra
+from hydra.core.hydra_config import HydraConfig
+from hydra.utils import get_class
+from omegaconf import DictConfig, OmegaConf
+
+from seqbench.config import Config, ConfigError, TaskConfig, register_configs, validate
+
+CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
+
+if not OmegaConf.has_resolver("seqbench.pid"):
+    OmegaConf.register_new_resolver("seqbench.pid", lambda: os.getpid())
+register_configs()
+
+
+def fail(message: str) -> None:
+    """Print one clear line to stderr and exit 2 (bad input; nothing has been computed)."""
+    print(f"seqbench-train: error: {message}", file=sys.stderr)
+    raise SystemExit(2)
+
+
+def build_task(cfg: TaskConfig) -> Any:
+    """Instantiate the Task class named by `cfg._target_` with the config's other fields."""
+    fields = {k: v for k, v in vars(cfg).items() if k != "_target_"}
+    return get_class(cfg._target_)(**fields)
+
+
+def prepare_output_dir(path: Path) -> Path:
+    """Create the run directory and make sure a record can be written there."""
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        probe = path / ".write-test"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as error:
+        fail(f"output directory {path} is not writable: {error.strerror or error}")
+    return path
+
+
+def configure_jax(cache_dir: str | None) -> None:
+    """Turn on JAX's persistent compilation cache, so small programs are not recompiled per process."""
+    import jax
+
+    if cache_dir:
+        jax.config.update("jax_compilation_cache_dir", str(Path(cache_dir).expanduser()))
+        jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+        jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
+
+
+def train_from_config(cfg: Config, resolved: dict[str, Any], output_dir: Path) -> dict[str, Any]:
+    """Build, train and record one run; return the run record (also written to run.json)."""
+    from seqbench.models.build import build_model
+    from seqbench.records import (
+        RECORD_NAME,
+        aggregate,
+        device_info,
+        git_info,
+        now_iso,
+        package_versions,
+        seed_summaries,
+        write_json_atomic,
+    )
+    from seqbench.train.loop import make_train
+    from seqbench.train.optim import build_optimizer
+    from seqbench.train.runner import run_training
+
+    wall_start = time.perf_counter()
+    configure_jax(cfg.trainer.compilation_cache_dir)
+    try:
+        task = build_task(cfg.task)
+        built = build_model(cfg.model, task.spec)
+    except ValueError as error:
+        fail(str(error))
+    if cfg.trainer.eval_batch_size and cfg.task.n_eval % cfg.trainer.eval_batch_size:
+        fail(
+            f"trainer.eval_batch_size: {cfg.trainer.eval_batch_size} does not divide "
+            f"task.n_eval={cfg.task.n_eval}"
+        )
+    name = cfg.name or f"{task.name}-{cfg.model.cell}"
+    record: dict[str, Any] = {
+        "schema_version": 1,
+        "name": name,
+        "status": "running",
+        "started": now_iso(),
+        "finished": None,
+        "error": None,
+        "output_dir": str(output_dir),
+        "config": resolved,
+        "overrides": list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else [],
+        "git": git_info(),
+        "versions": package_versions(),
+        "device": device_info(),
+        "model": {
+            "cell": cfg.model.cell,
+            "hidden_size": built.hidden_size,
+            "param_count": built.param_count,
+            "param_budget": cfg.model.param_budget,
+        },
+        "task": task.describe(),
+        "seeds": list(cfg.seeds),
+    }
+    record_path = output_dir / RECORD_NAME
+    write_json_atomic(record_path, record)
+    print(
+        f"[seqbench] {name}: {cfg.model.cell} hidden={built.hidden_size} "
+        f"params={built.param_count:,} seeds={list(cfg.seeds)} -> {output_dir}",
+        file=sys.stderr,
+    )
+    try:
+        optimizer = build_optimizer(cfg.optimizer, cfg.trainer.steps)
+        program = make_train(
+            built.model, task, optimizer, cfg.trainer.batch_size, cfg.trainer.eval_batch_size
+        )
+        result = run_training(
+            program,
+            task,
+            list(cfg.seeds),
+            steps=cfg.trainer.steps,
+            eval_every=cfg.trainer.eval_every,
+            batch_size=cfg.trainer.batch_size,
+            progress=cfg.trainer.progress,
+        )
+    except BaseException as error:
+        record.update(status="failed", finished=now_iso(), error=f"{type(error).__name__}: {error}")
+        record["timing"] = {"wall_s": time.perf_counter() - wall_start}
+        write_json_atomic(record_path, record)
+        raise
+    per_seed = seed_summaries(
+        result.seeds,
+        result.eval_steps,
+        result.eval_metrics,
+        task.metric_directions,
+        task.primary_metric,
+        result.diverged_step,
+    )
+    record.update(
+        status="diverged" if any(s["status"] == "diverged" for s in per_seed) else "completed",
+        finished=now_iso(),
+        per_seed=per_seed,
+        summary={"final": aggregate(per_seed, "final"), "best": aggregate(per_seed, "best")},
+        curves={
+            "eval_steps": result.eval_steps,
+            "eval": result.eval_metrics,
+            "train_steps": result.train_steps,
+            "train_loss": result.train_loss,
+        },
+        timing={**result.timing, "wall_s": time.perf_counter() - wall_start},
+    )
+    write_json_atomic(record_path, record)
+    return record
+
+
+def summary_line(record: dict[str, Any]) -> str:
+    """`name status: metric mean ± std (baseline b) ...` for the console."""
+    parts = []
+    for metric, stats in record["summary"]["final"].items():
+        base = record["task"]["baseline"].get(metric)
+        if stats["mean"] is None:
+            parts.append(f"{metric} n/a")
+            continue
+        parts.append(f"{metric} {stats['mean']:.4g} ± {stats['std']:.2g} (baseline {base:.4g})")
+    timing = record["timing"]
+    return (
+        f"[seqbench] {record['name']} {record['status']}: "
+        + ", ".join(parts)
+        + f" | compile {timing['compile_s']:.1f}s, {timing['steps_per_s']:.1f} steps/s, "
+        f"wall {timing['wall_s']:.1f}s"
+    )
+
+
+@hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="config")
+def hydra_main(cfg: DictConfig) -> float | None:
+    logging.getLogger("jax._src.xla_bridge").setLevel(logging.WARNING)
+    try:
+        checked = validate(cfg)
+    except ConfigError as error:
+        fail(str(error))
+    resolved = OmegaConf.to_container(cfg, resolve=True)
+    output_dir = Path(checked.output_dir or HydraConfig.get().runtime.output_dir)
+    prepare_output_dir(output_dir)
+    record = train_from_config(checked, resolved, output_dir)
+    print(summary_line(record), file=sys.stderr)
+    primary = record["task"]["primary_metric"]
+    return record["summary"]["final"][primary]["mean"]
+
+
+def main() -> None:
+    """Console entry: check every job of the command line, then hand it to Hydra."""
+    from seqbench.preflight import preflight
+
+    try:
+        preflight(sys.argv[1:], CONF_DIR)
+    except ConfigError as error:
+        fail(str(error))
+    hydra_main()
+
+
+if __name__ == "__main__":
+    main()

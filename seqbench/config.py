@@ -1,0 +1,258 @@
+"""Structured-config schemas for every Hydra group, registered in Hydra's ConfigStore.
+
+Each YAML option in `conf/<group>/` lists its schema first in its defaults list, so Hydra rejects an
+unknown key or a value of the wrong type while composing. Value checks (ranges, choices) live in
+`__post_init__` and run when `validate` turns the composed config into these dataclasses, before
+anything is built or compiled.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from hydra.core.config_store import ConfigStore
+from omegaconf import MISSING, DictConfig, OmegaConf
+
+
+class ConfigError(ValueError):
+    """A config value that composes but makes no sense (one line, names the key)."""
+
+
+def _require(condition: bool, key: str, message: str) -> None:
+    if not condition:
+        raise ConfigError(f"{key}: {message}")
+
+
+def _choice(value: str, key: str, choices: tuple[str, ...]) -> None:
+    _require(value in choices, key, f"got {value!r}, expected one of {', '.join(choices)}")
+
+
+CELLS = ("simple_rnn", "lstm", "gru")
+ENCODERS = ("auto", "none", "linear", "embedding", "one_hot")
+READOUTS = ("auto", "last", "every_step")
+
+
+@dataclass
+class ModelConfig:
+    """A stacked (bi)directional recurrent network around one cell type.
+
+    `param_budget`, when set, overrides `hidden_size`: the hidden size is chosen so that the whole
+    model lands within 2% of that many parameters (the equal-budget protocol of Bai et al. 2018).
+    """
+
+    cell: str = MISSING
+    hidden_size: int = 128
+    param_budget: int | None = None
+    n_layers: int = 1
+    bidirectional: bool = False
+    dropout: float = 0.0
+    encoder: str = "auto"
+    embed_dim: int | None = None
+    readout: str = "auto"
+    activation: str = "tanh"
+    recurrent_init: str = "orthogonal"
+    forget_bias: float = 1.0
+
+    def __post_init__(self) -> None:
+        _choice(self.cell, "model.cell", CELLS)
+        _require(
+            self.hidden_size > 0, "model.hidden_size", f"must be positive, got {self.hidden_size}"
+        )
+        if self.param_budget is not None:
+            _require(self.param_budget > 0, "model.param_budget", "must be positive")
+        _require(self.n_layers > 0, "model.n_layers", f"must be positive, got {self.n_layers}")
+        _require(
+            0.0 <= self.dropout < 1.0, "model.dropout", f"must be in [0, 1), got {self.dropout}"
+        )
+        _choice(self.encoder, "model.encoder", ENCODERS)
+        if self.embed_dim is not None:
+            _require(self.embed_dim > 0, "model.embed_dim", "must be positive")
+        _choice(self.readout, "model.readout", READOUTS)
+        _choice(self.activation, "model.activation", ("tanh", "relu"))
+        inits = ("orthogonal", "identity") if self.cell == "simple_rnn" else ("orthogonal",)
+        _choice(self.recurrent_init, "model.recurrent_init", inits)
+
+
+@dataclass
+class TaskConfig:
+    """Fields every task shares. `_target_` names the Task class that `build_task` instantiates."""
+
+    _target_: str = MISSING
+    length: int = MISSING
+    n_eval: int = 1000
+    eval_seed: int = 12345
+
+    def __post_init__(self) -> None:
+        _require(self.length > 0, "task.length", f"must be positive, got {self.length}")
+        _require(self.n_eval > 0, "task.n_eval", f"must be positive, got {self.n_eval}")
+
+
+@dataclass
+class AddingConfig(TaskConfig):
+    _target_: str = "seqbench.tasks.synthetic.AddingProblem"
+    length: int = 200
+    variant: str = "tcn"
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        _require(
+            self.length >= 2, "task.length", f"adding needs at least 2 steps, got {self.length}"
+        )
+        _choice(self.variant, "task.variant", ("tcn", "arjovsky"))
+
+
+@dataclass
+class CopyMemoryConfig(TaskConfig):
+    _target_: str = "seqbench.tasks.synthetic.CopyMemory"
+    length: int = 100
+    n_memorize: int = 10
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        _require(self.n_memorize > 0, "task.n_memorize", f"must be positive, got {self.n_memorize}")
+
+
+OPTIMIZERS = ("adam", "adamw", "rmsprop", "sgd")
+SCHEDULES = ("constant", "cosine", "warmup_cosine", "linear")
+
+
+@dataclass
+class OptimizerConfig:
+    """An optax optimizer with global-norm clipping and a learning-rate schedule.
+
+    `momentum` is used by sgd and rmsprop; `decay` is rmsprop's squared-gradient decay; b1/b2/eps by
+    adam and adamw; `weight_decay` by adamw. `grad_clip` <= 0 or null turns clipping off.
+    Schedules run over `trainer.steps`; `warmup_steps` applies to warmup_cosine.
+    """
+
+    name: str = "adam"
+    lr: float = 1e-3
+    b1: float = 0.9
+    b2: float = 0.999
+    eps: float = 1e-8
+    momentum: float = 0.0
+    nesterov: bool = False
+    decay: float = 0.9
+    weight_decay: float = 0.0
+    grad_clip: float | None = 1.0
+    schedule: str = "constant"
+    warmup_steps: int = 0
+    final_lr_fraction: float = 0.0
+
+    def __post_init__(self) -> None:
+        _choice(self.name, "optimizer.name", OPTIMIZERS)
+        _require(self.lr > 0, "optimizer.lr", f"must be positive, got {self.lr}")
+        _require(0 <= self.b1 < 1 and 0 <= self.b2 < 1, "optimizer.b1/b2", "must be in [0, 1)")
+        _require(self.eps > 0, "optimizer.eps", "must be positive")
+        _require(0 <= self.momentum < 1, "optimizer.momentum", "must be in [0, 1)")
+        _require(0 <= self.decay < 1, "optimizer.decay", "must be in [0, 1)")
+        _require(self.weight_decay >= 0, "optimizer.weight_decay", "must be non-negative")
+        _choice(self.schedule, "optimizer.schedule", SCHEDULES)
+        _require(self.warmup_steps >= 0, "optimizer.warmup_steps", "must be non-negative")
+        _require(
+            0 <= self.final_lr_fraction <= 1, "optimizer.final_lr_fraction", "must be in [0, 1]"
+        )
+
+
+@dataclass
+class TrainerConfig:
+    """The training loop: `steps` optimizer steps per seed, evaluated every `eval_every` steps.
+
+    Steps between evaluations run as one jitted `lax.scan`; `eval_batch_size` splits the evaluation
+    set into chunks (null: the whole set at once) to bound memory.
+    """
+
+    steps: int = 2000
+    batch_size: int = 64
+    eval_every: int = 200
+    eval_batch_size: int | None = None
+    progress: bool = True
+    compilation_cache_dir: str | None = None
+
+    def __post_init__(self) -> None:
+        _require(self.steps > 0, "trainer.steps", f"must be positive, got {self.steps}")
+        _require(
+            self.batch_size > 0, "trainer.batch_size", f"must be positive, got {self.batch_size}"
+        )
+        _require(
+            self.eval_every > 0, "trainer.eval_every", f"must be positive, got {self.eval_every}"
+        )
+        if self.eval_batch_size is not None:
+            _require(self.eval_batch_size > 0, "trainer.eval_batch_size", "must be positive")
+
+
+@dataclass
+class LoggerConfig:
+    """Where metrics are mirrored besides the run record ("none": the run record only)."""
+
+    name: str = "none"
+
+    def __post_init__(self) -> None:
+        _choice(self.name, "logger.name", ("none",))
+
+
+@dataclass
+class Config:
+    """The root config composed by `conf/config.yaml`."""
+
+    model: ModelConfig = MISSING
+    task: Any = MISSING
+    optimizer: OptimizerConfig = MISSING
+    trainer: TrainerConfig = MISSING
+    logger: LoggerConfig = MISSING
+    seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
+    name: str | None = None
+    tags: list[str] = field(default_factory=list)
+    output_dir: str | None = None
+
+    def __post_init__(self) -> None:
+        _require(len(self.seeds) > 0, "seeds", "give at least one seed")
+        _require(len(set(self.seeds)) == len(self.seeds), "seeds", f"repeated seed in {self.seeds}")
+        _require(all(s >= 0 for s in self.seeds), "seeds", "must be non-negative integers")
+
+
+TASK_SCHEMAS: dict[str, type[TaskConfig]] = {
+    "adding": AddingConfig,
+    "copy_memory": CopyMemoryConfig,
+}
+
+
+def register_configs() -> None:
+    """Store every schema so YAML options can name it in their defaults list."""
+    cs = ConfigStore.instance()
+    cs.store(name="config_schema", node=Config)
+    cs.store(group="model", name="model_schema", node=ModelConfig)
+    cs.store(group="optimizer", name="optimizer_schema", node=OptimizerConfig)
+    cs.store(group="trainer", name="trainer_schema", node=TrainerConfig)
+    cs.store(group="logger", name="logger_schema", node=LoggerConfig)
+    for name, schema in TASK_SCHEMAS.items():
+        cs.store(group="task", name=f"{name}_schema", node=schema)
+
+
+def validate(cfg: DictConfig) -> Config:
+    """Turn a composed config into checked dataclasses; raise ConfigError on the first bad value."""
+    try:
+        checked = OmegaConf.to_object(cfg)
+    except ConfigError:
+        raise
+    except Exception as error:  # omegaconf's own errors: missing values, type conversions
+        message = str(error).splitlines()[0]
+        raise ConfigError(message) from error
+    assert isinstance(checked, Config)
+    schema = TASK_SCHEMAS.get(_task_key(checked.task))
+    if not isinstance(checked.task, TaskConfig) and schema is not None:
+        checked.task = schema(**checked.task)
+    if not isinstance(checked.task, TaskConfig):
+        raise ConfigError("task: not a known task config (use task=<option> from conf/task/)")
+    return checked
+
+
+def _task_key(task: Any) -> str | None:
+    target = getattr(task, "_target_", None) or (
+        task.get("_target_") if isinstance(task, dict) else None
+    )
+    for name, schema in TASK_SCHEMAS.items():
+        if schema._target_ == target:
+            return name
+    return None

@@ -1,0 +1,202 @@
+"""Recurrent cells: one direction of one recurrent layer run over a whole sequence.
+
+Every cell maps inputs (B, T, F) to ``(outputs (B, T, H), final_carry)`` and holds
+
+    w_ih (F, G*H), w_hh (H, G*H), b_ih (G*H,), b_hh (G*H,)
+
+with the G gate blocks along the last axis in PyTorch order (LSTM i, f, g, o; GRU r, z, n),
+so ``w_ih.T`` is PyTorch's ``weight_ih_l0``. Writing x W for ``x @ W`` (row vectors), the
+equations are exactly those of ``torch.nn.RNN`` / ``LSTM`` / ``GRU``.
+
+The input projection ``inputs @ w_ih + b_ih`` is computed for all steps at once; only the
+recurrent part runs inside ``jax.lax.scan``. With ``seq_lengths``, steps t >= length leave
+the carry unchanged and output zeros; ``reverse=True`` runs each row's valid prefix backwards.
+"""
+
+import functools
+import math
+from typing import ClassVar
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from seqbench.models.recurrence import masked_scan
+
+_ACTIVATIONS = {"tanh": jnp.tanh, "relu": jax.nn.relu}
+
+
+def glorot_blocks_init(gates: int) -> nn.initializers.Initializer:
+    """Glorot/Xavier uniform for a (F, G*H) kernel, per gate block: fan_in F, fan_out H.
+
+    Every block shares the bound sqrt(6 / (F + H)), so this is one uniform draw.
+    """
+
+    def init(key, shape, dtype=jnp.float32):
+        fan_in, fan_out = shape[0], shape[1] // gates
+        limit = math.sqrt(6.0 / (fan_in + fan_out))
+        return jax.random.uniform(key, shape, dtype, -limit, limit)
+
+    return init
+
+
+def orthogonal_blocks_init(gates: int) -> nn.initializers.Initializer:
+    """Independent orthogonal (H, H) matrix for each gate block of a (H, G*H) kernel."""
+
+    def init(key, shape, dtype=jnp.float32):
+        h = shape[0]
+        ortho = nn.initializers.orthogonal()
+        blocks = [ortho(k, (h, h), dtype) for k in jax.random.split(key, gates)]
+        return jnp.concatenate(blocks, axis=1)
+
+    return init
+
+
+def identity_init(key, shape, dtype=jnp.float32):
+    """Identity recurrent kernel (IRNN, Le et al. 2015). (H, H)."""
+    del key
+    return jnp.eye(shape[0], shape[1], dtype=dtype)
+
+
+def _elman_step(act, w_hh, b_hh, h, xp):
+    h = act(xp + h @ w_hh + b_hh)
+    return h, h
+
+
+def _lstm_step(w_hh, b_hh, carry, xp):
+    h, c = carry
+    i, f, g, o = jnp.split(xp + h @ w_hh + b_hh, 4, axis=-1)
+    c = jax.nn.sigmoid(f) * c + jax.nn.sigmoid(i) * jnp.tanh(g)
+    h = jax.nn.sigmoid(o) * jnp.tanh(c)
+    return (h, c), h
+
+
+def _gru_step(w_hh, b_hh, h, xp):
+    x_r, x_z, x_n = jnp.split(xp, 3, axis=-1)
+    h_r, h_z, h_n = jnp.split(h @ w_hh + b_hh, 3, axis=-1)
+    r = jax.nn.sigmoid(x_r + h_r)
+    z = jax.nn.sigmoid(x_z + h_z)
+    n = jnp.tanh(x_n + r * h_n)
+    h = (1.0 - z) * n + z * h
+    return h, h
+
+
+class _RecurrentLayer(nn.Module):
+    """Shared parameter declaration and masked scan; subclasses define the step."""
+
+    hidden_size: int
+    recurrent_init: str = "orthogonal"
+
+    gates: ClassVar[int] = 1
+    recurrent_inits: ClassVar[tuple[str, ...]] = ("orthogonal",)
+
+    def __post_init__(self):
+        if self.hidden_size < 1:
+            raise ValueError(f"hidden_size must be >= 1, got {self.hidden_size}")
+        if self.recurrent_init not in self.recurrent_inits:
+            raise ValueError(
+                f"{type(self).__name__}: unknown recurrent_init {self.recurrent_init!r}; "
+                f"allowed: {list(self.recurrent_inits)}"
+            )
+        super().__post_init__()
+
+    def _recurrent_kernel_init(self) -> nn.initializers.Initializer:
+        if self.recurrent_init == "identity":
+            return identity_init
+        return orthogonal_blocks_init(self.gates)
+
+    def _bias_ih_init(self) -> nn.initializers.Initializer:
+        return nn.initializers.zeros_init()
+
+    def _step(self, w_hh, b_hh):
+        raise NotImplementedError
+
+    def _initial_carry(self, batch: int, dtype):
+        return jnp.zeros((batch, self.hidden_size), dtype)
+
+    @nn.compact
+    def __call__(self, inputs, seq_lengths=None, reverse: bool = False):
+        """inputs (B, T, F), seq_lengths (B,) int or None -> (outputs (B, T, H), final_carry)."""
+        f, h, gh = inputs.shape[-1], self.hidden_size, self.gates * self.hidden_size
+        w_ih = self.param("w_ih", glorot_blocks_init(self.gates), (f, gh), jnp.float32)
+        w_hh = self.param("w_hh", self._recurrent_kernel_init(), (h, gh), jnp.float32)
+        b_ih = self.param("b_ih", self._bias_ih_init(), (gh,), jnp.float32)
+        b_hh = self.param("b_hh", nn.initializers.zeros_init(), (gh,), jnp.float32)
+        xp = inputs @ w_ih + b_ih
+        carry = self._initial_carry(inputs.shape[0], xp.dtype)
+        final, outputs = masked_scan(self._step(w_hh, b_hh), carry, xp, seq_lengths, reverse)
+        return outputs, final
+
+
+class SimpleRNN(_RecurrentLayer):
+    """Elman RNN (``torch.nn.RNN``): h' = act(x W_ih + b_ih + h W_hh + b_hh).
+
+    act is tanh (default) or relu. G = 1. Carry: h (B, H).
+    ``recurrent_init``: "orthogonal" or "identity" (IRNN, Le et al. 2015).
+    """
+
+    activation: str = "tanh"
+
+    recurrent_inits: ClassVar[tuple[str, ...]] = ("orthogonal", "identity")
+
+    def __post_init__(self):
+        if self.activation not in _ACTIVATIONS:
+            raise ValueError(
+                f"SimpleRNN: unknown activation {self.activation!r}; allowed: {list(_ACTIVATIONS)}"
+            )
+        super().__post_init__()
+
+    def _step(self, w_hh, b_hh):
+        return functools.partial(_elman_step, _ACTIVATIONS[self.activation], w_hh, b_hh)
+
+
+class LSTM(_RecurrentLayer):
+    """LSTM (``torch.nn.LSTM``), G = 4 blocks i, f, g, o of a = x W_ih + b_ih + h W_hh + b_hh:
+
+        i = σ(a_i), f = σ(a_f), g = tanh(a_g), o = σ(a_o)
+        c' = f * c + i * g
+        h' = o * tanh(c')
+
+    Carry: (h, c), each (B, H). ``forget_bias`` initialises the forget block of b_ih.
+    """
+
+    forget_bias: float = 1.0
+
+    gates: ClassVar[int] = 4
+
+    def _bias_ih_init(self) -> nn.initializers.Initializer:
+        h, forget_bias = self.hidden_size, self.forget_bias
+
+        def init(key, shape, dtype=jnp.float32):
+            del key
+            return jnp.zeros(shape, dtype).at[h : 2 * h].set(forget_bias)
+
+        return init
+
+    def _step(self, w_hh, b_hh):
+        return functools.partial(_lstm_step, w_hh, b_hh)
+
+    def _initial_carry(self, batch: int, dtype):
+        zeros = jnp.zeros((batch, self.hidden_size), dtype)
+        return zeros, zeros
+
+
+class GRU(_RecurrentLayer):
+    """GRU (``torch.nn.GRU``), G = 3 blocks r, z, n:
+
+        r = σ(x W_ir + b_ir + h W_hr + b_hr)
+        z = σ(x W_iz + b_iz + h W_hz + b_hz)
+        n = tanh(x W_in + b_in + r * (h W_hn + b_hn))
+        h' = (1 - z) * n + z * h
+
+    Carry: h (B, H).
+    """
+
+    gates: ClassVar[int] = 3
+
+    def _step(self, w_hh, b_hh):
+        return functools.partial(_gru_step, w_hh, b_hh)
+
+
+CELLS: dict[str, type[nn.Module]] = {"simple_rnn": SimpleRNN, "lstm": LSTM, "gru": GRU}
+GATES: dict[str, int] = {"simple_rnn": 1, "lstm": 4, "gru": 3}

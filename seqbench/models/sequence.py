@@ -1,0 +1,146 @@
+"""Sequence model: encoder -> stacked (bi)directional recurrent layers -> dense readout.
+
+Shapes: B = batch, T = time, F = input features, H = hidden size, O = output_dim,
+D = 2 if bidirectional else 1.
+"""
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from seqbench.models.cells import CELLS
+from seqbench.models.recurrence import length_mask, take_last_valid
+
+ENCODERS = ("none", "linear", "embedding", "one_hot")
+READOUTS = ("last", "every_step")
+ACTIVATIONS = ("tanh", "relu")
+RECURRENT_INITS = ("orthogonal", "identity")
+
+
+class SequenceModel(nn.Module):
+    """Encoder, ``n_layers`` recurrent layers of ``cell`` (optionally bidirectional), readout.
+
+    Encoders: "none" feeds float inputs (B, T, F) unchanged; "linear" applies
+    Dense(embed_dim); "embedding" looks int tokens (B, T) up in an Embed(vocab_size,
+    embed_dim) table; "one_hot" turns int tokens (B, T) into (B, T, vocab_size).
+    ``embed_dim`` defaults to ``hidden_size``.
+
+    Layer k > 0 reads layer k-1's outputs (B, T, D*H); in the bidirectional case the forward
+    and backward outputs are concatenated [fwd, bwd] on the feature axis. Dropout
+    (rng stream "dropout") acts between stacked layers only.
+
+    Readouts: "last" -> Dense(O) on the output at each row's last valid step, i.e.
+    [fwd[len-1], bwd[0]] when bidirectional, giving (B, O); "every_step" -> Dense(O) at every
+    step, (B, T, O), with zeros at padded steps.
+
+    Submodules: ``encoder`` (linear/embedding only), ``layer_{k}_fwd``, ``layer_{k}_bwd``
+    (bidirectional only), ``readout``.
+    """
+
+    cell: str
+    hidden_size: int
+    output_dim: int
+    n_layers: int = 1
+    bidirectional: bool = False
+    dropout: float = 0.0
+    encoder: str = "none"
+    vocab_size: int | None = None
+    embed_dim: int | None = None
+    readout: str = "last"
+    activation: str = "tanh"
+    recurrent_init: str = "orthogonal"
+    forget_bias: float = 1.0
+
+    def __post_init__(self):
+        self._validate()
+        super().__post_init__()
+
+    def _validate(self):
+        def bad(field, allowed):
+            value = getattr(self, field)
+            return ValueError(f"SequenceModel: bad {field}={value!r}; allowed: {allowed}")
+
+        if self.cell not in CELLS:
+            raise bad("cell", list(CELLS))
+        if self.encoder not in ENCODERS:
+            raise bad("encoder", list(ENCODERS))
+        if self.readout not in READOUTS:
+            raise bad("readout", list(READOUTS))
+        if self.hidden_size < 1:
+            raise bad("hidden_size", "integers >= 1")
+        if self.output_dim < 1:
+            raise bad("output_dim", "integers >= 1")
+        if self.n_layers < 1:
+            raise bad("n_layers", "integers >= 1")
+        if not 0.0 <= self.dropout < 1.0:
+            raise bad("dropout", "floats in [0, 1)")
+        if self.recurrent_init not in RECURRENT_INITS:
+            raise bad("recurrent_init", list(RECURRENT_INITS))
+        if self.recurrent_init == "identity" and self.cell != "simple_rnn":
+            raise bad("recurrent_init", "'identity' only with cell='simple_rnn', else 'orthogonal'")
+        if self.cell == "simple_rnn" and self.activation not in ACTIVATIONS:
+            raise bad("activation", list(ACTIVATIONS))
+        if self.encoder in ("embedding", "one_hot") and (
+            self.vocab_size is None or self.vocab_size < 1
+        ):
+            raise bad("vocab_size", f"an integer >= 1 when encoder={self.encoder!r}")
+        if self.embed_dim is not None and self.embed_dim < 1:
+            raise bad("embed_dim", "None or integers >= 1")
+
+    def _cell_kwargs(self) -> dict:
+        kwargs = {"hidden_size": self.hidden_size, "recurrent_init": self.recurrent_init}
+        if self.cell == "simple_rnn":
+            kwargs["activation"] = self.activation
+        elif self.cell == "lstm":
+            kwargs["forget_bias"] = self.forget_bias
+        return kwargs
+
+    def _encode(self, inputs: jax.Array) -> jax.Array:
+        embed_dim = self.embed_dim or self.hidden_size
+        if self.encoder in ("embedding", "one_hot"):
+            if inputs.ndim != 2 or not jnp.issubdtype(inputs.dtype, jnp.integer):
+                raise ValueError(
+                    f"encoder={self.encoder!r} expects int tokens (B, T), "
+                    f"got {inputs.dtype} {inputs.shape}"
+                )
+            if self.encoder == "one_hot":
+                return jax.nn.one_hot(inputs, self.vocab_size, dtype=jnp.float32)
+            return nn.Embed(self.vocab_size, embed_dim, name="encoder")(inputs)
+        if inputs.ndim != 3:
+            raise ValueError(
+                f"encoder={self.encoder!r} expects float inputs (B, T, F), got {inputs.shape}"
+            )
+        if not jnp.issubdtype(inputs.dtype, jnp.floating):
+            inputs = inputs.astype(jnp.float32)
+        if self.encoder == "linear":
+            return nn.Dense(embed_dim, name="encoder")(inputs)
+        return inputs
+
+    @nn.compact
+    def __call__(self, inputs, seq_lengths=None, *, deterministic: bool = True):
+        """inputs (B, T, F) float or (B, T) int tokens; seq_lengths (B,) int or None.
+
+        Returns (B, O) for readout "last", (B, T, O) for "every_step".
+        """
+        cell_cls, kwargs = CELLS[self.cell], self._cell_kwargs()
+        x = self._encode(jnp.asarray(inputs))
+        for k in range(self.n_layers):
+            if k > 0 and self.dropout > 0.0:
+                x = nn.Dropout(rate=self.dropout)(x, deterministic=deterministic)
+            fwd, _ = cell_cls(**kwargs, name=f"layer_{k}_fwd")(x, seq_lengths)
+            if self.bidirectional:
+                bwd, _ = cell_cls(**kwargs, name=f"layer_{k}_bwd")(x, seq_lengths, reverse=True)
+                x = jnp.concatenate([fwd, bwd], axis=-1)
+            else:
+                x = fwd
+
+        head = nn.Dense(self.output_dim, name="readout")
+        if self.readout == "every_step":
+            y = head(x)
+            if seq_lengths is None:
+                return y
+            return jnp.where(length_mask(seq_lengths, y.shape[1])[..., None], y, 0.0)
+        last = take_last_valid(fwd, seq_lengths)
+        if self.bidirectional:
+            last = jnp.concatenate([last, bwd[:, 0]], axis=-1)
+        return head(last)

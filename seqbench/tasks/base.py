@@ -1,0 +1,88 @@
+"""The interface every seqbench task implements, synthetic or real.
+
+A task owns its data, its loss and its metrics. Training batches are drawn from a PRNG key inside the
+jitted training step, so a task's `sample` must be a pure JAX function; the held-out evaluation set is
+drawn once from a fixed key (or read from disk) and kept on device.
+"""
+
+from __future__ import annotations
+
+import abc
+from dataclasses import dataclass
+from typing import Literal, NamedTuple
+
+import jax
+
+Direction = Literal["min", "max"]
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    """What a model must accept and produce for a task.
+
+    input_kind: "real" (inputs are float (B, T, input_dim)) or "tokens" (int (B, T) in [0, input_dim)).
+    input_dim: feature count for real inputs, vocabulary size for tokens.
+    output_dim: width of the model's readout.
+    seq_len: T, the (maximum) sequence length.
+    readout: "last" (one prediction per sequence) or "every_step" (one per time step).
+    """
+
+    input_kind: Literal["real", "tokens"]
+    input_dim: int
+    output_dim: int
+    seq_len: int
+    readout: Literal["last", "every_step"]
+
+
+class Batch(NamedTuple):
+    """A batch of examples (a pytree, so it can cross `jit`, `vmap` and `lax.scan`).
+
+    inputs: (B, T, F) float or (B, T) int.
+    targets: task-specific, leading axis B.
+    seq_lengths: (B,) int32 valid lengths, or None when every sequence has length T.
+    """
+
+    inputs: jax.Array
+    targets: jax.Array
+    seq_lengths: jax.Array | None = None
+
+
+class Task(abc.ABC):
+    """A sequence task: data, loss, metrics and the trivial baseline to beat."""
+
+    name: str
+    spec: TaskSpec
+    #: every metric the task reports, with the direction in which it improves
+    metric_directions: dict[str, Direction]
+    #: the metric that ranks runs and picks the best evaluation
+    primary_metric: str
+
+    @abc.abstractmethod
+    def sample(self, key: jax.Array, batch_size: int) -> Batch:
+        """Draw a training batch of `batch_size` examples from `key` (pure, jittable)."""
+
+    @abc.abstractmethod
+    def eval_set(self) -> Batch:
+        """The fixed held-out evaluation set (same on every call)."""
+
+    @abc.abstractmethod
+    def loss(self, outputs: jax.Array, batch: Batch) -> jax.Array:
+        """Scalar training loss of model `outputs` on `batch`."""
+
+    @abc.abstractmethod
+    def metrics(self, outputs: jax.Array, batch: Batch) -> dict[str, jax.Array]:
+        """Per-example metric values, each of shape (B,), keyed as in `metric_directions`."""
+
+    @abc.abstractmethod
+    def baseline(self) -> dict[str, float]:
+        """The score of the trivial (memoryless or constant) predictor for each metric."""
+
+    def describe(self) -> dict:
+        """A JSON-ready summary for run records."""
+        return {
+            "name": self.name,
+            "spec": self.spec.__dict__,
+            "metrics": dict(self.metric_directions),
+            "primary_metric": self.primary_metric,
+            "baseline": self.baseline(),
+        }

@@ -1,0 +1,145 @@
+"""Synthetic long-dependency tasks, generated on device from PRNG keys.
+
+Definitions follow Bai, Kolter & Koltun 2018 (locuslab/TCN) unless a variant says otherwise.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import ClassVar
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from seqbench.tasks.base import Batch, Direction, Task, TaskSpec
+
+
+class AddingProblem(Task):
+    """Sum the two marked values of a sequence.
+
+    Inputs (B, T, 2) float: channel 0 is uniform on [0, 1); channel 1 is zero except for exactly two 1s.
+    Targets (B, 1): the sum of the two channel-0 values under the markers, read from the last step.
+
+    Variants (where the two markers go):
+      "tcn": two distinct positions drawn uniformly from the whole sequence (Bai et al. 2018).
+      "arjovsky": the first in [0, T/2), the second in [T/2, T) (Arjovsky, Shah & Bengio 2016).
+
+    The trivial predictor (always 1) scores MSE = Var(U1 + U2) = 1/6.
+    """
+
+    name = "adding"
+    metric_directions: ClassVar[dict[str, Direction]] = {"mse": "min"}
+    primary_metric = "mse"
+    variants = ("tcn", "arjovsky")
+
+    def __init__(self, length: int, variant: str = "tcn", n_eval: int = 1000, eval_seed: int = 0):
+        if length < 2:
+            raise ValueError(f"adding: length must be at least 2, got {length}")
+        if variant not in self.variants:
+            raise ValueError(f"adding: unknown variant {variant!r}; choose from {self.variants}")
+        self.length, self.variant = length, variant
+        self.n_eval, self.eval_seed = n_eval, eval_seed
+        self.spec = TaskSpec("real", 2, 1, length, "last")
+
+    def marker_positions(self, key: jax.Array, batch_size: int) -> jax.Array:
+        """(B, 2) int32 positions of the two markers."""
+        k1, k2 = jax.random.split(key)
+        T = self.length
+        if self.variant == "tcn":
+            first = jax.random.randint(k1, (batch_size,), 0, T)
+            second = jax.random.randint(k2, (batch_size,), 0, T - 1)
+            second = second + (second >= first)  # uniform over the T - 1 other positions
+        else:
+            half = T // 2
+            first = jax.random.randint(k1, (batch_size,), 0, half)
+            second = jax.random.randint(k2, (batch_size,), half, T)
+        return jnp.stack([first, second], axis=1).astype(jnp.int32)
+
+    def sample(self, key: jax.Array, batch_size: int) -> Batch:
+        value_key, marker_key = jax.random.split(key)
+        values = jax.random.uniform(value_key, (batch_size, self.length))
+        positions = self.marker_positions(marker_key, batch_size)
+        markers = (
+            jnp.zeros((batch_size, self.length))
+            .at[jnp.arange(batch_size)[:, None], positions]
+            .set(1.0)
+        )
+        targets = jnp.sum(values * markers, axis=1, keepdims=True)
+        return Batch(jnp.stack([values, markers], axis=-1), targets)
+
+    def eval_set(self) -> Batch:
+        return self.sample(jax.random.key(self.eval_seed), self.n_eval)
+
+    def loss(self, outputs: jax.Array, batch: Batch) -> jax.Array:
+        return jnp.mean(self.metrics(outputs, batch)["mse"])
+
+    def metrics(self, outputs: jax.Array, batch: Batch) -> dict[str, jax.Array]:
+        return {"mse": jnp.mean((outputs - batch.targets) ** 2, axis=-1)}
+
+    def baseline(self) -> dict[str, float]:
+        return {"mse": 1.0 / 6.0}
+
+
+class CopyMemory(Task):
+    """Recall a string of digits after a long blank (Bai et al. 2018, locuslab/TCN).
+
+    With T = `length` (the blank) and n = `n_memorize` (10 in the paper), an input of T + 2n tokens:
+    n digits drawn uniformly from 1..8, then T - 1 zeros, then n + 1 nines (the first nine is the
+    delimiter that says "start recalling"). Targets: T + n zeros, then the n digits.
+    Inputs (B, T + 2n) int32 tokens in [0, 10); targets (B, T + 2n) int32 classes in [0, 10).
+    Loss: cross-entropy over all T + 2n positions and 10 classes.
+
+    The memoryless predictor (zeros, then uniform over the 8 digits) scores n ln 8 / (T + 2n), and
+    recalls a digit correctly 1/8 of the time.
+    """
+
+    name = "copy_memory"
+    metric_directions: ClassVar[dict[str, Direction]] = {
+        "cross_entropy": "min",
+        "recall_accuracy": "max",
+    }
+    primary_metric = "cross_entropy"
+    vocab_size = 10
+
+    def __init__(self, length: int, n_memorize: int = 10, n_eval: int = 1000, eval_seed: int = 0):
+        if length < 1:
+            raise ValueError(f"copy_memory: length must be at least 1, got {length}")
+        if n_memorize < 1:
+            raise ValueError(f"copy_memory: n_memorize must be at least 1, got {n_memorize}")
+        self.length, self.n_memorize = length, n_memorize
+        self.n_eval, self.eval_seed = n_eval, eval_seed
+        self.total_length = length + 2 * n_memorize
+        self.spec = TaskSpec(
+            "tokens", self.vocab_size, self.vocab_size, self.total_length, "every_step"
+        )
+
+    def sample(self, key: jax.Array, batch_size: int) -> Batch:
+        n, T = self.n_memorize, self.length
+        digits = jax.random.randint(key, (batch_size, n), 1, 9, dtype=jnp.int32)
+        blank = jnp.zeros((batch_size, T - 1), jnp.int32)
+        recall = jnp.full((batch_size, n + 1), 9, jnp.int32)
+        inputs = jnp.concatenate([digits, blank, recall], axis=1)
+        targets = jnp.concatenate([jnp.zeros((batch_size, T + n), jnp.int32), digits], axis=1)
+        return Batch(inputs, targets)
+
+    def eval_set(self) -> Batch:
+        return self.sample(jax.random.key(self.eval_seed), self.n_eval)
+
+    def loss(self, outputs: jax.Array, batch: Batch) -> jax.Array:
+        return jnp.mean(self.metrics(outputs, batch)["cross_entropy"])
+
+    def metrics(self, outputs: jax.Array, batch: Batch) -> dict[str, jax.Array]:
+        ce = optax.softmax_cross_entropy_with_integer_labels(outputs, batch.targets)
+        n = self.n_memorize
+        recalled = jnp.argmax(outputs[:, -n:], axis=-1) == batch.targets[:, -n:]
+        return {
+            "cross_entropy": jnp.mean(ce, axis=1),
+            "recall_accuracy": jnp.mean(recalled, axis=1),
+        }
+
+    def baseline(self) -> dict[str, float]:
+        return {
+            "cross_entropy": self.n_memorize * math.log(8) / self.total_length,
+            "recall_accuracy": 1.0 / 8.0,
+        }

@@ -1,0 +1,150 @@
+"""The pure training program: one seed's step, a chunk of steps under `lax.scan`, seeds under `vmap`.
+
+Everything here is a pure function of arrays; `seqbench.train.runner` drives it from the host, one
+jitted chunk (many steps) per call. A seed whose loss, gradients or updated parameters stop being
+finite is frozen at its last finite parameters and marked with the step where that happened; since
+seeds are separate lanes of a `vmap`, the other seeds never see its values.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, NamedTuple
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import optax
+
+from seqbench.tasks.base import Batch, Task
+
+NOT_DIVERGED = -1
+
+
+class TrainState(NamedTuple):
+    """One seed's training state (a leading seed axis S when batched).
+
+    params: the model parameters.
+    opt_state: the optimizer state.
+    key: PRNG key from which every training batch and dropout mask is split.
+    step: int32 () steps taken.
+    diverged_step: int32 () first step whose loss or update was not finite, NOT_DIVERGED (-1) if none.
+    """
+
+    params: Any
+    opt_state: Any
+    key: jax.Array
+    step: jax.Array
+    diverged_step: jax.Array
+
+
+def all_finite(tree: Any) -> jax.Array:
+    """bool (): every element of every leaf is finite."""
+    leaves = jax.tree_util.tree_leaves(tree)
+    return jnp.all(jnp.stack([jnp.all(jnp.isfinite(leaf)) for leaf in leaves]))
+
+
+@dataclass(frozen=True)
+class TrainProgram:
+    """The pure functions of one training setup. `batched_*` carry a leading seed axis S."""
+
+    init: Callable[[jax.Array], TrainState]
+    step: Callable[[TrainState], tuple[TrainState, jax.Array]]
+    chunk: Callable[[TrainState, int], tuple[TrainState, jax.Array]]
+    evaluate: Callable[[Any, Batch], dict[str, jax.Array]]
+    batched_init: Callable[[jax.Array], TrainState]
+    batched_chunk: Callable[[TrainState, int], tuple[TrainState, jax.Array]]
+    batched_evaluate: Callable[[Any, Batch], dict[str, jax.Array]]
+
+
+def make_train(
+    model: nn.Module,
+    task: Task,
+    optimizer: optax.GradientTransformation,
+    batch_size: int,
+    eval_batch_size: int | None = None,
+) -> TrainProgram:
+    """Build the training program of `model` on `task`.
+
+    init(seed int32 ()) -> TrainState; step(state) -> (state, loss ()); chunk(state, n) runs n steps
+    with `lax.scan` -> (state, losses (n,)); evaluate(params, eval_set) -> {metric: mean ()}, over the
+    evaluation set in chunks of `eval_batch_size` examples. The batched versions take and return a
+    leading seed axis on states, seeds, losses and metrics (the evaluation set is shared).
+    """
+
+    example = task.sample(jax.random.key(0), 1)
+
+    def init(seed: jax.Array) -> TrainState:
+        init_key, run_key = jax.random.split(jax.random.key(seed))
+        params = model.init(init_key, example.inputs, example.seq_lengths)["params"]
+        return TrainState(
+            params=params,
+            opt_state=optimizer.init(params),
+            key=run_key,
+            step=jnp.zeros((), jnp.int32),
+            diverged_step=jnp.full((), NOT_DIVERGED, jnp.int32),
+        )
+
+    def loss_fn(params: Any, batch: Batch, dropout_key: jax.Array) -> jax.Array:
+        outputs = model.apply(
+            {"params": params},
+            batch.inputs,
+            batch.seq_lengths,
+            deterministic=False,
+            rngs={"dropout": dropout_key},
+        )
+        return task.loss(outputs, batch)
+
+    def step(state: TrainState) -> tuple[TrainState, jax.Array]:
+        key, data_key, dropout_key = jax.random.split(state.key, 3)
+        batch = task.sample(data_key, batch_size)
+        loss, grads = jax.value_and_grad(loss_fn)(state.params, batch, dropout_key)
+        updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
+        params = optax.apply_updates(state.params, updates)
+        alive = state.diverged_step == NOT_DIVERGED
+        finite = jnp.isfinite(loss) & all_finite(grads) & all_finite(params)
+        accept = alive & finite
+
+        def keep(new: Any, old: Any) -> Any:
+            return jax.tree_util.tree_map(lambda n, o: jnp.where(accept, n, o), new, old)
+
+        new_state = TrainState(
+            params=keep(params, state.params),
+            opt_state=keep(opt_state, state.opt_state),
+            key=key,
+            step=state.step + 1,
+            diverged_step=jnp.where(alive & ~finite, state.step, state.diverged_step),
+        )
+        return new_state, jnp.where(accept, loss, jnp.nan)
+
+    def chunk(state: TrainState, n_steps: int) -> tuple[TrainState, jax.Array]:
+        return jax.lax.scan(lambda s, _: step(s), state, None, length=n_steps)
+
+    def evaluate(params: Any, eval_set: Batch) -> dict[str, jax.Array]:
+        n = eval_set.inputs.shape[0]
+        size = eval_batch_size or n
+        if n % size:
+            raise ValueError(
+                f"trainer.eval_batch_size: {size} does not divide the {n} evaluation examples"
+            )
+        chunks = jax.tree_util.tree_map(
+            lambda x: x.reshape(n // size, size, *x.shape[1:]), eval_set
+        )
+
+        def chunk_metrics(batch: Batch) -> dict[str, jax.Array]:
+            outputs = model.apply({"params": params}, batch.inputs, batch.seq_lengths)
+            return task.metrics(outputs, batch)
+
+        per_example = jax.lax.map(chunk_metrics, chunks)
+        return {name: jnp.mean(values) for name, values in per_example.items()}
+
+    return TrainProgram(
+        init=init,
+        step=step,
+        chunk=chunk,
+        evaluate=evaluate,
+        batched_init=jax.vmap(init),
+        batched_chunk=lambda state, n_steps: jax.vmap(lambda s: chunk(s, n_steps))(state),
+        batched_evaluate=jax.vmap(evaluate, in_axes=(0, None)),
+    )

@@ -1,0 +1,139 @@
+"""Drive a `TrainProgram` from the host: compile, run chunks, evaluate, time, keep the curves.
+
+The host touches the device once per chunk of `eval_every` steps (to read the chunk's mean losses
+and the evaluation metrics); every step in between runs inside one jitted `lax.scan`.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from tqdm.auto import tqdm
+
+from seqbench.tasks.base import Task
+from seqbench.train.loop import NOT_DIVERGED, TrainProgram, TrainState
+
+
+@dataclass
+class TrainResult:
+    """Everything a run measured, as host NumPy arrays.
+
+    seeds: (S,) seeds. eval_steps: (E,) steps at which the model was evaluated (0 first).
+    eval_metrics: {metric: (E, S)}, NaN from a seed's divergence on.
+    train_steps: (C,) last step of each chunk; train_loss: (C, S) mean loss over each chunk.
+    diverged_step: (S,) first non-finite step, -1 if none.
+    timing: compile_s, train_s, eval_s, steps_per_s, tokens_per_s.
+    state: the final batched TrainState (on device).
+    """
+
+    seeds: np.ndarray
+    eval_steps: np.ndarray
+    eval_metrics: dict[str, np.ndarray]
+    train_steps: np.ndarray
+    train_loss: np.ndarray
+    diverged_step: np.ndarray
+    timing: dict[str, float] = field(default_factory=dict)
+    state: TrainState | None = None
+
+
+def _chunk_lengths(steps: int, eval_every: int) -> list[int]:
+    lengths = [eval_every] * (steps // eval_every)
+    if steps % eval_every:
+        lengths.append(steps % eval_every)
+    return lengths
+
+
+def run_training(
+    program: TrainProgram,
+    task: Task,
+    seeds: list[int],
+    steps: int,
+    eval_every: int,
+    batch_size: int,
+    progress: bool = True,
+    on_eval: Callable[[int, dict[str, np.ndarray]], None] | None = None,
+    state: TrainState | None = None,
+) -> TrainResult:
+    """Train one model per seed, all seeds in one vmapped program, for `steps` steps.
+
+    `on_eval(step, {metric: (S,)})` is called after every evaluation (for loggers). A given
+    `state` (batched, e.g. with a seed poisoned by a test) replaces the fresh initialisation.
+    """
+    seed_array = jnp.asarray(seeds, dtype=jnp.int32)
+    eval_set = jax.device_put(task.eval_set())
+    timing = {"compile_s": 0.0, "train_s": 0.0, "eval_s": 0.0}
+
+    def compile_timed(fn: Callable, *args: Any, static: tuple[int, ...] = ()) -> Callable:
+        start = time.perf_counter()
+        compiled = jax.jit(fn, static_argnums=static).lower(*args).compile()
+        timing["compile_s"] += time.perf_counter() - start
+        return compiled
+
+    if state is None:
+        state = compile_timed(program.batched_init, seed_array)(seed_array)
+    evaluate = compile_timed(program.batched_evaluate, state.params, eval_set)
+    chunks: dict[int, Callable] = {}
+
+    eval_steps, eval_history, train_steps, train_loss = [], [], [], []
+
+    def run_eval(step: int) -> None:
+        start = time.perf_counter()
+        metrics = jax.device_get(evaluate(state.params, eval_set))
+        timing["eval_s"] += time.perf_counter() - start
+        eval_steps.append(step)
+        eval_history.append({k: np.asarray(v, dtype=np.float64) for k, v in metrics.items()})
+        if on_eval is not None:
+            on_eval(step, eval_history[-1])
+
+    run_eval(0)
+    done = 0
+    bar = tqdm(total=steps, disable=not progress, unit="step", dynamic_ncols=True, leave=True)
+    try:
+        for length in _chunk_lengths(steps, eval_every):
+            if length not in chunks:
+                chunks[length] = compile_timed(program.batched_chunk, state, length, static=(1,))
+            start = time.perf_counter()
+            state, losses = chunks[length](state)
+            losses = np.asarray(jax.device_get(losses), dtype=np.float64)  # (S, length)
+            timing["train_s"] += time.perf_counter() - start
+            done += length
+            train_steps.append(done)
+            finite = np.isfinite(losses)
+            counts = finite.sum(axis=1)
+            sums = np.where(finite, losses, 0.0).sum(axis=1)
+            train_loss.append(np.where(counts > 0, sums / np.maximum(counts, 1), np.nan))
+            run_eval(done)
+            if progress:
+                bar.update(length)
+                alive = train_loss[-1][np.isfinite(train_loss[-1])]
+                shown = f"{alive.mean():.4g}" if alive.size else "nan"
+                bar.set_postfix(loss=shown, refresh=False)
+    finally:
+        bar.close()
+
+    diverged = np.asarray(jax.device_get(state.diverged_step))
+    eval_steps_arr = np.asarray(eval_steps)
+    eval_metrics = {k: np.stack([h[k] for h in eval_history]) for k in eval_history[0]}
+    for s, at in enumerate(diverged):
+        if at != NOT_DIVERGED:
+            for values in eval_metrics.values():
+                values[eval_steps_arr > at, s] = np.nan
+    train_s = max(timing["train_s"], 1e-9)
+    timing["steps_per_s"] = steps / train_s
+    timing["tokens_per_s"] = steps * batch_size * task.spec.seq_len * len(seeds) / train_s
+    return TrainResult(
+        seeds=np.asarray(seeds),
+        eval_steps=eval_steps_arr,
+        eval_metrics=eval_metrics,
+        train_steps=np.asarray(train_steps),
+        train_loss=np.asarray(train_loss),
+        diverged_step=diverged,
+        timing=timing,
+        state=state,
+    )

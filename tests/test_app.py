@@ -1,0 +1,87 @@
+"""The `seqbench-train` command line: runs end to end, writes run records, refuses bad input."""
+
+import json
+import math
+
+import pytest
+
+from seqbench.records import load_record
+
+
+def test_a_short_run_writes_a_complete_run_record(run_cli, tmp_path):
+    out = tmp_path / "run"
+    done = run_cli("experiment=smoke", "model=gru", f"hydra.run.dir={out}")
+    assert done.returncode == 0, done.stderr
+    record = load_record(out)
+    assert record["status"] == "completed"
+    for key in (
+        "config",
+        "git",
+        "versions",
+        "device",
+        "model",
+        "task",
+        "per_seed",
+        "summary",
+        "curves",
+        "timing",
+        "started",
+        "finished",
+    ):
+        assert key in record, key
+    assert record["config"]["model"]["cell"] == "gru"
+    assert record["model"]["param_count"] > 0
+    assert record["task"]["baseline"]["mse"] == pytest.approx(1 / 6)
+    assert [s["seed"] for s in record["per_seed"]] == [0, 1]
+    assert record["curves"]["eval_steps"] == [0, 2, 4]
+    assert len(record["curves"]["eval"]["mse"]) == 3
+    assert all(len(row) == 2 for row in record["curves"]["train_loss"])
+    for name in ("compile_s", "steps_per_s", "tokens_per_s", "wall_s"):
+        assert record["timing"][name] > 0
+    assert record["device"]["platform"] == "cpu"
+    assert record["versions"]["jax"]
+    mean = record["summary"]["final"]["mse"]["mean"]
+    assert math.isfinite(mean)
+    assert not list(out.glob(".run.json.*")), "temporary files left behind"
+
+
+def test_a_multirun_sweep_writes_one_record_per_job_and_a_table(run_cli, tmp_path):
+    sweep = tmp_path / "sweep"
+    done = run_cli(
+        "--multirun",
+        "experiment=smoke",
+        "model=simple_rnn,lstm",
+        "task=copy_memory",
+        "task.length=3",
+        f"hydra.sweep.dir={sweep}",
+    )
+    assert done.returncode == 0, done.stderr
+    records = sorted(sweep.glob("*/run.json"))
+    assert len(records) == 2
+    cells = {json.loads(p.read_text())["config"]["model"]["cell"] for p in records}
+    assert cells == {"simple_rnn", "lstm"}
+    table = (sweep / "table.md").read_text()
+    assert "simple_rnn" in table and "lstm" in table and "cross_entropy" in table
+    assert "| copy_memory (T=3) |" in table
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (["task.length=0"], "task.length: must be positive"),
+        (["task.no_such_key=1"], "task.no_such_key"),
+        (["trainer.steps=many"], "trainer.steps"),
+        (["model=transformer"], "model/transformer"),
+        (["optimizer.lr=-1"], "optimizer.lr"),
+        (["model.param_budget=10"], "budget"),
+        (["hydra.run.dir=/proc/seqbench"], "cannot be written"),
+        (["--multirun", "model=gru,lstm", "task.length=5,-1"], "task.length"),
+    ],
+)
+def test_bad_input_fails_with_one_line_before_anything_runs(run_cli, tmp_path, overrides, message):
+    done = run_cli("experiment=smoke", *overrides)
+    assert done.returncode == 2
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1, done.stderr
+    assert lines[0].startswith("seqbench-train: error:") and message in lines[0]
+    assert not (tmp_path / "outputs").exists(), "a failed check must not create run folders"

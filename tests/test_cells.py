@@ -1,0 +1,149 @@
+"""Cells against a float64 NumPy step loop of the PyTorch nn.RNN / nn.LSTM / nn.GRU equations."""
+
+import itertools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from reference import random_torch_weights, torch_batch
+from seqbench.models.cells import CELLS, GATES, GRU, LSTM, SimpleRNN
+
+
+def as_flax_params(w_ih, w_hh, b_ih, b_hh):
+    params = {"w_ih": w_ih.T, "w_hh": w_hh.T, "b_ih": b_ih, "b_hh": b_hh}
+    return {"params": {k: jnp.asarray(v, jnp.float32) for k, v in params.items()}}
+
+
+SHAPES = [(1, 1, 1, 1), (1, 4, 5, 3), (3, 7, 2, 4)]  # (B, T, F, H)
+TOL = {"rtol": 1e-4, "atol": 2e-5}
+
+
+@pytest.mark.parametrize("cell", list(CELLS))
+@pytest.mark.parametrize("shape", SHAPES, ids=lambda s: "B{}T{}F{}H{}".format(*s))
+def test_cell_matches_numpy_reference(cell, shape):
+    batch, time, features, hidden = shape
+    rng = np.random.default_rng([list(CELLS).index(cell), *shape])
+    weights = random_torch_weights(rng, GATES[cell], features, hidden)
+    x = rng.standard_normal((batch, time, features)).astype(np.float32)
+    lengths = rng.integers(0, time + 1, size=batch)
+    lengths[0] = time  # always exercise a full-length row
+    module = CELLS[cell](hidden_size=hidden)
+
+    @jax.jit  # one compilation for all four variants
+    def run(variables, x, lengths):
+        return {
+            (reverse, masked): module.apply(variables, x, lengths if masked else None, reverse)
+            for reverse in (False, True)
+            for masked in (False, True)
+        }
+
+    results = run(as_flax_params(*weights), x, jnp.asarray(lengths))
+    padded = np.arange(time)[None, :] >= lengths[:, None]
+    for (reverse, masked), (out, carry) in results.items():
+        lens = lengths if masked else np.full(batch, time)
+        ref_out, ref_h, ref_c = torch_batch(cell, x, lens, *weights, reverse=reverse)
+        assert out.shape == (batch, time, hidden)
+        np.testing.assert_allclose(out, ref_out, **TOL)
+        h, c = carry if cell == "lstm" else (carry, None)
+        np.testing.assert_allclose(h, ref_h, **TOL)
+        if cell == "lstm":
+            np.testing.assert_allclose(c, ref_c, **TOL)
+        if masked:
+            assert (np.asarray(out)[padded] == 0.0).all()
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+def test_gate_order_is_checked(cell):
+    """Swapping the first two gate blocks must break agreement with the reference."""
+    rng = np.random.default_rng(0)
+    weights = random_torch_weights(rng, GATES[cell], 3, 4, scale=1.0)
+    x = rng.standard_normal((2, 5, 3)).astype(np.float32)
+    perm = np.r_[4:8, 0:4, 8 : GATES[cell] * 4]
+    swapped = [w[perm] for w in weights]
+    out, _ = CELLS[cell](hidden_size=4).apply(as_flax_params(*swapped), x)
+    ref, _, _ = torch_batch(cell, x, np.array([5, 5]), *weights)
+    assert np.max(np.abs(np.asarray(out) - ref)) > 1e-2
+
+
+def test_simple_rnn_relu_identity_init():
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((2, 6, 3)).astype(np.float32)
+    module = SimpleRNN(hidden_size=4, activation="relu", recurrent_init="identity")
+    params = module.init(jax.random.key(0), x[:, :1])["params"]
+    np.testing.assert_array_equal(params["w_hh"], np.eye(4))
+
+    weights = random_torch_weights(rng, 1, 3, 4, scale=0.4)
+    lengths = np.array([6, 4])
+    out, h = module.apply(as_flax_params(*weights), x, jnp.asarray(lengths))
+    relu = lambda a: np.maximum(a, 0.0)  # noqa: E731
+    ref_out, ref_h, _ = torch_batch("simple_rnn", x, lengths, *weights, act=relu)
+    np.testing.assert_allclose(out, ref_out, **TOL)
+    np.testing.assert_allclose(h, ref_h, **TOL)
+    assert (np.asarray(out) >= 0).all() and (np.asarray(out) == 0).any()
+
+
+@pytest.mark.parametrize("cell", list(CELLS))
+def test_default_init(cell):
+    features, hidden, gates = 3, 4, GATES[cell]
+    kwargs = {"forget_bias": 2.5} if cell == "lstm" else {}
+    module = CELLS[cell](hidden_size=hidden, **kwargs)
+    params = module.init(jax.random.key(3), jnp.zeros((1, 1, features)))
+    p = params["params"]
+    assert {k: v.shape for k, v in p.items()} == {
+        "w_ih": (features, gates * hidden),
+        "w_hh": (hidden, gates * hidden),
+        "b_ih": (gates * hidden,),
+        "b_hh": (gates * hidden,),
+    }
+    assert all(v.dtype == jnp.float32 for v in p.values())
+
+    blocks = np.split(np.asarray(p["w_hh"], np.float64), gates, axis=1)
+    for q in blocks:
+        np.testing.assert_allclose(q.T @ q, np.eye(hidden), atol=1e-5)
+    for a, b in itertools.pairwise(blocks):
+        assert not np.allclose(a, b)
+
+    # Glorot per gate block: bound uses fan_out H, not G*H.
+    limit = np.sqrt(6.0 / (features + hidden))
+    w_ih = np.abs(np.asarray(p["w_ih"]))
+    assert w_ih.max() <= limit
+    assert w_ih.max() > (0.9 * limit if gates == 1 else np.sqrt(6.0 / (features + gates * hidden)))
+
+    np.testing.assert_array_equal(p["b_hh"], 0.0)
+    if cell == "lstm":  # forget_bias lands in the forget block (i, f, g, o) of b_ih only
+        i, f, g, o = np.split(np.asarray(p["b_ih"]), 4)
+        np.testing.assert_array_equal(f, 2.5)
+        np.testing.assert_array_equal(np.concatenate([i, g, o]), 0.0)
+        assert LSTM(hidden_size=1).forget_bias == 1.0
+    else:
+        np.testing.assert_array_equal(p["b_ih"], 0.0)
+
+
+@pytest.mark.parametrize(
+    ("cls", "kwargs", "field"),
+    [
+        (SimpleRNN, {"recurrent_init": "glorot"}, "recurrent_init"),
+        (LSTM, {"recurrent_init": "identity"}, "recurrent_init"),
+        (GRU, {"recurrent_init": "identity"}, "recurrent_init"),
+        (SimpleRNN, {"activation": "sigmoid"}, "activation"),
+        (LSTM, {"hidden_size": 0}, "hidden_size"),
+    ],
+)
+def test_bad_fields_raise(cls, kwargs, field):
+    with pytest.raises(ValueError, match=field):
+        cls(**{"hidden_size": 3, **kwargs}).init(jax.random.key(0), jnp.zeros((1, 2, 2)))
+
+
+def test_length_zero_row_and_jit():
+    """A zero-length row keeps the zero carry and outputs zeros; the cell runs under jit."""
+    module = GRU(hidden_size=3)
+    x = jnp.ones((2, 4, 2))
+    variables = as_flax_params(*random_torch_weights(np.random.default_rng(0), 3, 2, 3))
+    out, h = jax.jit(module.apply, static_argnames="reverse")(
+        variables, x, jnp.array([0, 4]), reverse=True
+    )
+    np.testing.assert_array_equal(out[0], 0.0)
+    np.testing.assert_array_equal(h[0], 0.0)
+    assert np.abs(np.asarray(out[1])).min() > 0

@@ -1,0 +1,86 @@
+"""Every config option composes and validates; bad values fail with one clear line."""
+
+from pathlib import Path
+
+import pytest
+from hydra.errors import HydraException
+from omegaconf.errors import OmegaConfBaseException
+
+from seqbench.app import CONF_DIR, build_task
+from seqbench.config import AddingConfig, Config, ConfigError, CopyMemoryConfig, validate
+from seqbench.models.build import build_model
+
+
+def options(group):
+    return sorted(p.stem for p in (Path(CONF_DIR) / group).glob("*.yaml"))
+
+
+@pytest.mark.parametrize("group", ["model", "task", "optimizer", "trainer", "logger", "experiment"])
+def test_every_option_of_every_group_composes_and_validates(compose_config, group):
+    assert options(group), f"conf/{group} is empty"
+    for option in options(group):
+        cfg = validate(compose_config([f"{group}={option}"]))
+        assert isinstance(cfg, Config)
+
+
+@pytest.mark.parametrize("cell", ["simple_rnn", "lstm", "gru"])
+@pytest.mark.parametrize("task", ["adding", "copy_memory"])
+def test_every_model_builds_for_every_task(compose_config, cell, task):
+    cfg = validate(compose_config([f"model={cell}", f"task={task}", "task.length=5"]))
+    built = build_model(cfg.model, build_task(cfg.task).spec)
+    assert built.param_count > 0 and built.hidden_size == cfg.model.hidden_size
+
+
+def test_task_config_becomes_its_schema(compose_config):
+    assert isinstance(validate(compose_config(["task=adding"])).task, AddingConfig)
+    copy = validate(compose_config(["task=copy_memory", "task.length=7"])).task
+    assert isinstance(copy, CopyMemoryConfig) and copy.length == 7
+
+
+def test_param_budget_sets_the_hidden_size(compose_config):
+    cfg = validate(compose_config(["model=gru", "model.param_budget=5000"]))
+    built = build_model(cfg.model, build_task(cfg.task).spec)
+    assert abs(built.param_count - 5000) <= 0.02 * 5000
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (["task.length=0"], "task.length"),
+        (["task.length=-5"], "task.length"),
+        (["model.hidden_size=0"], "model.hidden_size"),
+        (["model.n_layers=0"], "model.n_layers"),
+        (["model.dropout=1.5"], "model.dropout"),
+        (["model.cell=transformer"], "model.cell"),
+        (["model=lstm", "model.recurrent_init=identity"], "model.recurrent_init"),
+        (["trainer.steps=0"], "trainer.steps"),
+        (["trainer.batch_size=-1"], "trainer.batch_size"),
+        (["trainer.eval_every=0"], "trainer.eval_every"),
+        (["optimizer.lr=-1"], "optimizer.lr"),
+        (["optimizer.name=lbfgs"], "optimizer.name"),
+        (["optimizer.schedule=step"], "optimizer.schedule"),
+        (["task.variant=halves"], "task.variant"),
+        (["task=copy_memory", "task.n_memorize=0"], "task.n_memorize"),
+        (["seeds=[]"], "seeds"),
+        (["seeds=[1,1]"], "seeds"),
+    ],
+)
+def test_bad_values_raise_a_config_error_naming_the_key(compose_config, overrides, message):
+    with pytest.raises(ConfigError, match=message) as error:
+        validate(compose_config(overrides))
+    assert "\n" not in str(error.value)
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [["task.no_such_key=1"], ["task.length=abc"], ["model=transformer"], ["trainer.steps=1.5"]],
+)
+def test_unknown_keys_and_wrong_types_fail_while_composing(compose_config, overrides):
+    with pytest.raises((HydraException, OmegaConfBaseException)):
+        validate(compose_config(overrides))
+
+
+def test_encoder_must_fit_the_input_kind(compose_config):
+    cfg = validate(compose_config(["task=copy_memory", "model.encoder=linear"]))
+    with pytest.raises(ValueError, match=r"model\.encoder"):
+        build_model(cfg.model, build_task(cfg.task).spec)

@@ -1,0 +1,262 @@
+"""SequenceModel: length masking, reverse direction, stacking, readouts, encoders, dropout."""
+
+import functools
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from reference import random_variables, torch_direction
+from seqbench.models import CELLS, GATES, SequenceModel
+
+B, T, F, H, OUT = 3, 6, 3, 4, 2
+
+
+@functools.cache
+def jitted_apply(**fields):
+    model = SequenceModel(**fields)
+    return model, jax.jit(model.apply, static_argnames="deterministic")
+
+
+def with_garbage(x, lengths, seed=1):
+    """Copy of x (B, T, ...) with large random values at padded steps."""
+    x = np.array(x, dtype=np.float32)
+    pad = np.arange(x.shape[1])[None, :] >= np.asarray(lengths)[:, None]
+    x[pad] = 1e3 * np.random.default_rng(seed).standard_normal(x[pad].shape)
+    return x
+
+
+@pytest.mark.parametrize("cell", list(CELLS))
+def test_padding_does_not_change_last_readout(cell):
+    model, apply = jitted_apply(
+        cell=cell, hidden_size=H, output_dim=OUT, n_layers=2, bidirectional=True
+    )
+    lengths = np.array([T, 2])
+    x = np.random.default_rng(0).standard_normal((2, T, F)).astype(np.float32)
+    x[1, 2:] = 0.0
+    variables = random_variables(model, x)
+    y = apply(variables, x, jnp.asarray(lengths))
+    y_garbage = apply(variables, with_garbage(x, lengths), jnp.asarray(lengths))
+    np.testing.assert_allclose(y_garbage, y, rtol=1e-6, atol=1e-6)
+    for b, n in enumerate(lengths):
+        alone = apply(variables, x[b : b + 1, :n])
+        np.testing.assert_allclose(y[b : b + 1], alone, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("cell", list(CELLS))
+def test_padding_does_not_change_final_carry(cell):
+    module = CELLS[cell](hidden_size=H)
+
+    @jax.jit
+    def both_directions(variables, x, lengths=None):
+        return [module.apply(variables, x, lengths, reverse=r)[1] for r in (False, True)]
+
+    lengths = np.array([T, 1])
+    x = np.random.default_rng(2).standard_normal((2, T, F)).astype(np.float32)
+    variables = random_variables(module, x)
+    carries = both_directions(variables, with_garbage(x, lengths), jnp.asarray(lengths))
+    for b, n in enumerate(lengths):
+        alone = both_directions(variables, x[b : b + 1, :n])
+        for got, want in zip(jax.tree.leaves(carries), jax.tree.leaves(alone), strict=True):
+            np.testing.assert_allclose(got[b : b + 1], want, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("cell", list(CELLS))
+@settings(max_examples=15, deadline=None)
+@given(lengths=st.lists(st.integers(0, T), min_size=B, max_size=B))
+def test_bidirectional_last_matches_numpy(cell, lengths):
+    """[fwd h after step len-1, bwd h after steps len-1..0] -> Dense, against NumPy loops."""
+    model, apply = jitted_apply(cell=cell, hidden_size=H, output_dim=OUT, bidirectional=True)
+    x = np.random.default_rng(3).standard_normal((B, T, F))
+    variables = random_variables(model, x.astype(np.float32), seed=4)
+    y = apply(variables, with_garbage(x, lengths), jnp.asarray(lengths))
+
+    p = variables["params"]
+    for b, n in enumerate(lengths):
+        last = np.concatenate(
+            [
+                np_direction(cell, x[b], n, p["layer_0_fwd"]),
+                np_direction(cell, x[b], n, p["layer_0_bwd"], reverse=True),
+            ]
+        )
+        want = last @ np.asarray(p["readout"]["kernel"]) + np.asarray(p["readout"]["bias"])
+        np.testing.assert_allclose(y[b], want, rtol=1e-4, atol=2e-5)
+
+
+def test_every_step_readout_masks_padding_and_matches_last():
+    lengths = jnp.array([T, 3, 0])
+    x = np.random.default_rng(5).standard_normal((B, T, F)).astype(np.float32)
+    every, apply_every = jitted_apply(
+        cell="gru", hidden_size=H, output_dim=OUT, readout="every_step"
+    )
+    _, apply_last = jitted_apply(cell="gru", hidden_size=H, output_dim=OUT)
+    variables = random_variables(every, x)
+    y = np.asarray(apply_every(variables, x, lengths))
+    assert y.shape == (B, T, OUT)
+    pad = np.arange(T)[None, :] >= np.asarray(lengths)[:, None]
+    assert (y[pad] == 0.0).all()
+    assert (y[~pad] != 0.0).all()
+    last = apply_last(variables, x, lengths)
+    np.testing.assert_allclose(last[:2], y[[0, 1], [T - 1, 2]], rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("cell", list(CELLS))
+def test_stacked_bidirectional_shapes(cell):
+    model = SequenceModel(cell=cell, hidden_size=H, output_dim=OUT, n_layers=3, bidirectional=True)
+    x = jnp.zeros((B, T, F))
+    params = jax.eval_shape(model.init, jax.random.key(0), x)["params"]
+    names = {f"layer_{k}_{d}" for k in range(3) for d in ("fwd", "bwd")} | {"readout"}
+    assert set(params) == names
+    gh = GATES[cell] * H
+    for k in range(3):
+        for d in ("fwd", "bwd"):
+            layer = params[f"layer_{k}_{d}"]
+            assert layer["w_ih"].shape == ((F if k == 0 else 2 * H), gh)
+            assert layer["w_hh"].shape == (H, gh)
+    assert params["readout"]["kernel"].shape == (2 * H, OUT)
+    variables = jax.eval_shape(model.init, jax.random.key(0), x)
+    assert jax.eval_shape(model.apply, variables, x, jnp.ones(B, int)).shape == (B, OUT)
+    every = model.clone(readout="every_step")
+    assert jax.eval_shape(every.apply, variables, x, jnp.ones(B, int)).shape == (B, T, OUT)
+
+
+def test_one_hot_encoder_equals_one_hot_floats():
+    vocab = 5
+    tokens = np.random.default_rng(6).integers(0, vocab, size=(B, T))
+    lengths = jnp.array([T, 4, 1])
+    model, apply = jitted_apply(
+        cell="lstm", hidden_size=H, output_dim=OUT, encoder="one_hot", vocab_size=vocab
+    )
+    _, apply_plain = jitted_apply(cell="lstm", hidden_size=H, output_dim=OUT)
+    variables = random_variables(model, jnp.asarray(tokens))
+    assert "encoder" not in variables["params"]
+    y = apply(variables, jnp.asarray(tokens), lengths)
+    y_plain = apply_plain(variables, jax.nn.one_hot(tokens, vocab), lengths)
+    np.testing.assert_allclose(y, y_plain, rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("encoder", ["embedding", "linear"])
+def test_learned_encoders(encoder):
+    """embedding = table lookup, linear = x @ kernel + bias, then the plain model."""
+    rng = np.random.default_rng(7)
+    lengths = jnp.array([T, 2, 5])
+    if encoder == "embedding":
+        inputs = jnp.asarray(rng.integers(0, 9, size=(B, T)))
+        extra = {"vocab_size": 9}
+    else:
+        inputs = jnp.asarray(rng.standard_normal((B, T, F)), jnp.float32)
+        extra = {}
+    model, apply = jitted_apply(
+        cell="simple_rnn", hidden_size=H, output_dim=OUT, encoder=encoder, **extra
+    )
+    variables = random_variables(model, inputs)
+    enc = variables["params"]["encoder"]
+    if encoder == "embedding":
+        assert enc["embedding"].shape == (9, H)  # embed_dim defaults to hidden_size
+        encoded = enc["embedding"][inputs]
+    else:
+        assert enc["kernel"].shape == (F, H)
+        encoded = inputs @ enc["kernel"] + enc["bias"]
+    _, apply_plain = jitted_apply(cell="simple_rnn", hidden_size=H, output_dim=OUT)
+    plain_vars = {"params": {k: v for k, v in variables["params"].items() if k != "encoder"}}
+    np.testing.assert_allclose(
+        apply(variables, inputs, lengths),
+        apply_plain(plain_vars, encoded, lengths),
+        rtol=1e-5,
+        atol=1e-6,
+    )
+
+
+def test_embed_dim_and_bad_inputs():
+    model = SequenceModel(
+        cell="gru", hidden_size=H, output_dim=OUT, encoder="embedding", vocab_size=7, embed_dim=3
+    )
+    params = jax.eval_shape(model.init, jax.random.key(0), jnp.zeros((1, 2), int))["params"]
+    assert params["encoder"]["embedding"].shape == (7, 3)
+    assert params["layer_0_fwd"]["w_ih"].shape == (3, 3 * H)
+    with pytest.raises(ValueError, match="int tokens"):
+        jax.eval_shape(model.init, jax.random.key(0), jnp.zeros((1, 2, 7)))
+    plain = SequenceModel(cell="gru", hidden_size=H, output_dim=OUT)
+    with pytest.raises(ValueError, match=r"\(B, T, F\)"):
+        jax.eval_shape(plain.init, jax.random.key(0), jnp.zeros((1, 2)))
+
+
+def test_dropout_only_when_not_deterministic():
+    stack = {"cell": "simple_rnn", "hidden_size": H, "output_dim": OUT, "n_layers": 2}
+    model, apply = jitted_apply(**stack, dropout=0.5, readout="every_step")
+    _, apply_no_dropout = jitted_apply(**stack, readout="every_step")
+    x = np.random.default_rng(8).standard_normal((B, T, F)).astype(np.float32)
+    lengths = jnp.array([T, 3, 1])
+    variables = random_variables(model, x)
+    key1, key2 = jax.random.split(jax.random.key(0, impl="rbg"))  # rbg: cheaper to compile
+    y_det = apply(variables, x, lengths, rngs={"dropout": key1})
+    np.testing.assert_array_equal(y_det, apply_no_dropout(variables, x, lengths))
+    y1 = apply(variables, x, lengths, deterministic=False, rngs={"dropout": key1})
+    y1_again = apply(variables, x, lengths, deterministic=False, rngs={"dropout": key1})
+    y2 = apply(variables, x, lengths, deterministic=False, rngs={"dropout": key2})
+    np.testing.assert_array_equal(y1, y1_again)
+    assert not np.allclose(y1, y_det)
+    assert not np.allclose(y1, y2)
+    pad = np.arange(T)[None, :] >= np.asarray(lengths)[:, None]
+    assert (np.asarray(y1)[pad] == 0.0).all()
+
+
+def test_dropout_is_between_layers_only():
+    x = np.random.default_rng(9).standard_normal((B, T, F)).astype(np.float32)
+    model = SequenceModel(cell="gru", hidden_size=H, output_dim=OUT, dropout=0.5)
+    variables = random_variables(model, x)
+    y = model.apply(variables, x, deterministic=False, rngs={"dropout": jax.random.key(1)})
+    np.testing.assert_array_equal(y, model.apply(variables, x))
+
+
+@pytest.mark.parametrize(
+    ("fields", "bad"),
+    [
+        ({"cell": "transformer"}, "cell"),
+        ({"encoder": "conv"}, "encoder"),
+        ({"readout": "mean"}, "readout"),
+        ({"n_layers": 0}, "n_layers"),
+        ({"hidden_size": 0}, "hidden_size"),
+        ({"dropout": 1.0}, "dropout"),
+        ({"dropout": -0.1}, "dropout"),
+        ({"recurrent_init": "identity", "cell": "lstm"}, "recurrent_init"),
+        ({"recurrent_init": "xavier"}, "recurrent_init"),
+        ({"activation": "gelu", "cell": "simple_rnn"}, "activation"),
+        ({"encoder": "one_hot"}, "vocab_size"),
+    ],
+)
+def test_bad_fields_raise(fields, bad):
+    kwargs = {"cell": "gru", "hidden_size": H, "output_dim": OUT, **fields}
+    with pytest.raises(ValueError, match=bad):
+        SequenceModel(**kwargs)
+
+
+@pytest.mark.parametrize(
+    ("cell", "options"),
+    [
+        ("simple_rnn", {"activation": "relu", "recurrent_init": "identity"}),
+        ("lstm", {"forget_bias": 3.0}),
+        ("gru", {}),
+    ],
+)
+def test_cell_options_are_passed_through(cell, options):
+    """Every layer's cell is built with the model's options (checked on shapes only)."""
+    built = []
+
+    def record(next_fun, args, kwargs, context):
+        if isinstance(context.module, CELLS[cell]):
+            built.append(context.module)
+        return next_fun(*args, **kwargs)
+
+    model = SequenceModel(cell=cell, hidden_size=H, output_dim=OUT, n_layers=2, **options)
+    with nn.intercept_methods(record):
+        jax.eval_shape(model.init, jax.random.key(0), jnp.zeros((1, 1, F)))
+    assert sorted({m.name for m in built}) == ["layer_0_fwd", "layer_1_fwd"]
+    for module in built:
+        assert module.hidden_size == H
+        for field, value in options.items():
+            assert getattr(module, field) == value

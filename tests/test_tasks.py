@@ -1,0 +1,127 @@
+"""Synthetic tasks: shapes, ranges, targets recomputed from the inputs, baselines, determinism."""
+
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from seqbench.tasks.synthetic import AddingProblem, CopyMemory
+
+
+@settings(max_examples=10, deadline=None)
+@given(length=st.integers(2, 60), batch=st.integers(1, 16), seed=st.integers(0, 2**31 - 1))
+def test_adding_batch_is_well_formed(length, batch, seed):
+    task = AddingProblem(length)
+    inputs, targets, lengths = jax.device_get(task.sample(jax.random.key(seed), batch))
+    assert inputs.shape == (batch, length, 2) and targets.shape == (batch, 1)
+    assert lengths is None
+    values, markers = inputs[..., 0], inputs[..., 1]
+    assert ((values >= 0) & (values < 1)).all()
+    assert set(np.unique(markers)) <= {0.0, 1.0}
+    assert (markers.sum(axis=1) == 2).all()
+    recomputed = np.array([values[b][markers[b] == 1].sum() for b in range(batch)])
+    np.testing.assert_allclose(targets[:, 0], recomputed, rtol=1e-6)
+
+
+def test_adding_markers_are_uniform_over_positions():
+    task = AddingProblem(8)
+    markers = np.asarray(task.sample(jax.random.key(1), 40_000).inputs[..., 1])
+    frequency = markers.sum(axis=0) / markers.shape[0]
+    np.testing.assert_allclose(frequency, 2 / 8, atol=0.01)
+
+
+def test_arjovsky_variant_puts_one_marker_in_each_half():
+    task = AddingProblem(10, variant="arjovsky")
+    markers = np.asarray(task.sample(jax.random.key(2), 2000).inputs[..., 1])
+    assert (markers[:, :5].sum(axis=1) == 1).all() and (markers[:, 5:].sum(axis=1) == 1).all()
+
+
+def test_adding_trivial_baseline_matches_the_data():
+    task = AddingProblem(50, n_eval=20_000)
+    batch = task.eval_set()
+    mse_of_one = float(jnp.mean(task.metrics(jnp.ones_like(batch.targets), batch)["mse"]))
+    assert task.baseline()["mse"] == pytest.approx(1 / 6)
+    assert mse_of_one == pytest.approx(1 / 6, rel=0.03)
+
+
+@settings(max_examples=10, deadline=None)
+@given(length=st.integers(1, 40), n=st.integers(1, 12), seed=st.integers(0, 2**31 - 1))
+def test_copy_memory_batch_is_well_formed(length, n, seed):
+    task = CopyMemory(length, n_memorize=n)
+    inputs, targets, _ = jax.device_get(task.sample(jax.random.key(seed), 4))
+    assert inputs.shape == targets.shape == (4, length + 2 * n)
+    digits = inputs[:, :n]
+    assert ((digits >= 1) & (digits <= 8)).all()
+    assert (inputs[:, n : n + length - 1] == 0).all()
+    assert (inputs[:, n + length - 1 :] == 9).all()
+    assert (targets[:, : length + n] == 0).all()
+    np.testing.assert_array_equal(targets[:, -n:], digits)
+
+
+def test_copy_memory_matches_the_published_layout():
+    task = CopyMemory(1000)
+    assert task.spec.seq_len == 1020 and task.spec.readout == "every_step"
+    inputs = np.asarray(task.sample(jax.random.key(0), 1).inputs[0])
+    assert (inputs[1009:] == 9).all() and inputs[1008] == 0 and len(inputs[1009:]) == 11
+
+
+@pytest.mark.parametrize(("length", "expected"), [(500, 0.0400), (1000, 0.0204), (2000, 0.0103)])
+def test_copy_memory_baseline_is_the_published_number(length, expected):
+    assert CopyMemory(length).baseline()["cross_entropy"] == pytest.approx(expected, abs=6e-5)
+
+
+def test_copy_memory_memoryless_predictor_scores_the_baseline():
+    task = CopyMemory(30, n_eval=4000)
+    batch = task.eval_set()
+    n, total = task.n_memorize, task.total_length
+    logits = np.full((4000, total, 10), -1e9, np.float32)
+    logits[:, : total - n, 0] = 0.0
+    logits[:, total - n :, 1:9] = 0.0
+    metrics = task.metrics(jnp.asarray(logits), batch)
+    assert float(jnp.mean(metrics["cross_entropy"])) == pytest.approx(
+        task.baseline()["cross_entropy"]
+    )
+    assert float(jnp.mean(metrics["recall_accuracy"])) == pytest.approx(1 / 8, abs=0.02)
+
+
+def test_copy_memory_perfect_recall_scores_zero_loss():
+    task = CopyMemory(5)
+    batch = task.sample(jax.random.key(3), 16)
+    logits = 50.0 * jax.nn.one_hot(batch.targets, 10)
+    metrics = task.metrics(logits, batch)
+    assert float(jnp.max(metrics["cross_entropy"])) < 1e-6
+    assert float(jnp.min(metrics["recall_accuracy"])) == 1.0
+    assert math.isclose(float(task.loss(logits, batch)), 0.0, abs_tol=1e-6)
+
+
+@pytest.mark.parametrize("task", [AddingProblem(20), CopyMemory(20)], ids=["adding", "copy"])
+def test_same_key_same_batch_and_fixed_eval_set(task):
+    a, b = task.sample(jax.random.key(7), 8), task.sample(jax.random.key(7), 8)
+    c = task.sample(jax.random.key(8), 8)
+    np.testing.assert_array_equal(a.inputs, b.inputs)
+    assert not np.array_equal(a.inputs, c.inputs)
+    np.testing.assert_array_equal(task.eval_set().inputs, task.eval_set().inputs)
+
+
+def test_sampling_runs_under_jit():
+    task = CopyMemory(12)
+    batch = jax.jit(task.sample, static_argnums=1)(jax.random.key(0), 4)
+    np.testing.assert_array_equal(batch.inputs, task.sample(jax.random.key(0), 4).inputs)
+
+
+@pytest.mark.parametrize(
+    ("make", "message"),
+    [
+        (lambda: AddingProblem(1), "length"),
+        (lambda: AddingProblem(10, variant="halves"), "variant"),
+        (lambda: CopyMemory(0), "length"),
+        (lambda: CopyMemory(10, n_memorize=0), "n_memorize"),
+    ],
+)
+def test_bad_task_arguments_raise(make, message):
+    with pytest.raises(ValueError, match=message):
+        make()

@@ -1,0 +1,165 @@
+"""The jitted multi-seed trainer: learning, seed independence, determinism, divergence handling."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from seqbench.config import ModelConfig, OptimizerConfig
+from seqbench.models.build import build_model
+from seqbench.tasks.synthetic import AddingProblem, CopyMemory
+from seqbench.train.loop import NOT_DIVERGED, make_train
+from seqbench.train.optim import build_optimizer, learning_rate_schedule
+from seqbench.train.runner import run_training
+
+
+def program_for(task, cell="gru", hidden=8, lr=1e-2, batch=16, eval_batch=None, **opt):
+    built = build_model(ModelConfig(cell=cell, hidden_size=hidden), task.spec)
+    optimizer = build_optimizer(OptimizerConfig(lr=lr, **opt), 100)
+    return make_train(built.model, task, optimizer, batch, eval_batch)
+
+
+def train(program, task, seeds, steps=6, eval_every=3, state=None):
+    return run_training(
+        program,
+        task,
+        seeds,
+        steps=steps,
+        eval_every=eval_every,
+        batch_size=16,
+        progress=False,
+        state=state,
+    )
+
+
+@pytest.fixture(scope="module")
+def small_adding():
+    task = AddingProblem(6, n_eval=64)
+    return task, program_for(task)
+
+
+def test_loss_falls_on_a_short_adding_task():
+    task = AddingProblem(8, n_eval=256)
+    program = program_for(task, cell="gru", hidden=16, lr=1e-2, batch=32)
+    result = run_training(
+        program, task, [0], steps=300, eval_every=100, batch_size=32, progress=False
+    )
+    mse = result.eval_metrics["mse"][:, 0]
+    assert mse[-1] < 0.25 * task.baseline()["mse"], mse
+    assert result.train_loss[-1, 0] < result.train_loss[0, 0]
+
+
+def test_vmapped_seeds_match_each_seed_trained_alone(small_adding):
+    task, program = small_adding
+    together = train(program, task, [0, 1, 2])
+    for i, seed in enumerate([0, 1, 2]):
+        alone = train(program, task, [seed])
+        jax.tree_util.tree_map(
+            lambda a, b, i=i: np.testing.assert_allclose(a[i], b[0], rtol=2e-5, atol=2e-6),
+            together.state.params,
+            alone.state.params,
+        )
+        np.testing.assert_allclose(
+            together.eval_metrics["mse"][:, i], alone.eval_metrics["mse"][:, 0], rtol=1e-4
+        )
+
+
+def test_seeds_differ_and_a_repeated_seed_is_identical(small_adding):
+    task, program = small_adding
+    first, second = train(program, task, [0, 1]), train(program, task, [0, 1])
+    np.testing.assert_array_equal(first.eval_metrics["mse"], second.eval_metrics["mse"])
+    np.testing.assert_array_equal(first.train_loss, second.train_loss)
+    assert first.eval_metrics["mse"][-1, 0] != first.eval_metrics["mse"][-1, 1]
+
+
+def test_a_nan_in_one_seed_leaves_the_others_untouched(small_adding):
+    task, program = small_adding
+    seeds = jnp.asarray([0, 1, 2], jnp.int32)
+    clean_state = jax.jit(program.batched_init)(seeds)
+    poisoned_params = jax.tree_util.tree_map(lambda p: p.at[1].set(jnp.nan), clean_state.params)
+    poisoned = train(program, task, [0, 1, 2], state=clean_state._replace(params=poisoned_params))
+    clean = train(program, task, [0, 1, 2], state=clean_state)
+    assert list(poisoned.diverged_step) == [NOT_DIVERGED, 0, NOT_DIVERGED]
+    assert np.isnan(poisoned.train_loss[:, 1]).all()
+    assert np.isnan(poisoned.eval_metrics["mse"][1:, 1]).all()
+    for i in (0, 2):
+        np.testing.assert_array_equal(
+            poisoned.eval_metrics["mse"][:, i], clean.eval_metrics["mse"][:, i]
+        )
+        jax.tree_util.tree_map(
+            lambda a, b, i=i: np.testing.assert_array_equal(a[i], b[i]),
+            poisoned.state.params,
+            clean.state.params,
+        )
+
+
+def test_a_seed_that_blows_up_mid_run_is_frozen_at_its_last_finite_step():
+    task = AddingProblem(6, n_eval=32)
+    program = program_for(task, cell="simple_rnn", lr=1e30, name="sgd", grad_clip=None)
+    result = train(program, task, [0, 1], steps=20, eval_every=5)
+    assert (result.diverged_step >= 0).all()
+    state = result.state
+    assert bool(
+        jax.tree_util.tree_reduce(lambda a, p: a & bool(jnp.isfinite(p).all()), state.params, True)
+    )
+
+
+def test_chunked_evaluation_equals_whole_set_evaluation():
+    task = CopyMemory(4, n_eval=40)
+    whole, chunked = program_for(task), program_for(task, eval_batch=8)
+    params = jax.jit(whole.batched_init)(jnp.asarray([3], jnp.int32)).params
+    a = jax.jit(whole.batched_evaluate)(params, task.eval_set())
+    b = jax.jit(chunked.batched_evaluate)(params, task.eval_set())
+    for name in a:
+        np.testing.assert_allclose(a[name], b[name], rtol=1e-5)
+
+
+def test_evaluation_metrics_are_computed_at_step_zero_and_every_chunk(small_adding):
+    task, program = small_adding
+    result = train(program, task, [0], steps=7, eval_every=3)
+    assert list(result.eval_steps) == [0, 3, 6, 7]
+    assert list(result.train_steps) == [3, 6, 7]
+    assert result.timing["steps_per_s"] > 0 and result.timing["compile_s"] > 0
+
+
+@pytest.mark.parametrize(
+    "opt",
+    [
+        {"name": "adam"},
+        {"name": "adamw", "weight_decay": 0.01},
+        {"name": "rmsprop", "momentum": 0.5},
+        {"name": "sgd", "momentum": 0.9, "nesterov": True},
+        {"name": "adam", "grad_clip": None, "schedule": "warmup_cosine", "warmup_steps": 10},
+    ],
+)
+def test_every_optimizer_takes_a_finite_step(opt):
+    task = AddingProblem(4, n_eval=16)
+    program = program_for(task, lr=1e-3, **opt)
+    result = train(program, task, [0], steps=2, eval_every=2)
+    assert np.isfinite(result.train_loss).all()
+    assert (result.diverged_step == NOT_DIVERGED).all()
+
+
+@pytest.mark.parametrize(
+    ("schedule", "start", "end"),
+    [
+        ("constant", 1.0, 1.0),
+        ("linear", 1.0, 0.1),
+        ("cosine", 1.0, 0.1),
+        ("warmup_cosine", 0.0, 0.1),
+    ],
+)
+def test_learning_rate_schedules(schedule, start, end):
+    cfg = OptimizerConfig(lr=1.0, schedule=schedule, warmup_steps=10, final_lr_fraction=0.1)
+    lr = learning_rate_schedule(cfg, 100)
+    assert float(lr(0)) == pytest.approx(start)
+    assert float(lr(100)) == pytest.approx(end, abs=1e-6)
+    if schedule == "warmup_cosine":
+        assert float(lr(10)) == pytest.approx(1.0)
+
+
+def test_gradient_clipping_bounds_the_update():
+    cfg = OptimizerConfig(name="sgd", lr=1.0, grad_clip=0.5)
+    grads = {"w": jnp.full((4,), 10.0)}
+    updates, _ = build_optimizer(cfg, 10).update(grads, build_optimizer(cfg, 10).init(grads))
+    assert float(jnp.linalg.norm(updates["w"])) == pytest.approx(0.5, rel=1e-5)
