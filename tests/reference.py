@@ -67,4 +67,6 @@ def random_variables(model, inputs, seed=0, scale=0.5):
     """Random normal values for every parameter ``model.init`` would create (no init compute)."""
     shapes = jax.eval_shape(model.init, jax.random.key(0), inputs)
     rng = np.random.default_rng(seed)
-    return jax.tree.map(lambda s: jnp.asarray(scale * rng.standard_normal(s.shape), s.dtype), shapes)
+    return jax.tree.map(
+        lambda s: jnp.asarray(scale * rng.standard_normal(s.shape), s.dtype), shapes
+    )

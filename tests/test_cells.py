@@ -6,8 +6,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-
 from reference import random_torch_weights, torch_batch
+
 from seqbench.models.cells import CELLS, GATES, GRU, LSTM, SimpleRNN
 
 

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
 from reference import random_variables, torch_direction
+
 from seqbench.models import CELLS, GATES, SequenceModel
 
 B, T, F, H, OUT = 3, 6, 3, 4, 2
@@ -20,6 +20,11 @@ B, T, F, H, OUT = 3, 6, 3, 4, 2
 def jitted_apply(**fields):
     model = SequenceModel(**fields)
     return model, jax.jit(model.apply, static_argnames="deterministic")
+
+
+def torch_weights(p):
+    """A flax cell's params (x @ w_ih layout) -> PyTorch-layout (w_ih, w_hh, b_ih, b_hh)."""
+    return np.asarray(p["w_ih"]).T, np.asarray(p["w_hh"]).T, p["b_ih"], p["b_hh"]
 
 
 def with_garbage(x, lengths, seed=1):
@@ -79,8 +84,8 @@ def test_bidirectional_last_matches_numpy(cell, lengths):
     for b, n in enumerate(lengths):
         last = np.concatenate(
             [
-                np_direction(cell, x[b], n, p["layer_0_fwd"]),
-                np_direction(cell, x[b], n, p["layer_0_bwd"], reverse=True),
+                torch_direction(cell, x[b], n, *torch_weights(p["layer_0_fwd"]))[1],
+                torch_direction(cell, x[b], n, *torch_weights(p["layer_0_bwd"]), reverse=True)[1],
             ]
         )
         want = last @ np.asarray(p["readout"]["kernel"]) + np.asarray(p["readout"]["bias"])

@@ -4,8 +4,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-
 from reference import random_variables, torch_batch
+
 from seqbench.models import CELLS, GATES, SequenceModel
 from seqbench.models.torch_compat import from_torch_state_dict, to_torch_state_dict
 
@@ -15,33 +15,12 @@ def torch_reference(cell, sd, x, lengths, n_layers, bidirectional):
 
     x (B, T, F), lengths (B,) -> top-layer outputs (B, T, D*H), zeros at padded steps.
     """
-    batch, time, _ = x.shape
     for k in range(n_layers):
         outs = []
         for suffix in ("", "_reverse")[: 1 + bidirectional]:
-            w_ih, w_hh, b_ih, b_hh = (
-                np.asarray(sd[f"{name}_l{k}{suffix}"], np.float64)
-                for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")
-            )
-            hidden = w_hh.shape[1]
-            out = np.zeros((batch, time, hidden))
-            for b in range(batch):
-                h, c = np.zeros(hidden), np.zeros(hidden)
-                steps = range(lengths[b])
-                for t in reversed(steps) if suffix else steps:
-                    gi, gh = x[b, t] @ w_ih.T + b_ih, h @ w_hh.T + b_hh
-                    if cell == "simple_rnn":
-                        h = np.tanh(gi + gh)
-                    elif cell == "lstm":
-                        i, f, g, o = np.split(gi + gh, 4)
-                        c = _sigmoid(f) * c + _sigmoid(i) * np.tanh(g)
-                        h = _sigmoid(o) * np.tanh(c)
-                    else:
-                        (i_r, i_z, i_n), (h_r, h_z, h_n) = np.split(gi, 3), np.split(gh, 3)
-                        r, z = _sigmoid(i_r + h_r), _sigmoid(i_z + h_z)
-                        h = (1.0 - z) * np.tanh(i_n + r * h_n) + z * h
-                    out[b, t] = h
-            outs.append(out)
+            names = ("weight_ih", "weight_hh", "bias_ih", "bias_hh")
+            weights = (sd[f"{name}_l{k}{suffix}"] for name in names)
+            outs.append(torch_batch(cell, x, lengths, *weights, reverse=bool(suffix))[0])
         x = np.concatenate(outs, axis=-1)
     return x
 
@@ -60,7 +39,7 @@ def expected_shapes(gates, features, hidden, n_layers, bidirectional):
 
 def test_lstm_names_and_shapes_follow_pytorch():
     model = SequenceModel(cell="lstm", hidden_size=5, output_dim=1, n_layers=2, bidirectional=True)
-    sd = to_torch_state_dict(random_variables(model, jnp.zeros((1, 1, 3))))
+    sd = to_torch_state_dict(random_variables(model, jnp.zeros((1, 1, 3)), scale=1.0))
     assert sd["weight_ih_l0"].shape == (20, 3)
     assert sd["weight_ih_l1"].shape == (20, 10)
     assert sd["weight_hh_l1_reverse"].shape == (20, 5)
@@ -85,7 +64,7 @@ def test_round_trip_is_identity(cell, bidirectional):
         encoder="linear",
         embed_dim=3,
     )
-    variables = random_variables(model, jnp.zeros((1, 1, 2)))
+    variables = random_variables(model, jnp.zeros((1, 1, 2)), scale=1.0)
     sd = to_torch_state_dict(variables)
     assert {k: v.shape for k, v in sd.items()} == expected_shapes(
         GATES[cell], 3, 4, 2, bidirectional
@@ -116,7 +95,9 @@ def test_loaded_state_dict_matches_numpy_torch_forward(cell):
     x = rng.standard_normal((batch, time, features))
     lengths = np.array([time, 2, 4])
 
-    variables = from_torch_state_dict(sd, random_variables(model, jnp.zeros((1, 1, features))))
+    variables = from_torch_state_dict(
+        sd, random_variables(model, jnp.zeros((1, 1, features)), scale=1.0)
+    )
     y = model.apply(variables, jnp.asarray(x, jnp.float32), jnp.asarray(lengths))
 
     top = torch_reference(cell, sd, x, lengths, n_layers=2, bidirectional=True)
@@ -130,7 +111,7 @@ def test_loaded_state_dict_matches_numpy_torch_forward(cell):
 
 def test_bad_state_dicts_raise():
     model = SequenceModel(cell="gru", hidden_size=4, output_dim=1, n_layers=2)
-    variables = random_variables(model, jnp.zeros((1, 1, 3)))
+    variables = random_variables(model, jnp.zeros((1, 1, 3)), scale=1.0)
     sd = to_torch_state_dict(variables)
 
     missing = {k: v for k, v in sd.items() if k != "bias_hh_l1"}
