@@ -85,3 +85,49 @@ def test_bad_input_fails_with_one_line_before_anything_runs(run_cli, tmp_path, o
     assert len(lines) == 1, done.stderr
     assert lines[0].startswith("seqbench-train: error:") and message in lines[0]
     assert not (tmp_path / "outputs").exists(), "a failed check must not create run folders"
+
+
+def test_a_run_that_fails_midway_records_the_failure(compose_config, tmp_path, monkeypatch):
+    from seqbench import app
+    from seqbench.config import validate
+    from seqbench.train import runner
+
+    def explode(*args, **kwargs):
+        raise RuntimeError("device lost")
+
+    monkeypatch.setattr(runner, "run_training", explode)
+    cfg = validate(compose_config(["experiment=smoke"]))
+    with pytest.raises(RuntimeError, match="device lost"):
+        app.train_from_config(cfg, {"resolved": True}, tmp_path)
+    record = load_record(tmp_path)
+    assert record["status"] == "failed"
+    assert record["error"] == "RuntimeError: device lost"
+    assert record["config"] == {"resolved": True} and record["finished"]
+
+
+def test_table_and_runs_commands_read_records(run_cli, tmp_path):
+    import subprocess
+    import sys
+
+    out = tmp_path / "run"
+    assert run_cli("experiment=smoke", f"hydra.run.dir={out}").returncode == 0
+    table = subprocess.run(
+        [sys.executable, "-m", "seqbench.cli", "table", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert "| adding (T=6) | mse ↓ | 0.1667 |" in table and "lstm" in table
+    runs = subprocess.run(
+        [sys.executable, "-m", "seqbench.cli", "runs", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert runs.startswith("completed") and str(out) in runs
+    missing = subprocess.run(
+        [sys.executable, "-m", "seqbench.cli", "table", str(tmp_path / "nothing")],
+        capture_output=True,
+        text=True,
+    )
+    assert missing.returncode != 0 and "no such file" in missing.stderr
