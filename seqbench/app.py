@@ -15,10 +15,10 @@ from typing import Any
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
-from hydra.utils import get_class
 from omegaconf import DictConfig, OmegaConf
 
-from seqbench.config import Config, ConfigError, TaskConfig, register_configs, validate
+from seqbench.config import Config, ConfigError, register_configs, validate
+from seqbench.tasks.build import build_task
 
 CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
 
@@ -31,12 +31,6 @@ def fail(message: str) -> None:
     """Print one clear line to stderr and exit 2 (bad input; nothing has been computed)."""
     print(f"seqbench-train: error: {message}", file=sys.stderr)
     raise SystemExit(2)
-
-
-def build_task(cfg: TaskConfig) -> Any:
-    """Instantiate the Task class named by `cfg._target_` with the config's other fields."""
-    fields = {k: v for k, v in vars(cfg).items() if k != "_target_"}
-    return get_class(cfg._target_)(**fields)
 
 
 def prepare_output_dir(path: Path) -> Path:

@@ -104,8 +104,8 @@ def preflight(argv: list[str], conf_dir: Path) -> None:
         jobs = list(expand_jobs(user_overrides, multirun))
     except HydraException as error:
         raise ConfigError(one_line(error)) from None
-    from seqbench.app import build_task
     from seqbench.models.build import build_model
+    from seqbench.tasks.build import build_task
 
     with initialize_config_dir(config_dir=str(conf_dir), version_base="1.3"):
         for job in jobs:
