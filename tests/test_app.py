@@ -109,25 +109,15 @@ def test_table_and_runs_commands_read_records(run_cli, tmp_path):
     import subprocess
     import sys
 
+    def seqbench(*args):
+        command = [sys.executable, "-m", "seqbench.cli", *args]
+        return subprocess.run(command, capture_output=True, text=True)
+
     out = tmp_path / "run"
     assert run_cli("experiment=smoke", f"hydra.run.dir={out}").returncode == 0
-    table = subprocess.run(
-        [sys.executable, "-m", "seqbench.cli", "table", str(tmp_path)],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
+    table = seqbench("table", str(tmp_path)).stdout
     assert "| adding (T=6) | mse ↓ | 0.1667 |" in table and "lstm" in table
-    runs = subprocess.run(
-        [sys.executable, "-m", "seqbench.cli", "runs", str(tmp_path)],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
+    runs = seqbench("runs", str(tmp_path)).stdout
     assert runs.startswith("completed") and str(out) in runs
-    missing = subprocess.run(
-        [sys.executable, "-m", "seqbench.cli", "table", str(tmp_path / "nothing")],
-        capture_output=True,
-        text=True,
-    )
+    missing = seqbench("table", str(tmp_path / "nothing"))
     assert missing.returncode != 0 and "no such file" in missing.stderr
