@@ -1,0 +1,1 @@
+"""Training-throughput benchmark: seqbench's trainer against PyTorch and plain Flax (issue: speed)."""

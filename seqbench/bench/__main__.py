@@ -1,0 +1,3 @@
+from seqbench.bench.run import main
+
+main()

@@ -1,0 +1,56 @@
+"""The benchmark configurations and the analytic FLOP count of one training step."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+GATES = {"simple_rnn": 1, "lstm": 4, "gru": 3}
+CELLS = tuple(GATES)
+N_CLASSES = 10
+
+
+@dataclass(frozen=True)
+class BenchConfig:
+    """One training-step shape: batch B, length T, input width I, hidden size H.
+
+    readout "last": Dense(10) on the last step's output (classification of the sequence);
+    "every_step": Dense(10) at every step (copy memory). Loss: softmax cross-entropy; Adam.
+    """
+
+    name: str
+    batch: int
+    length: int
+    input_size: int
+    hidden: int
+    readout: str = "last"
+
+    @property
+    def tokens(self) -> int:
+        """Time steps of input processed per training step (B * T)."""
+        return self.batch * self.length
+
+
+CONFIGS: dict[str, BenchConfig] = {
+    c.name: c
+    for c in (
+        BenchConfig("smnist", 64, 784, 1, 128),
+        BenchConfig("adding", 32, 600, 2, 130),
+        BenchConfig("copy", 32, 1020, 10, 50, "every_step"),
+        BenchConfig("large", 32, 100, 512, 512),
+    )
+}
+#: a seconds-long configuration for checking the harness itself (not part of the default set)
+TINY = BenchConfig("tiny", 4, 8, 2, 8)
+
+
+def step_flops(cell: str, cfg: BenchConfig) -> float:
+    """Matmul FLOPs of one training step: 3x the forward (backward costs two forward passes).
+
+    Forward: the gate matmuls 2 B T (I + H) G H plus the readout 2 B T' H 10 (T' = T or 1).
+    Element-wise gate arithmetic is left out, as usual for such counts.
+    """
+    gates = GATES[cell]
+    recurrent = 2.0 * cfg.batch * cfg.length * (cfg.input_size + cfg.hidden) * gates * cfg.hidden
+    readout_steps = cfg.length if cfg.readout == "every_step" else 1
+    readout = 2.0 * cfg.batch * readout_steps * cfg.hidden * N_CLASSES
+    return 3.0 * (recurrent + readout)

@@ -1,0 +1,166 @@
+"""One full training step (forward, backward, Adam update) per implementation, on fixed data.
+
+Each builder returns a `Runner`: `run()` performs `steps_per_call` training steps and waits for them;
+`compile()` does whatever the first call would compile and returns the seconds it took.
+
+- seqbench: `SequenceModel` under the trainer's scheme: `steps_per_call` steps inside one jitted
+  `lax.scan` (seeds > 1: the seeds vmapped inside it).
+- flax: plain Flax linen `nn.RNN(nn.LSTMCell | nn.GRUCell | nn.SimpleCell)`, one jitted step per call.
+- torch: PyTorch `nn.RNN | nn.LSTM | nn.GRU` (batch_first) on the CPU, eager, one step per call.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from seqbench.bench.configs import N_CLASSES, BenchConfig
+
+
+@dataclass
+class Runner:
+    run: Callable[[], None]
+    compile: Callable[[], float]
+    steps_per_call: int
+
+
+def _data(cfg: BenchConfig, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    inputs = rng.standard_normal((cfg.batch, cfg.length, cfg.input_size), dtype=np.float32)
+    label_shape = (cfg.batch, cfg.length) if cfg.readout == "every_step" else (cfg.batch,)
+    return inputs, rng.integers(0, N_CLASSES, label_shape).astype(np.int32)
+
+
+def _jax_runner(
+    loss_fn, init_params, cfg: BenchConfig, steps: int, seeds: int, scan: bool
+) -> Runner:
+    """Adam on `loss_fn(params, x, y)`; `steps` steps per call under lax.scan, or one jitted step."""
+    import jax
+    import jax.numpy as jnp
+    import optax
+
+    optimizer = optax.adam(1e-3)
+    x_np, y_np = _data(cfg)
+    x, y = jax.device_put(x_np), jax.device_put(y_np)
+
+    def step(state, _):
+        params, opt_state = state
+        loss, grads = jax.value_and_grad(loss_fn)(params, x, y)
+        updates, opt_state = optimizer.update(grads, opt_state, params)
+        return (optax.apply_updates(params, updates), opt_state), loss
+
+    def init(key):
+        params = init_params(key)
+        return params, optimizer.init(params)
+
+    keys = jax.random.split(jax.random.key(0), seeds)
+    state = jax.jit(jax.vmap(init))(keys) if seeds > 1 else jax.jit(init)(keys[0])
+
+    def chunk(state):
+        if scan:
+            return jax.lax.scan(step, state, None, length=steps)
+        return step(state, None)
+
+    program = jax.vmap(chunk) if seeds > 1 else chunk
+    jitted = jax.jit(program, donate_argnums=0)
+    holder: dict = {"state": state}
+
+    def compile_() -> float:
+        start = time.perf_counter()
+        holder["fn"] = jitted.lower(holder["state"]).compile()
+        return time.perf_counter() - start
+
+    def run() -> None:
+        holder["state"], loss = holder["fn"](holder["state"])
+        jax.block_until_ready(loss)
+
+    del jnp
+    return Runner(run, compile_, steps if scan else 1)
+
+
+def _cross_entropy(logits, labels):
+    import optax
+
+    return optax.softmax_cross_entropy_with_integer_labels(logits, labels).mean()
+
+
+def seqbench_runner(cell: str, cfg: BenchConfig, steps: int = 4, seeds: int = 1) -> Runner:
+    import jax
+
+    from seqbench.models.sequence import SequenceModel
+
+    model = SequenceModel(
+        cell=cell, hidden_size=cfg.hidden, output_dim=N_CLASSES, readout=cfg.readout
+    )
+    example = jax.numpy.zeros((1, 1, cfg.input_size))
+
+    def init_params(key):
+        return model.init(key, example)["params"]
+
+    def loss_fn(params, x, y):
+        return _cross_entropy(model.apply({"params": params}, x), y)
+
+    return _jax_runner(loss_fn, init_params, cfg, steps, seeds, scan=True)
+
+
+def flax_runner(cell: str, cfg: BenchConfig, steps: int = 1, seeds: int = 1) -> Runner:
+    import flax.linen as nn
+    import jax
+
+    cells = {"simple_rnn": nn.SimpleCell, "lstm": nn.LSTMCell, "gru": nn.GRUCell}
+
+    class PlainFlax(nn.Module):
+        @nn.compact
+        def __call__(self, x):
+            outputs = nn.RNN(cells[cell](features=cfg.hidden))(x)
+            if cfg.readout == "last":
+                outputs = outputs[:, -1]
+            return nn.Dense(N_CLASSES)(outputs)
+
+    model = PlainFlax()
+    example = jax.numpy.zeros((1, 1, cfg.input_size))
+
+    def init_params(key):
+        return model.init(key, example)["params"]
+
+    def loss_fn(params, x, y):
+        return _cross_entropy(model.apply({"params": params}, x), y)
+
+    return _jax_runner(loss_fn, init_params, cfg, steps, seeds, scan=False)
+
+
+def torch_runner(cell: str, cfg: BenchConfig, steps: int = 1, seeds: int = 1) -> Runner:
+    import torch
+
+    torch.manual_seed(0)
+    modules = {"simple_rnn": torch.nn.RNN, "lstm": torch.nn.LSTM, "gru": torch.nn.GRU}
+    rnn = modules[cell](cfg.input_size, cfg.hidden, batch_first=True)
+    head = torch.nn.Linear(cfg.hidden, N_CLASSES)
+    parameters = [*rnn.parameters(), *head.parameters()]
+    optimizer = torch.optim.Adam(parameters, lr=1e-3)
+    x_np, y_np = _data(cfg)
+    x, y = torch.from_numpy(x_np), torch.from_numpy(y_np).long()
+
+    def run() -> None:
+        optimizer.zero_grad(set_to_none=True)
+        outputs, _ = rnn(x)
+        if cfg.readout == "last":
+            logits = head(outputs[:, -1])
+            loss = torch.nn.functional.cross_entropy(logits, y)
+        else:
+            logits = head(outputs)
+            loss = torch.nn.functional.cross_entropy(logits.reshape(-1, N_CLASSES), y.reshape(-1))
+        loss.backward()
+        optimizer.step()
+
+    return Runner(run, lambda: 0.0, 1)
+
+
+IMPLEMENTATIONS: dict[str, Callable[..., Runner]] = {
+    "seqbench": seqbench_runner,
+    "flax": flax_runner,
+    "torch": torch_runner,
+}

@@ -1,0 +1,100 @@
+"""Measure one (implementation, cell, configuration) in a fresh process; print one JSON line.
+
+Run as `python -m seqbench.bench.worker IMPL CELL CONFIG [--seeds S] [--cache DIR] [--compile-only]`.
+A fresh process makes the compile time cold (or warm from the persistent cache in DIR) and the
+peak resident memory its own.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import statistics
+import sys
+import time
+
+
+def rss_mb() -> float:
+    """Peak resident set size of this process so far, in MiB (Linux reports KiB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def configure_cache(cache_dir: str | None) -> None:
+    import jax
+
+    if cache_dir:
+        jax.config.update("jax_compilation_cache_dir", cache_dir)
+        jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+        jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
+
+
+def measure(
+    impl: str,
+    cell: str,
+    config: str,
+    seeds: int,
+    cache_dir: str | None,
+    compile_only: bool,
+    min_seconds: float,
+    max_calls: int,
+) -> dict:
+    from seqbench.bench.configs import CONFIGS, TINY
+    from seqbench.bench.implementations import IMPLEMENTATIONS
+
+    cfg = TINY if config == "tiny" else CONFIGS[config]
+    if impl == "torch":
+        import torch
+
+        torch.set_num_threads(os.cpu_count() or 1)
+    else:
+        configure_cache(cache_dir)
+    baseline_rss = rss_mb()
+    runner = IMPLEMENTATIONS[impl](cell, cfg, seeds=seeds)
+    compile_s = runner.compile()
+    result = {"impl": impl, "cell": cell, "config": config, "seeds": seeds, "compile_s": compile_s}
+    if compile_only:
+        return result
+    runner.run()  # warm-up
+    times: list[float] = []
+    start = time.perf_counter()
+    while len(times) < max_calls and (len(times) < 3 or time.perf_counter() - start < min_seconds):
+        t0 = time.perf_counter()
+        runner.run()
+        times.append((time.perf_counter() - t0) / runner.steps_per_call)
+    result.update(
+        step_s=statistics.median(times),
+        step_times_s=times,
+        peak_rss_mb=rss_mb(),
+        rss_increase_mb=rss_mb() - baseline_rss,
+    )
+    return result
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="seqbench.bench.worker")
+    parser.add_argument("impl")
+    parser.add_argument("cell")
+    parser.add_argument("config")
+    parser.add_argument("--seeds", type=int, default=1)
+    parser.add_argument("--cache", default=None)
+    parser.add_argument("--compile-only", action="store_true")
+    parser.add_argument("--min-seconds", type=float, default=2.0)
+    parser.add_argument("--max-calls", type=int, default=10)
+    args = parser.parse_args(argv)
+    result = measure(
+        args.impl,
+        args.cell,
+        args.config,
+        args.seeds,
+        args.cache,
+        args.compile_only,
+        args.min_seconds,
+        args.max_calls,
+    )
+    print(json.dumps(result), file=sys.stdout, flush=True)
+
+
+if __name__ == "__main__":
+    main()
