@@ -76,7 +76,7 @@ def train_from_config(cfg: Config, resolved: dict[str, Any], output_dir: Path) -
     configure_jax(cfg.trainer.compilation_cache_dir)
     try:
         task = build_task(cfg.task)
-        built = build_model(cfg.model, task.spec)
+        built = build_model(cfg.model, task.spec, remat=cfg.trainer.remat)
     except ValueError as error:
         fail(str(error))
     if cfg.trainer.eval_batch_size and cfg.task.n_eval % cfg.trainer.eval_batch_size:

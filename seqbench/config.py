@@ -160,7 +160,8 @@ class TrainerConfig:
     """The training loop: `steps` optimizer steps per seed, evaluated every `eval_every` steps.
 
     Steps between evaluations run as one jitted `lax.scan`; `eval_batch_size` splits the evaluation
-    set into chunks (null: the whole set at once) to bound memory.
+    set into chunks (null: the whole set at once) to bound memory. `remat` recomputes each
+    recurrent step's gates in the backward pass instead of storing them (long sequences).
     """
 
     steps: int = 2000
@@ -169,6 +170,7 @@ class TrainerConfig:
     eval_batch_size: int | None = None
     progress: bool = True
     compilation_cache_dir: str | None = None
+    remat: bool = False
 
     def __post_init__(self) -> None:
         _require(self.steps > 0, "trainer.steps", f"must be positive, got {self.steps}")

@@ -40,7 +40,7 @@ def test_harness_writes_a_table_and_json(tmp_path, capsys):
     out = tmp_path / "bench" / "cpu"
     main(
         ["--configs", "tiny", "--cells", "gru", "--impls", "seqbench", "--seeds", "2",
-         "--seeds-config", "tiny", "--min-seconds", "0.05", "--out", str(out)]
+         "--seeds-config", "tiny", "--min-seconds", "0.05", "--long-cells", "", "--out", str(out)]
     )  # fmt: skip
     report = json.loads(out.with_suffix(".json").read_text())
     assert report["matmul_peak_gflops"] > 0
@@ -53,8 +53,18 @@ def test_harness_writes_a_table_and_json(tmp_path, capsys):
     assert "| tiny | gru |" in table and table.strip() in capsys.readouterr().out
 
 
-@pytest.mark.parametrize("args", [["--configs", "mnist"], ["--cells", "tcn"], ["--impls", "jax"]])
+@pytest.mark.parametrize(
+    "args",
+    [["--configs", "mnist"], ["--cells", "tcn"], ["--impls", "jax"], ["--long-cells", "rnn"]],
+)
 def test_unknown_choices_are_refused(args):
     with pytest.raises(SystemExit) as error:
         main(args)
     assert error.value.code == 2
+
+
+def test_a_remat_runner_reports_its_compiled_memory():
+    runner = seqbench_runner("lstm", TINY, remat=True)
+    runner.compile()
+    assert runner.memory_mb() > 0
+    runner.run()

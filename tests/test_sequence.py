@@ -265,3 +265,21 @@ def test_cell_options_are_passed_through(cell, options):
         assert module.hidden_size == H
         for field, value in options.items():
             assert getattr(module, field) == value
+
+
+@pytest.mark.parametrize("cell", ["simple_rnn", "lstm", "gru"])
+def test_remat_changes_memory_not_values_or_gradients(cell):
+    lengths = jnp.array([6, 3])
+    x = jax.random.normal(jax.random.key(0), (2, 6, 3))
+    plain = SequenceModel(cell=cell, hidden_size=5, output_dim=2, bidirectional=True)
+    remat = plain.clone(remat=True)
+    variables = plain.init(jax.random.key(1), x, lengths)
+
+    def loss(model):
+        return jax.jit(jax.value_and_grad(lambda v: jnp.sum(model.apply(v, x, lengths) ** 2)))
+
+    (value_a, grads_a), (value_b, grads_b) = loss(plain)(variables), loss(remat)(variables)
+    np.testing.assert_allclose(value_a, value_b, rtol=1e-6)
+    jax.tree_util.tree_map(
+        lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6), grads_a, grads_b
+    )

@@ -39,6 +39,8 @@ CONFIGS: dict[str, BenchConfig] = {
         BenchConfig("large", 32, 100, 512, 512),
     )
 }
+#: the long-sequence memory check: trains within 2 GB only with trainer.remat
+LONG = BenchConfig("long", 32, 10_000, 1, 128)
 #: a seconds-long configuration for checking the harness itself (not part of the default set)
 TINY = BenchConfig("tiny", 4, 8, 2, 8)
 

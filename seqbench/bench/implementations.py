@@ -25,6 +25,8 @@ class Runner:
     run: Callable[[], None]
     compile: Callable[[], float]
     steps_per_call: int
+    #: XLA's buffer sizes of the compiled program, MiB (JAX implementations, after compile())
+    memory_mb: Callable[[], float | None] = lambda: None
 
 
 def _data(cfg: BenchConfig, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -73,12 +75,24 @@ def _jax_runner(
         holder["fn"] = jitted.lower(holder["state"]).compile()
         return time.perf_counter() - start
 
+    def memory_mb() -> float | None:
+        analysis = holder["fn"].memory_analysis()
+        if analysis is None:
+            return None
+        total = (
+            analysis.temp_size_in_bytes
+            + analysis.argument_size_in_bytes
+            + analysis.output_size_in_bytes
+            - analysis.alias_size_in_bytes
+        )
+        return total / 2**20
+
     def run() -> None:
         holder["state"], loss = holder["fn"](holder["state"])
         jax.block_until_ready(loss)
 
     del jnp
-    return Runner(run, compile_, steps if scan else 1)
+    return Runner(run, compile_, steps if scan else 1, memory_mb)
 
 
 def _cross_entropy(logits, labels):
@@ -87,13 +101,15 @@ def _cross_entropy(logits, labels):
     return optax.softmax_cross_entropy_with_integer_labels(logits, labels).mean()
 
 
-def seqbench_runner(cell: str, cfg: BenchConfig, steps: int = 4, seeds: int = 1) -> Runner:
+def seqbench_runner(
+    cell: str, cfg: BenchConfig, steps: int = 4, seeds: int = 1, remat: bool = False
+) -> Runner:
     import jax
 
     from seqbench.models.sequence import SequenceModel
 
     model = SequenceModel(
-        cell=cell, hidden_size=cfg.hidden, output_dim=N_CLASSES, readout=cfg.readout
+        cell=cell, hidden_size=cfg.hidden, output_dim=N_CLASSES, readout=cfg.readout, remat=remat
     )
     example = jax.numpy.zeros((1, 1, cfg.input_size))
 

@@ -23,11 +23,11 @@ import time
 from importlib import metadata, util
 from pathlib import Path
 
-from seqbench.bench.configs import CELLS, CONFIGS, TINY, BenchConfig, step_flops
+from seqbench.bench.configs import CELLS, CONFIGS, LONG, TINY, BenchConfig, step_flops
 from seqbench.records import write_json_atomic
 
 IMPLS = ("seqbench", "flax", "torch")
-SPEEDUP_TARGET, PEAK_TARGET, SEEDS_TARGET = 1.5, 0.85, 4.0
+SPEEDUP_TARGET, PEAK_TARGET, SEEDS_TARGET, LONG_LIMIT_MB = 1.5, 0.85, 4.0, 2000
 
 
 def matmul_peak_gflops(size: int = 2048, calls: int = 10) -> float:
@@ -56,6 +56,7 @@ def run_worker(
     compile_only: bool = False,
     min_seconds: float = 2.0,
     timeout: float = 600.0,
+    remat: bool = False,
 ) -> dict:
     command = [
         sys.executable,
@@ -73,6 +74,8 @@ def run_worker(
         command += ["--cache", cache]
     if compile_only:
         command.append("--compile-only")
+    if remat:
+        command.append("--remat")
     try:
         done = subprocess.run(command, capture_output=True, text=True, timeout=timeout)
     except subprocess.TimeoutExpired:
@@ -174,7 +177,9 @@ def summarise(results: list[dict], configs: dict[str, BenchConfig], peak: float)
     return rows
 
 
-def markdown(rows: list[dict], seed_rows: list[dict], peak: float, env: dict) -> str:
+def markdown(
+    rows: list[dict], seed_rows: list[dict], long_rows: list[dict], peak: float, env: dict
+) -> str:
     lines = [
         f"Device: {env['platform']} ({env['processor'] or env['machine']}, {env['cpu_count']} cores); "
         f"matmul peak {peak:.0f} GFLOP/s (2048² float32, XLA). Median training step (forward, "
@@ -216,7 +221,44 @@ def markdown(rows: list[dict], seed_rows: list[dict], peak: float, env: dict) ->
                 f"| {r['config']} | {r['cell']} | {fmt(r['one_ms'])} | {fmt(r['many_ms'])} "
                 f"| {fmt(ratio, 2)}×{mark} |"
             )
+    if long_rows:
+        lines += [
+            "",
+            f"Long sequences: B{LONG.batch} T{LONG.length} I{LONG.input_size} H{LONG.hidden}, "
+            f"seqbench training step with and without trainer.remat (target: within {LONG_LIMIT_MB} MB).",
+            "",
+            "| cell | remat | step s | XLA buffers MB | resident MB above imports | within limit |",
+            "|---|---|---|---|---|---|",
+        ]
+        for r in long_rows:
+            memory = max(filter(None, (r["xla_memory_mb"], r["rss_increase_mb"])), default=None)
+            ok = "–" if memory is None else ("✓" if memory * 2**20 <= LONG_LIMIT_MB * 1e6 else "✗")
+            lines.append(
+                f"| {r['cell']} | {'on' if r['remat'] else 'off'} | {fmt(r['step_s'], 2)} "
+                f"| {fmt(r['xla_memory_mb'], 0)} | {fmt(r['rss_increase_mb'], 0)} | {ok} |"
+            )
     return "\n".join(lines)
+
+
+def long_sequence_rows(cells: list[str], results: list[dict]) -> list[dict]:
+    """The long configuration with remat off and on: step time and memory (each in a fresh process)."""
+    rows = []
+    for cell in cells:
+        for remat in (False, True):
+            result = run_worker("seqbench", cell, "long", remat=remat, min_seconds=0.0)
+            results.append(result)
+            rows.append(
+                {
+                    "cell": cell,
+                    "remat": remat,
+                    "step_s": result.get("step_s"),
+                    "xla_memory_mb": result.get("xla_memory_mb"),
+                    "rss_increase_mb": result.get("rss_increase_mb"),
+                    "error": result.get("error"),
+                }
+            )
+            print(f"  long {cell:<10} remat={remat} {result.get('xla_memory_mb')}", file=sys.stderr)
+    return rows
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -233,6 +275,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--min-seconds", type=float, default=2.0, help="timed seconds per measurement"
     )
+    parser.add_argument(
+        "--long-cells", default="lstm", help="cells for the long-sequence memory check ('' skips)"
+    )
     parser.add_argument("--out", default=None, help="write OUT.json and OUT.md")
     args = parser.parse_args(argv)
 
@@ -247,6 +292,9 @@ def main(argv: list[str] | None = None) -> None:
     for cell in cells:
         if cell not in CELLS:
             parser.error(f"unknown cell {cell!r}; choose from {', '.join(CELLS)}")
+    for cell in filter(None, args.long_cells.split(",")):
+        if cell not in CELLS:
+            parser.error(f"unknown --long-cells cell {cell!r}; choose from {', '.join(CELLS)}")
     for impl in impls:
         if impl not in IMPLS:
             parser.error(f"unknown implementation {impl!r}; choose from {', '.join(IMPLS)}")
@@ -310,8 +358,10 @@ def main(argv: list[str] | None = None) -> None:
                 }
             )
             print(f"  {args.seeds} seeds {cell:<10} ratio {fmt(ratio, 2)}", file=sys.stderr)
+    long_cells = [c for c in args.long_cells.split(",") if c]
+    long_rows = long_sequence_rows(long_cells, results) if "seqbench" in impls else []
     rows = summarise(results, configs, peak)
-    table = markdown(rows, seed_rows, peak, env)
+    table = markdown(rows, seed_rows, long_rows, peak, env)
     print(table)
     if out is not None:
         report = {
@@ -319,6 +369,7 @@ def main(argv: list[str] | None = None) -> None:
             "matmul_peak_gflops": peak,
             "rows": rows,
             "multi_seed": seed_rows,
+            "long_sequence": long_rows,
             "measurements": results,
             "command": " ".join(["seqbench-bench", *(argv if argv is not None else sys.argv[1:])]),
         }

@@ -39,11 +39,12 @@ def measure(
     compile_only: bool,
     min_seconds: float,
     max_calls: int,
+    remat: bool = False,
 ) -> dict:
-    from seqbench.bench.configs import CONFIGS, TINY
+    from seqbench.bench.configs import CONFIGS, LONG, TINY
     from seqbench.bench.implementations import IMPLEMENTATIONS
 
-    cfg = TINY if config == "tiny" else CONFIGS[config]
+    cfg = {"tiny": TINY, "long": LONG}.get(config) or CONFIGS[config]
     if impl == "torch":
         import torch
 
@@ -51,9 +52,18 @@ def measure(
     else:
         configure_cache(cache_dir)
     baseline_rss = rss_mb()
-    runner = IMPLEMENTATIONS[impl](cell, cfg, seeds=seeds)
+    options = {"remat": True} if remat else {}
+    runner = IMPLEMENTATIONS[impl](cell, cfg, seeds=seeds, **options)
     compile_s = runner.compile()
-    result = {"impl": impl, "cell": cell, "config": config, "seeds": seeds, "compile_s": compile_s}
+    result = {
+        "impl": impl,
+        "cell": cell,
+        "config": config,
+        "seeds": seeds,
+        "remat": remat,
+        "compile_s": compile_s,
+        "xla_memory_mb": runner.memory_mb(),
+    }
     if compile_only:
         return result
     runner.run()  # warm-up
@@ -82,6 +92,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--compile-only", action="store_true")
     parser.add_argument("--min-seconds", type=float, default=2.0)
     parser.add_argument("--max-calls", type=int, default=10)
+    parser.add_argument("--remat", action="store_true", help="seqbench only: trainer.remat")
     args = parser.parse_args(argv)
     result = measure(
         args.impl,
@@ -92,6 +103,7 @@ def main(argv: list[str] | None = None) -> None:
         args.compile_only,
         args.min_seconds,
         args.max_calls,
+        args.remat,
     )
     print(json.dumps(result), file=sys.stdout, flush=True)
 

@@ -28,8 +28,11 @@ def example_inputs(spec: TaskSpec) -> jnp.ndarray:
     return jnp.zeros((1, 1, spec.input_dim), jnp.float32)
 
 
-def build_model(cfg: ModelConfig, spec: TaskSpec) -> BuiltModel:
-    """The configured model for `spec`; `cfg.param_budget` (if set) decides the hidden size."""
+def build_model(cfg: ModelConfig, spec: TaskSpec, remat: bool = False) -> BuiltModel:
+    """The configured model for `spec`; `cfg.param_budget` (if set) decides the hidden size.
+
+    `remat` recomputes each recurrent step in the backward pass instead of storing its gates.
+    """
     encoder = cfg.encoder
     if encoder == "auto":
         encoder = "one_hot" if spec.input_kind == "tokens" else "none"
@@ -58,6 +61,7 @@ def build_model(cfg: ModelConfig, spec: TaskSpec) -> BuiltModel:
             activation=cfg.activation,
             recurrent_init=cfg.recurrent_init,
             forget_bias=cfg.forget_bias,
+            remat=remat,
         )
 
     example = example_inputs(spec)

@@ -86,6 +86,7 @@ class _RecurrentLayer(nn.Module):
 
     hidden_size: int
     recurrent_init: str = "orthogonal"
+    remat: bool = False
 
     gates: ClassVar[int] = 1
     recurrent_inits: ClassVar[tuple[str, ...]] = ("orthogonal",)
@@ -124,7 +125,10 @@ class _RecurrentLayer(nn.Module):
         b_hh = self.param("b_hh", nn.initializers.zeros_init(), (gh,), jnp.float32)
         xp = inputs @ w_ih + b_ih
         carry = self._initial_carry(inputs.shape[0], xp.dtype)
-        final, outputs = masked_scan(self._step(w_hh, b_hh), carry, xp, seq_lengths, reverse)
+        step = self._step(w_hh, b_hh)
+        if self.remat:  # keep only the carry per step; recompute the gates in the backward pass
+            step = jax.checkpoint(step, prevent_cse=False)
+        final, outputs = masked_scan(step, carry, xp, seq_lengths, reverse)
         return outputs, final
 
 

@@ -33,6 +33,9 @@ class SequenceModel(nn.Module):
     [fwd[len-1], bwd[0]] when bidirectional, giving (B, O); "every_step" -> Dense(O) at every
     step, (B, T, O), with zeros at padded steps.
 
+    ``remat``: rematerialise each recurrent step in the backward pass (memory O(T B H) for the
+    carries only, instead of every gate activation), for long sequences.
+
     Submodules: ``encoder`` (linear/embedding only), ``layer_{k}_fwd``, ``layer_{k}_bwd``
     (bidirectional only), ``readout``.
     """
@@ -50,6 +53,7 @@ class SequenceModel(nn.Module):
     activation: str = "tanh"
     recurrent_init: str = "orthogonal"
     forget_bias: float = 1.0
+    remat: bool = False
 
     def __post_init__(self):
         self._validate()
@@ -88,7 +92,11 @@ class SequenceModel(nn.Module):
             raise bad("embed_dim", "None or integers >= 1")
 
     def _cell_kwargs(self) -> dict:
-        kwargs = {"hidden_size": self.hidden_size, "recurrent_init": self.recurrent_init}
+        kwargs = {
+            "hidden_size": self.hidden_size,
+            "recurrent_init": self.recurrent_init,
+            "remat": self.remat,
+        }
         if self.cell == "simple_rnn":
             kwargs["activation"] = self.activation
         elif self.cell == "lstm":
