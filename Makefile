@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 export SEQBENCH_JAX_CACHE ?= $(CURDIR)/.cache/jax
 
-.PHONY: bench test test-all lint format clean
+.PHONY: bench test test-all speed lint format clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -c 'import sys; sys.exit("seqbench needs Python >= 3.11") if sys.version_info < (3, 11) else None'
@@ -24,6 +24,11 @@ test: $(STAMP)
 	$(BIN)/ruff check seqbench tests experiments
 	$(BIN)/ruff format --check seqbench tests experiments
 	$(BIN)/python -m pytest
+
+# Training-step throughput against plain Flax and PyTorch (installs the PyTorch CPU wheel).
+speed: $(STAMP)
+	$(BIN)/python -m pip install --quiet -e '.[test,bench]'
+	$(BIN)/seqbench-bench --out results/bench/cpu
 
 test-all: $(STAMP)
 	$(BIN)/python -m pytest -m ''

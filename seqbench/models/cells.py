@@ -9,7 +9,9 @@ so ``w_ih.T`` is PyTorch's ``weight_ih_l0``. Writing x W for ``x @ W`` (row vect
 equations are exactly those of ``torch.nn.RNN`` / ``LSTM`` / ``GRU``.
 
 The input projection ``inputs @ w_ih + b_ih`` is computed for all steps at once; only the
-recurrent part runs inside ``jax.lax.scan``. With ``seq_lengths``, steps t >= length leave
+recurrent part runs inside ``jax.lax.scan``. With ``remat=True`` (long sequences) the projection
+moves into the step and each step is rematerialised in the backward pass, so memory holds the
+carries only, O(T B H), instead of O(T B G H) projections and gate activations. With ``seq_lengths``, steps t >= length leave
 the carry unchanged and output zeros; ``reverse=True`` runs each row's valid prefix backwards.
 """
 
@@ -123,12 +125,20 @@ class _RecurrentLayer(nn.Module):
         w_hh = self.param("w_hh", self._recurrent_kernel_init(), (h, gh), jnp.float32)
         b_ih = self.param("b_ih", self._bias_ih_init(), (gh,), jnp.float32)
         b_hh = self.param("b_hh", nn.initializers.zeros_init(), (gh,), jnp.float32)
-        xp = inputs @ w_ih + b_ih
-        carry = self._initial_carry(inputs.shape[0], xp.dtype)
+        carry = self._initial_carry(inputs.shape[0], jnp.float32)
         step = self._step(w_hh, b_hh)
-        if self.remat:  # keep only the carry per step; recompute the gates in the backward pass
-            step = jax.checkpoint(step, prevent_cse=False)
-        final, outputs = masked_scan(step, carry, xp, seq_lengths, reverse)
+        if not self.remat:
+            xp = inputs @ w_ih + b_ih
+            final, outputs = masked_scan(step, carry, xp, seq_lengths, reverse)
+            return outputs, final
+
+        # Long sequences: project each step's input inside the scan and keep only the carry per
+        # step, recomputing projection and gates in the backward pass (no (T, B, G*H) buffers).
+        def projected_step(carry, x_t):
+            return step(carry, x_t @ w_ih + b_ih)
+
+        remat_step = jax.checkpoint(projected_step, prevent_cse=False)
+        final, outputs = masked_scan(remat_step, carry, inputs, seq_lengths, reverse)
         return outputs, final
 
 
