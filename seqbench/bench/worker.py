@@ -106,6 +106,8 @@ def main(argv: list[str] | None = None) -> None:
         args.remat,
     )
     print(json.dumps(result), file=sys.stdout, flush=True)
+    # The result is out: skip interpreter shutdown, where XLA's CPU runtime has been seen to hang.
+    os._exit(0)
 
 
 if __name__ == "__main__":
