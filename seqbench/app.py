@@ -45,16 +45,6 @@ def prepare_output_dir(path: Path) -> Path:
     return path
 
 
-def configure_jax(cache_dir: str | None) -> None:
-    """Turn on JAX's persistent compilation cache, so small programs are not recompiled per process."""
-    import jax
-
-    if cache_dir:
-        jax.config.update("jax_compilation_cache_dir", str(Path(cache_dir).expanduser()))
-        jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
-        jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
-
-
 def train_from_config(cfg: Config, resolved: dict[str, Any], output_dir: Path) -> dict[str, Any]:
     """Build, train and record one run; return the run record (also written to run.json)."""
     from seqbench.models.build import build_model
@@ -70,20 +60,15 @@ def train_from_config(cfg: Config, resolved: dict[str, Any], output_dir: Path) -
     )
     from seqbench.train.loop import make_train
     from seqbench.train.optim import build_optimizer
-    from seqbench.train.runner import run_training
+    from seqbench.train.runner import enable_compilation_cache, run_training
 
     wall_start = time.perf_counter()
-    configure_jax(cfg.trainer.compilation_cache_dir)
+    enable_compilation_cache(cfg.trainer.compilation_cache_dir)
     try:
         task = build_task(cfg.task)
         built = build_model(cfg.model, task.spec, remat=cfg.trainer.remat)
     except ValueError as error:
         fail(str(error))
-    if cfg.trainer.eval_batch_size and cfg.task.n_eval % cfg.trainer.eval_batch_size:
-        fail(
-            f"trainer.eval_batch_size: {cfg.trainer.eval_batch_size} does not divide "
-            f"task.n_eval={cfg.task.n_eval}"
-        )
     name = cfg.name or f"{task.name}-{cfg.model.cell}"
     record: dict[str, Any] = {
         "schema_version": 1,

@@ -212,6 +212,14 @@ class Config:
         _require(len(self.seeds) > 0, "seeds", "give at least one seed")
         _require(len(set(self.seeds)) == len(self.seeds), "seeds", f"repeated seed in {self.seeds}")
         _require(all(s >= 0 for s in self.seeds), "seeds", "must be non-negative integers")
+        chunk = getattr(self.trainer, "eval_batch_size", None)
+        n_eval = getattr(self.task, "n_eval", None)
+        if chunk and n_eval:
+            _require(
+                n_eval % chunk == 0,
+                "trainer.eval_batch_size",
+                f"{chunk} does not divide task.n_eval={n_eval}",
+            )
 
 
 TASK_SCHEMAS: dict[str, type[TaskConfig]] = {
@@ -242,19 +250,6 @@ def validate(cfg: DictConfig) -> Config:
         message = str(error).splitlines()[0]
         raise ConfigError(message) from error
     assert isinstance(checked, Config)
-    schema = TASK_SCHEMAS.get(_task_key(checked.task))
-    if not isinstance(checked.task, TaskConfig) and schema is not None:
-        checked.task = schema(**checked.task)
     if not isinstance(checked.task, TaskConfig):
         raise ConfigError("task: not a known task config (use task=<option> from conf/task/)")
     return checked
-
-
-def _task_key(task: Any) -> str | None:
-    target = getattr(task, "_target_", None) or (
-        task.get("_target_") if isinstance(task, dict) else None
-    )
-    for name, schema in TASK_SCHEMAS.items():
-        if schema._target_ == target:
-            return name
-    return None

@@ -36,13 +36,20 @@ def _data(cfg: BenchConfig, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     return inputs, rng.integers(0, N_CLASSES, label_shape).astype(np.int32)
 
 
-def _jax_runner(
-    loss_fn, init_params, cfg: BenchConfig, steps: int, seeds: int, scan: bool
-) -> Runner:
-    """Adam on `loss_fn(params, x, y)`; `steps` steps per call under lax.scan, or one jitted step."""
+def _jax_runner(model, cfg: BenchConfig, steps: int, seeds: int, scan: bool) -> Runner:
+    """Adam on the cross-entropy of linen `model` (inputs (B, T, I) -> logits); `steps` steps per
+    call under lax.scan, or one jitted step per call."""
     import jax
-    import jax.numpy as jnp
     import optax
+
+    example = jax.numpy.zeros((1, 1, cfg.input_size))
+
+    def init_params(key):
+        return model.init(key, example)["params"]
+
+    def loss_fn(params, x, y):
+        logits = model.apply({"params": params}, x)
+        return optax.softmax_cross_entropy_with_integer_labels(logits, y).mean()
 
     optimizer = optax.adam(1e-3)
     x_np, y_np = _data(cfg)
@@ -91,40 +98,22 @@ def _jax_runner(
         holder["state"], loss = holder["fn"](holder["state"])
         jax.block_until_ready(loss)
 
-    del jnp
     return Runner(run, compile_, steps if scan else 1, memory_mb)
-
-
-def _cross_entropy(logits, labels):
-    import optax
-
-    return optax.softmax_cross_entropy_with_integer_labels(logits, labels).mean()
 
 
 def seqbench_runner(
     cell: str, cfg: BenchConfig, steps: int = 4, seeds: int = 1, remat: bool = False
 ) -> Runner:
-    import jax
-
     from seqbench.models.sequence import SequenceModel
 
     model = SequenceModel(
         cell=cell, hidden_size=cfg.hidden, output_dim=N_CLASSES, readout=cfg.readout, remat=remat
     )
-    example = jax.numpy.zeros((1, 1, cfg.input_size))
-
-    def init_params(key):
-        return model.init(key, example)["params"]
-
-    def loss_fn(params, x, y):
-        return _cross_entropy(model.apply({"params": params}, x), y)
-
-    return _jax_runner(loss_fn, init_params, cfg, steps, seeds, scan=True)
+    return _jax_runner(model, cfg, steps, seeds, scan=True)
 
 
 def flax_runner(cell: str, cfg: BenchConfig, steps: int = 1, seeds: int = 1) -> Runner:
     import flax.linen as nn
-    import jax
 
     cells = {"simple_rnn": nn.SimpleCell, "lstm": nn.LSTMCell, "gru": nn.GRUCell}
 
@@ -136,16 +125,7 @@ def flax_runner(cell: str, cfg: BenchConfig, steps: int = 1, seeds: int = 1) -> 
                 outputs = outputs[:, -1]
             return nn.Dense(N_CLASSES)(outputs)
 
-    model = PlainFlax()
-    example = jax.numpy.zeros((1, 1, cfg.input_size))
-
-    def init_params(key):
-        return model.init(key, example)["params"]
-
-    def loss_fn(params, x, y):
-        return _cross_entropy(model.apply({"params": params}, x), y)
-
-    return _jax_runner(loss_fn, init_params, cfg, steps, seeds, scan=False)
+    return _jax_runner(PlainFlax(), cfg, steps, seeds, scan=False)
 
 
 def torch_runner(cell: str, cfg: BenchConfig, steps: int = 1, seeds: int = 1) -> Runner:

@@ -15,16 +15,15 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import subprocess
 import sys
 import tempfile
 import time
-from importlib import metadata, util
+from importlib import util
 from pathlib import Path
 
 from seqbench.bench.configs import CELLS, CONFIGS, LONG, TINY, BenchConfig, step_flops
-from seqbench.records import write_json_atomic
+from seqbench.records import device_info, package_versions, write_json_atomic
 
 IMPLS = ("seqbench", "flax", "torch")
 SPEEDUP_TARGET, PEAK_TARGET, SEEDS_TARGET, LONG_LIMIT_MB = 1.5, 0.85, 4.0, 2000
@@ -103,24 +102,8 @@ def measure_one(impl: str, cell: str, config: str, seeds: int, min_seconds: floa
 
 
 def environment() -> dict:
-    import jax
-
-    versions = {}
-    for name in ("jax", "jaxlib", "flax", "optax", "torch", "numpy"):
-        try:
-            versions[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            versions[name] = None
-    device = jax.devices()[0]
-    return {
-        "platform": device.platform,
-        "device_kind": device.device_kind,
-        "cpu_count": os.cpu_count(),
-        "machine": platform.machine(),
-        "processor": platform.processor(),
-        "python": platform.python_version(),
-        "versions": versions,
-    }
+    """The device and package versions, as in a run record."""
+    return {**device_info(), "versions": package_versions()}
 
 
 def fmt(value: float | None, digits: int = 1) -> str:
@@ -181,7 +164,7 @@ def markdown(
     rows: list[dict], seed_rows: list[dict], long_rows: list[dict], peak: float, env: dict
 ) -> str:
     lines = [
-        f"Device: {env['platform']} ({env['processor'] or env['machine']}, {env['cpu_count']} cores); "
+        f"Device: {env['platform']} ({env['processor']}, {env['cpu_count']} cores); "
         f"matmul peak {peak:.0f} GFLOP/s (2048² float32, XLA). Median training step (forward, "
         "backward, Adam) in ms; speed-up = best peer ÷ seqbench (target: 1.5×, or 85% of peak where that "
         "is less); GFLOP/s from the analytic matmul count; memory = peak resident memory above the "
@@ -330,30 +313,23 @@ def main(argv: list[str] | None = None) -> None:
     seed_rows = []
     if args.seeds_config and args.seeds > 1 and "seqbench" in impls:
         name = args.seeds_config
+        measured = {(r["impl"], r["cell"], r["config"], r["seeds"]): r for r in results}
         for cell in cells:
-            one = next(
-                (
-                    r
-                    for r in results
-                    if (r["impl"], r["cell"], r["config"], r["seeds"])
-                    == ("seqbench", cell, name, 1)
-                ),
-                None,
-            ) or measure_one("seqbench", cell, name, 1, args.min_seconds)
+            one = measured.get(("seqbench", cell, name, 1))
+            if one is None:
+                one = measure_one("seqbench", cell, name, 1, args.min_seconds)
+                results.append(one)
             many = measure_one("seqbench", cell, name, args.seeds, args.min_seconds)
-            results += [many] + ([] if one in results else [one])
-            ratio = (
-                args.seeds * one["step_s"] / many["step_s"]
-                if "step_s" in one and "step_s" in many
-                else None
-            )
+            results.append(many)
+            one_s, many_s = one.get("step_s"), many.get("step_s")
+            ratio = args.seeds * one_s / many_s if one_s and many_s else None
             seed_rows.append(
                 {
                     "config": name,
                     "cell": cell,
                     "seeds": args.seeds,
-                    "one_ms": 1e3 * one["step_s"] if "step_s" in one else None,
-                    "many_ms": 1e3 * many["step_s"] if "step_s" in many else None,
+                    "one_ms": 1e3 * one_s if one_s else None,
+                    "many_ms": 1e3 * many_s if many_s else None,
                     "throughput_ratio": ratio,
                 }
             )

@@ -21,15 +21,6 @@ def rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
-def configure_cache(cache_dir: str | None) -> None:
-    import jax
-
-    if cache_dir:
-        jax.config.update("jax_compilation_cache_dir", cache_dir)
-        jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
-        jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
-
-
 def measure(
     impl: str,
     cell: str,
@@ -50,7 +41,9 @@ def measure(
 
         torch.set_num_threads(os.cpu_count() or 1)
     else:
-        configure_cache(cache_dir)
+        from seqbench.train.runner import enable_compilation_cache
+
+        enable_compilation_cache(cache_dir)
     baseline_rss = rss_mb()
     options = {"remat": True} if remat else {}
     runner = IMPLEMENTATIONS[impl](cell, cfg, seeds=seeds, **options)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import jax
@@ -40,6 +41,18 @@ class TrainResult:
     diverged_step: np.ndarray
     timing: dict[str, float] = field(default_factory=dict)
     state: TrainState | None = None
+
+
+def enable_compilation_cache(cache_dir: str | None) -> None:
+    """Turn on JAX's persistent compilation cache in `cache_dir` (None: leave it off).
+
+    The thresholds are lowered to zero: by default the cache keeps nothing for the small, fast-to-
+    compile programs of recurrent training on CPU.
+    """
+    if cache_dir:
+        jax.config.update("jax_compilation_cache_dir", str(Path(cache_dir).expanduser()))
+        jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+        jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
 
 
 def _chunk_lengths(steps: int, eval_every: int) -> list[int]:
