@@ -11,11 +11,17 @@ equations are exactly those of ``torch.nn.RNN`` / ``LSTM`` / ``GRU``.
 The input projection ``inputs @ w_ih + b_ih`` is computed for all steps at once; only the
 recurrent part runs inside ``jax.lax.scan``. With ``remat=True`` (long sequences) the projection
 moves into the step and each step is rematerialised in the backward pass, so memory holds the
-carries only, O(T B H), instead of O(T B G H) projections and gate activations. With ``seq_lengths``, steps t >= length leave
-the carry unchanged and output zeros; ``reverse=True`` runs each row's valid prefix backwards.
+carries only, O(T B H), instead of O(T B G H) projections and gate activations. With
+``seq_lengths``, steps t >= length leave the carry unchanged and output zeros; ``reverse=True``
+runs each row's valid prefix backwards.
+
+Each cell's step equations live in a rules object (forward step and its hand-derived backward)
+used by :func:`seqbench.models.fused_recurrence.fused_scan`, whose backward pass does one
+matmul per step and forms the recurrent weight gradient as one matmul over all steps; the remat
+path differentiates the same forward step with autodiff.
 """
 
-import functools
+import dataclasses
 import math
 from typing import ClassVar
 
@@ -23,7 +29,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from seqbench.models.recurrence import masked_scan
+from seqbench.models.fused_recurrence import fused_scan
+from seqbench.models.recurrence import length_mask, masked_scan
 
 _ACTIVATIONS = {"tanh": jnp.tanh, "relu": jax.nn.relu}
 
@@ -60,31 +67,80 @@ def identity_init(key, shape, dtype=jnp.float32):
     return jnp.eye(shape[0], shape[1], dtype=dtype)
 
 
-def _elman_step(act, w_hh, b_hh, h, xp):
-    h = act(xp + h @ w_hh + b_hh)
-    return h, h
+@dataclasses.dataclass(frozen=True)
+class ElmanRules:
+    """h' = act(xp + h w_hh + b_hh). Carry (h,); no residual (h' itself gives act')."""
+
+    activation: str = "tanh"
+
+    def forward(self, w_hh, b_hh, carry, xp):
+        (h,) = carry
+        return (_ACTIVATIONS[self.activation](xp + h @ w_hh + b_hh),), ()
+
+    def backward(self, residual, prev, new, d_new):
+        (h,), (d_h,) = new, d_new
+        if self.activation == "tanh":
+            d_pre = d_h * (1.0 - h * h)
+        else:
+            d_pre = jnp.where(h > 0, d_h, 0.0)
+        return (None,), d_pre, None
 
 
-def _lstm_step(w_hh, b_hh, carry, xp):
-    h, c = carry
-    a = xp + h @ w_hh + b_hh
-    # One sigmoid over all four blocks (tanh(g) = 2 σ(2g) - 1): one fused pass instead of four.
-    hidden = h.shape[-1]
-    scale = jnp.ones(4 * hidden, a.dtype).at[2 * hidden : 3 * hidden].set(2.0)
-    i, f, g2, o = jnp.split(jax.nn.sigmoid(a * scale), 4, axis=-1)
-    c = f * c + i * (2.0 * g2 - 1.0)
-    h = o * jnp.tanh(c)
-    return (h, c), h
+@dataclasses.dataclass(frozen=True)
+class LSTMRules:
+    """PyTorch LSTM step. Carry (h, c); residual s (B, 4H) = σ of the gate blocks, with the g
+    block holding σ(2 a_g) so that g = 2 s_g - 1 (one sigmoid over all blocks, one fused pass)."""
+
+    def forward(self, w_hh, b_hh, carry, xp):
+        h, c = carry
+        hidden = h.shape[-1]
+        scale = jnp.ones(4 * hidden, xp.dtype).at[2 * hidden : 3 * hidden].set(2.0)
+        s = jax.nn.sigmoid((xp + h @ w_hh + b_hh) * scale)
+        i, f, g2, o = jnp.split(s, 4, axis=-1)
+        c = f * c + i * (2.0 * g2 - 1.0)
+        return (o * jnp.tanh(c), c), s
+
+    def backward(self, s, prev, new, d_new):
+        (_, c_prev), (_, c), (d_h, d_c) = prev, new, d_new
+        i, f, g2, o = jnp.split(s, 4, axis=-1)
+        g = 2.0 * g2 - 1.0
+        tanh_c = jnp.tanh(c)
+        d_c = d_c + d_h * o * (1.0 - tanh_c * tanh_c)
+        d_pre = jnp.concatenate(
+            [
+                d_c * g * i * (1.0 - i),
+                d_c * c_prev * f * (1.0 - f),
+                d_c * i * (1.0 - g * g),
+                d_h * tanh_c * o * (1.0 - o),
+            ],
+            axis=-1,
+        )
+        return (None, d_c * f), d_pre, None
 
 
-def _gru_step(w_hh, b_hh, h, xp):
-    x_r, x_z, x_n = jnp.split(xp, 3, axis=-1)
-    h_r, h_z, h_n = jnp.split(h @ w_hh + b_hh, 3, axis=-1)
-    r = jax.nn.sigmoid(x_r + h_r)
-    z = jax.nn.sigmoid(x_z + h_z)
-    n = jnp.tanh(x_n + r * h_n)
-    h = (1.0 - z) * n + z * h
-    return h, h
+@dataclasses.dataclass(frozen=True)
+class GRURules:
+    """PyTorch GRU step. Carry (h,); residual (r|z (B, 2H), n (B, H), h_n (B, H))."""
+
+    def forward(self, w_hh, b_hh, carry, xp):
+        (h,) = carry
+        hidden = h.shape[-1]
+        hh = h @ w_hh + b_hh
+        rz = jax.nn.sigmoid(xp[:, : 2 * hidden] + hh[:, : 2 * hidden])
+        r, z = jnp.split(rz, 2, axis=-1)
+        h_n = hh[:, 2 * hidden :]
+        n = jnp.tanh(xp[:, 2 * hidden :] + r * h_n)
+        return (n + z * (h - n),), (rz, n, h_n)
+
+    def backward(self, residual, prev, new, d_new):
+        (rz, n, h_n), (h_prev,), (d_h,) = residual, prev, d_new
+        r, z = jnp.split(rz, 2, axis=-1)
+        d_n = d_h * (1.0 - z) * (1.0 - n * n)
+        d_r = d_n * h_n * r * (1.0 - r)
+        d_z = d_h * (h_prev - n) * z * (1.0 - z)
+        d_pre = jnp.concatenate([d_r, d_z, d_n * r], axis=-1)
+        d_xp = jnp.concatenate([d_r, d_z, d_n], axis=-1)
+        return (d_h * z,), d_pre, d_xp
 
 
 class _RecurrentLayer(nn.Module):
@@ -115,35 +171,41 @@ class _RecurrentLayer(nn.Module):
     def _bias_ih_init(self) -> nn.initializers.Initializer:
         return nn.initializers.zeros_init()
 
-    def _step(self, w_hh, b_hh):
+    def _rules(self):
         raise NotImplementedError
 
-    def _initial_carry(self, batch: int, dtype):
-        return jnp.zeros((batch, self.hidden_size), dtype)
+    def _initial_carry(self, batch: int, dtype) -> tuple[jax.Array, ...]:
+        return (jnp.zeros((batch, self.hidden_size), dtype),)
 
     @nn.compact
     def __call__(self, inputs, seq_lengths=None, reverse: bool = False):
-        """inputs (B, T, F), seq_lengths (B,) int or None -> (outputs (B, T, H), final_carry)."""
+        """inputs (B, T, F), seq_lengths (B,) int or None -> (outputs (B, T, H), final_carry).
+
+        final_carry is h (B, H), or (h, c) for the LSTM.
+        """
         f, h, gh = inputs.shape[-1], self.hidden_size, self.gates * self.hidden_size
         w_ih = self.param("w_ih", glorot_blocks_init(self.gates), (f, gh), jnp.float32)
         w_hh = self.param("w_hh", self._recurrent_kernel_init(), (h, gh), jnp.float32)
         b_ih = self.param("b_ih", self._bias_ih_init(), (gh,), jnp.float32)
         b_hh = self.param("b_hh", nn.initializers.zeros_init(), (gh,), jnp.float32)
         carry = self._initial_carry(inputs.shape[0], jnp.float32)
-        step = self._step(w_hh, b_hh)
+        rules = self._rules()
         if not self.remat:
-            xp = inputs @ w_ih + b_ih
-            final, outputs = masked_scan(step, carry, xp, seq_lengths, reverse)
-            return outputs, final
+            xp = jnp.einsum("btf,fg->tbg", inputs, w_ih) + b_ih
+            mask = None if seq_lengths is None else length_mask(seq_lengths, inputs.shape[1]).T
+            final, ys = fused_scan(rules, w_hh, b_hh, carry, xp, mask, reverse)
+            outputs = jnp.swapaxes(ys, 0, 1)
+        else:
+            # Long sequences: project each step's input inside the scan and keep only the carry
+            # per step, recomputing projection and gates in the backward pass (no (T, B, G*H)
+            # buffers).
+            def projected_step(carry, x_t):
+                new, _ = rules.forward(w_hh, b_hh, carry, x_t @ w_ih + b_ih)
+                return new, new[0]
 
-        # Long sequences: project each step's input inside the scan and keep only the carry per
-        # step, recomputing projection and gates in the backward pass (no (T, B, G*H) buffers).
-        def projected_step(carry, x_t):
-            return step(carry, x_t @ w_ih + b_ih)
-
-        remat_step = jax.checkpoint(projected_step, prevent_cse=False)
-        final, outputs = masked_scan(remat_step, carry, inputs, seq_lengths, reverse)
-        return outputs, final
+            remat_step = jax.checkpoint(projected_step, prevent_cse=False)
+            final, outputs = masked_scan(remat_step, carry, inputs, seq_lengths, reverse)
+        return outputs, (final if len(final) > 1 else final[0])
 
 
 class SimpleRNN(_RecurrentLayer):
@@ -164,8 +226,8 @@ class SimpleRNN(_RecurrentLayer):
             )
         super().__post_init__()
 
-    def _step(self, w_hh, b_hh):
-        return functools.partial(_elman_step, _ACTIVATIONS[self.activation], w_hh, b_hh)
+    def _rules(self):
+        return ElmanRules(self.activation)
 
 
 class LSTM(_RecurrentLayer):
@@ -191,8 +253,8 @@ class LSTM(_RecurrentLayer):
 
         return init
 
-    def _step(self, w_hh, b_hh):
-        return functools.partial(_lstm_step, w_hh, b_hh)
+    def _rules(self):
+        return LSTMRules()
 
     def _initial_carry(self, batch: int, dtype):
         zeros = jnp.zeros((batch, self.hidden_size), dtype)
@@ -212,8 +274,8 @@ class GRU(_RecurrentLayer):
 
     gates: ClassVar[int] = 3
 
-    def _step(self, w_hh, b_hh):
-        return functools.partial(_gru_step, w_hh, b_hh)
+    def _rules(self):
+        return GRURules()
 
 
 CELLS: dict[str, type[nn.Module]] = {"simple_rnn": SimpleRNN, "lstm": LSTM, "gru": GRU}
