@@ -8,17 +8,13 @@ with the G gate blocks along the last axis in PyTorch order (LSTM i, f, g, o; GR
 so ``w_ih.T`` is PyTorch's ``weight_ih_l0``. Writing x W for ``x @ W`` (row vectors), the
 equations are exactly those of ``torch.nn.RNN`` / ``LSTM`` / ``GRU``.
 
-The input projection ``inputs @ w_ih + b_ih`` is computed for all steps at once; only the
-recurrent part runs inside ``jax.lax.scan``. With ``remat=True`` (long sequences) the projection
-moves into the step and each step is rematerialised in the backward pass, so memory holds the
-carries only, O(T B H), instead of O(T B G H) projections and gate activations. With
-``seq_lengths``, steps t >= length leave the carry unchanged and output zeros; ``reverse=True``
-runs each row's valid prefix backwards.
-
-Each cell's step equations live in a rules object (forward step and its hand-derived backward)
-used by :func:`seqbench.models.fused_recurrence.fused_scan`, whose backward pass does one
-matmul per step and forms the recurrent weight gradient as one matmul over all steps; the remat
-path differentiates the same forward step with autodiff.
+Each cell's step equations live in a rules object: the forward step and its hand-derived
+backward, run by :func:`seqbench.models.fused_recurrence.fused_scan` (input projection inside
+the step, one matmul per step each way, weight gradients as one matmul over all steps). With
+``remat=True`` (long sequences) the same forward step is differentiated by autodiff under
+``jax.checkpoint``, so memory holds the carries only, O(T B H), instead of O(T B G H) gate
+activations. With ``seq_lengths``, steps t >= length leave the carry unchanged and output
+zeros; ``reverse=True`` runs each row's valid prefix backwards.
 """
 
 import dataclasses
@@ -191,14 +187,14 @@ class _RecurrentLayer(nn.Module):
         carry = self._initial_carry(inputs.shape[0], jnp.float32)
         rules = self._rules()
         if not self.remat:
-            xp = jnp.einsum("btf,fg->tbg", inputs, w_ih) + b_ih
             mask = None if seq_lengths is None else length_mask(seq_lengths, inputs.shape[1]).T
-            final, ys = fused_scan(rules, w_hh, b_hh, carry, xp, mask, reverse)
+            weights = (w_ih, b_ih, w_hh, b_hh)
+            xs = jnp.swapaxes(inputs, 0, 1)
+            final, ys = fused_scan(rules, weights, carry, xs, mask, reverse)
             outputs = jnp.swapaxes(ys, 0, 1)
         else:
-            # Long sequences: project each step's input inside the scan and keep only the carry
-            # per step, recomputing projection and gates in the backward pass (no (T, B, G*H)
-            # buffers).
+            # Long sequences: keep only the carry per step and recompute projection and gates
+            # in the backward pass (no (T, B, G*H) buffers).
             def projected_step(carry, x_t):
                 new, _ = rules.forward(w_hh, b_hh, carry, x_t @ w_ih + b_ih)
                 return new, new[0]

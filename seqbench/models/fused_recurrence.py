@@ -1,11 +1,14 @@
-"""Recurrence with a hand-written backward pass: one matmul per step each way.
+"""Recurrent layer with a hand-written backward pass: one matmul per step each way.
 
 Autodiff through ``lax.scan`` accumulates the recurrent weight gradient inside the backward loop,
 one small (H, B) @ (B, G*H) product per step added to a loop-carried (H, G*H) buffer, and splits
 the gate algebra into many small kernels. :func:`fused_scan` instead runs a reverse scan that
 does only the per-step work that is truly sequential (the gate derivatives and
 ``dh_prev = d_pre @ w_hh.T``) and then forms ``d w_hh`` as one (H, T*B) @ (T*B, G*H) product and
-``d b_hh`` as one sum over all steps, as cuDNN and PyTorch do.
+``d b_hh`` as one sum over all steps, as cuDNN and PyTorch do; the input weights likewise.
+The input projection ``x_t @ w_ih + b_ih`` runs inside the step, fused with the gate algebra:
+on CPU, streaming a precomputed (T, B, G*H) projection through memory costs more than the
+small per-step product, even for F = H = 512.
 
 Shapes: T = time, B = batch, H = hidden size, G = gate blocks, GH = G*H.
 
@@ -43,12 +46,13 @@ def _keep(mask_t: jax.Array, new, old):
     return jax.tree_util.tree_map(lambda n, o: jnp.where(keep, n, o), new, old)
 
 
-def _run(rules, reverse, w_hh, b_hh, carry, xs, mask):
+def _run(rules, reverse, weights, carry, xs, mask):
+    w_ih, b_ih, w_hh, b_hh = weights
     masked = mask.ndim == 2
 
     def step(carry, inputs):
-        xp_t, m_t = inputs
-        new, residual = rules.forward(w_hh, b_hh, carry, xp_t)
+        x_t, m_t = inputs
+        new, residual = rules.forward(w_hh, b_hh, carry, x_t @ w_ih + b_ih)
         if masked:
             new = _keep(m_t, new, carry)
         return new, (new, residual)
@@ -61,18 +65,18 @@ def _run(rules, reverse, w_hh, b_hh, carry, xs, mask):
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(0, 1))
-def _fused(rules, reverse, w_hh, b_hh, carry, xs, mask):
-    final, ys, _, _ = _run(rules, reverse, w_hh, b_hh, carry, xs, mask)
+def _fused(rules, reverse, weights, carry, xs, mask):
+    final, ys, _, _ = _run(rules, reverse, weights, carry, xs, mask)
     return final, ys
 
 
-def _fused_fwd(rules, reverse, w_hh, b_hh, carry, xs, mask):
-    final, ys, carries, residuals = _run(rules, reverse, w_hh, b_hh, carry, xs, mask)
-    return (final, ys), (w_hh, carry, mask, carries, residuals)
+def _fused_fwd(rules, reverse, weights, carry, xs, mask):
+    final, ys, carries, residuals = _run(rules, reverse, weights, carry, xs, mask)
+    return (final, ys), (weights, carry, xs, mask, carries, residuals)
 
 
 def _fused_bwd(rules, reverse, saved, cotangents):
-    w_hh, carry0, mask, carries, residuals = saved
+    (w_ih, _, w_hh, _), carry0, xs, mask, carries, residuals = saved
     d_final, d_ys = cotangents
     masked = mask.ndim == 2
     if masked:
@@ -97,10 +101,15 @@ def _fused_bwd(rules, reverse, saved, cotangents):
 
     scanned = (residuals, prev, carries, d_ys, mask if masked else None)
     d_carry0, grads = jax.lax.scan(step, d_final, scanned, reverse=not reverse)
-    d_pre, d_xs = grads[0], grads[-1]
-    d_w_hh = jnp.einsum("tbh,tbg->hg", prev[0], d_pre)
-    d_b_hh = d_pre.sum(axis=(0, 1))
-    return d_w_hh, d_b_hh, d_carry0, d_xs, jnp.zeros_like(mask)
+    d_pre, d_xp = grads[0], grads[-1]
+    d_weights = (
+        jnp.einsum("tbf,tbg->fg", xs, d_xp),
+        d_xp.sum(axis=(0, 1)),
+        jnp.einsum("tbh,tbg->hg", prev[0], d_pre),
+        d_pre.sum(axis=(0, 1)),
+    )
+    d_xs = jnp.einsum("tbg,fg->tbf", d_xp, w_ih)
+    return d_weights, d_carry0, d_xs, jnp.zeros_like(mask)
 
 
 _fused.defvjp(_fused_fwd, _fused_bwd)
@@ -108,20 +117,19 @@ _fused.defvjp(_fused_fwd, _fused_bwd)
 
 def fused_scan(
     rules: Any,
-    w_hh: jax.Array,
-    b_hh: jax.Array,
+    weights: tuple[jax.Array, jax.Array, jax.Array, jax.Array],
     carry: Carry,
     xs: jax.Array,
     mask: jax.Array | None = None,
     reverse: bool = False,
 ) -> tuple[Carry, jax.Array]:
-    """Run a cell over time-major projected inputs with the hand-written backward pass.
+    """Run one recurrent layer over time-major inputs with the hand-written backward pass.
 
     Args:
         rules: the cell's forward/backward step equations (see the module docstring); hashable.
-        w_hh: (H, GH) recurrent kernel. b_hh: (GH,) recurrent bias.
+        weights: ``(w_ih (F, GH), b_ih (GH,), w_hh (H, GH), b_hh (GH,))``.
         carry: initial carry, a tuple of (B, H) arrays, hidden state first.
-        xs: (T, B, GH) projected inputs ``x_t @ w_ih + b_ih``, time-major.
+        xs: (T, B, F) inputs, time-major.
         mask: (T, B) validity (1 valid, 0 padding) or None. Padded steps keep the carry and
             output zeros, as in :func:`seqbench.models.recurrence.masked_scan`.
         reverse: process time from the end.
@@ -130,4 +138,4 @@ def fused_scan(
         ``(final_carry, ys)`` with ys (T, B, H) the hidden states (zero at padded steps).
     """
     mask = jnp.zeros((0,), xs.dtype) if mask is None else jnp.asarray(mask, xs.dtype)
-    return _fused(rules, reverse, w_hh, b_hh, tuple(carry), xs, mask)
+    return _fused(rules, reverse, tuple(weights), tuple(carry), xs, mask)
