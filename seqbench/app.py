@@ -58,6 +58,7 @@ def train_from_config(cfg: Config, resolved: dict[str, Any], output_dir: Path) -
         seed_summaries,
         write_json_atomic,
     )
+    from seqbench.tracking import make_tracker
     from seqbench.train.loop import make_train
     from seqbench.train.optim import build_optimizer
     from seqbench.train.runner import enable_compilation_cache, run_training
@@ -99,48 +100,55 @@ def train_from_config(cfg: Config, resolved: dict[str, Any], output_dir: Path) -
         f"params={built.param_count:,} seeds={list(cfg.seeds)} -> {output_dir}",
         file=sys.stderr,
     )
+    tracker = make_tracker(cfg.logger, resolved, record, output_dir)
     try:
-        optimizer = build_optimizer(cfg.optimizer, cfg.trainer.steps)
-        program = make_train(
-            built.model, task, optimizer, cfg.trainer.batch_size, cfg.trainer.eval_batch_size
+        try:
+            optimizer = build_optimizer(cfg.optimizer, cfg.trainer.steps)
+            program = make_train(
+                built.model, task, optimizer, cfg.trainer.batch_size, cfg.trainer.eval_batch_size
+            )
+            result = run_training(
+                program,
+                task,
+                list(cfg.seeds),
+                steps=cfg.trainer.steps,
+                eval_every=cfg.trainer.eval_every,
+                batch_size=cfg.trainer.batch_size,
+                progress=cfg.trainer.progress,
+                on_eval=tracker.log_eval,
+            )
+        except BaseException as error:
+            record.update(
+                status="failed", finished=now_iso(), error=f"{type(error).__name__}: {error}"
+            )
+            record["timing"] = {"wall_s": time.perf_counter() - wall_start}
+            write_json_atomic(record_path, record)
+            raise
+        per_seed = seed_summaries(
+            result.seeds,
+            result.eval_steps,
+            result.eval_metrics,
+            task.metric_directions,
+            task.primary_metric,
+            result.diverged_step,
         )
-        result = run_training(
-            program,
-            task,
-            list(cfg.seeds),
-            steps=cfg.trainer.steps,
-            eval_every=cfg.trainer.eval_every,
-            batch_size=cfg.trainer.batch_size,
-            progress=cfg.trainer.progress,
+        record.update(
+            status="diverged" if any(s["status"] == "diverged" for s in per_seed) else "completed",
+            finished=now_iso(),
+            per_seed=per_seed,
+            summary={"final": aggregate(per_seed, "final"), "best": aggregate(per_seed, "best")},
+            curves={
+                "eval_steps": result.eval_steps,
+                "eval": result.eval_metrics,
+                "train_steps": result.train_steps,
+                "train_loss": result.train_loss,
+            },
+            timing={**result.timing, "wall_s": time.perf_counter() - wall_start},
         )
-    except BaseException as error:
-        record.update(status="failed", finished=now_iso(), error=f"{type(error).__name__}: {error}")
-        record["timing"] = {"wall_s": time.perf_counter() - wall_start}
         write_json_atomic(record_path, record)
-        raise
-    per_seed = seed_summaries(
-        result.seeds,
-        result.eval_steps,
-        result.eval_metrics,
-        task.metric_directions,
-        task.primary_metric,
-        result.diverged_step,
-    )
-    record.update(
-        status="diverged" if any(s["status"] == "diverged" for s in per_seed) else "completed",
-        finished=now_iso(),
-        per_seed=per_seed,
-        summary={"final": aggregate(per_seed, "final"), "best": aggregate(per_seed, "best")},
-        curves={
-            "eval_steps": result.eval_steps,
-            "eval": result.eval_metrics,
-            "train_steps": result.train_steps,
-            "train_loss": result.train_loss,
-        },
-        timing={**result.timing, "wall_s": time.perf_counter() - wall_start},
-    )
-    write_json_atomic(record_path, record)
-    return record
+        return record
+    finally:
+        tracker.finish(record)
 
 
 def summary_line(record: dict[str, Any]) -> str:

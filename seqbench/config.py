@@ -29,6 +29,8 @@ def _choice(value: str, key: str, choices: tuple[str, ...]) -> None:
 
 
 CELLS = ("simple_rnn", "lstm", "gru")
+LOGGERS = ("none", "wandb")
+WANDB_MODES = ("online", "offline", "disabled")
 ENCODERS = ("auto", "none", "linear", "embedding", "one_hot")
 READOUTS = ("auto", "last", "every_step")
 
@@ -186,12 +188,31 @@ class TrainerConfig:
 
 @dataclass
 class LoggerConfig:
-    """Where metrics are mirrored besides the run record ("none": the run record only)."""
+    """Where metrics are mirrored besides the run record ("none": the run record only).
+
+    For "wandb": one Weights & Biases run per (job, seed), grouped by configuration. `mode` None
+    falls back to the WANDB_MODE environment variable, then to "offline" (no account, no network).
+    `group` None derives one from the config without its seeds; `dir` None is the job's output
+    directory; `init_timeout` bounds the time wandb may take to start a run (seconds).
+    """
 
     name: str = "none"
+    project: str = "seqbench"
+    entity: str | None = None
+    mode: str | None = None
+    group: str | None = None
+    job_type: str = "train"
+    dir: str | None = None
+    init_timeout: float = 30.0
 
     def __post_init__(self) -> None:
-        _choice(self.name, "logger.name", ("none",))
+        _choice(self.name, "logger.name", LOGGERS)
+        if self.mode is not None:
+            _choice(self.mode, "logger.mode", WANDB_MODES)
+        _require(bool(self.project), "logger.project", "must not be empty")
+        _require(
+            self.init_timeout > 0, "logger.init_timeout", f"must be > 0, got {self.init_timeout}"
+        )
 
 
 @dataclass

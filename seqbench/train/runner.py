@@ -70,12 +70,13 @@ def run_training(
     eval_every: int,
     batch_size: int,
     progress: bool = True,
-    on_eval: Callable[[int, dict[str, np.ndarray]], None] | None = None,
+    on_eval: Callable[[int, dict[str, np.ndarray], np.ndarray | None], None] | None = None,
     state: TrainState | None = None,
 ) -> TrainResult:
     """Train one model per seed, all seeds in one vmapped program, for `steps` steps.
 
-    `on_eval(step, {metric: (S,)})` is called after every evaluation (for loggers). A given
+    `on_eval(step, {metric: (S,)}, train_loss)` is called after every evaluation (for loggers), with
+    the (S,) mean training loss of the chunk just run (None at step 0). A given
     `state` (batched, e.g. with a seed poisoned by a test) replaces the fresh initialisation.
     """
     seed_array = jnp.asarray(seeds, dtype=jnp.int32)
@@ -95,14 +96,14 @@ def run_training(
 
     eval_steps, eval_history, train_steps, train_loss = [], [], [], []
 
-    def run_eval(step: int) -> None:
+    def run_eval(step: int, chunk_loss: np.ndarray | None = None) -> None:
         start = time.perf_counter()
         metrics = jax.device_get(evaluate(state.params, eval_set))
         timing["eval_s"] += time.perf_counter() - start
         eval_steps.append(step)
         eval_history.append({k: np.asarray(v, dtype=np.float64) for k, v in metrics.items()})
         if on_eval is not None:
-            on_eval(step, eval_history[-1])
+            on_eval(step, eval_history[-1], chunk_loss)
 
     run_eval(0)
     done = 0
@@ -121,7 +122,7 @@ def run_training(
             counts = finite.sum(axis=1)
             sums = np.where(finite, losses, 0.0).sum(axis=1)
             train_loss.append(np.where(counts > 0, sums / np.maximum(counts, 1), np.nan))
-            run_eval(done)
+            run_eval(done, train_loss[-1])
             if progress:
                 bar.update(length)
                 alive = train_loss[-1][np.isfinite(train_loss[-1])]

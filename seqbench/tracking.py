@@ -1,0 +1,168 @@
+"""Mirror a run to an experiment tracker (Weights & Biases); the run record stays the source of truth.
+
+A tracker receives the metrics at every evaluation and the finished run record. `NullTracker`
+(`logger=none`) does nothing. `WandbTracker` (`logger=wandb`) keeps one wandb run per seed, opened
+with ``reinit="create_new"`` so that jobs sharing one process (Hydra's basic launcher, reused joblib
+workers) never write into each other's runs. Any wandb error prints one warning and turns the
+tracker off; training and the local run record carry on.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+
+from seqbench.config import LoggerConfig
+
+
+class Tracker(Protocol):
+    def log_eval(
+        self, step: int, eval_metrics: dict[str, np.ndarray], train_loss: np.ndarray | None
+    ) -> None:
+        """Metrics of every seed at one evaluation: eval_metrics {name: (S,)}, train_loss (S,)."""
+
+    def finish(self, record: dict[str, Any]) -> None:
+        """Close the runs with the (completed, diverged or failed) run record."""
+
+
+class NullTracker:
+    """`logger=none`: the run record is the only log."""
+
+    def log_eval(self, step, eval_metrics, train_loss) -> None:
+        pass
+
+    def finish(self, record) -> None:
+        pass
+
+
+def config_group(name: str, resolved: dict[str, Any]) -> str:
+    """`<name>-<8 hex>`: the same for every seed of one configuration, whatever the run folder."""
+    identity = {k: v for k, v in resolved.items() if k not in ("seeds", "output_dir")}
+    digest = hashlib.sha1(json.dumps(identity, sort_keys=True, default=str).encode()).hexdigest()
+    return f"{name}-{digest[:8]}"
+
+
+def wandb_mode(configured: str | None) -> str:
+    """The configured mode, else $WANDB_MODE, else offline (works with no account or network)."""
+    return configured or os.environ.get("WANDB_MODE") or "offline"
+
+
+def _finite(value: Any) -> float | None:
+    value = float(value)
+    return value if np.isfinite(value) else None
+
+
+class WandbTracker:
+    """One wandb run per seed of one job; see the module docstring."""
+
+    def __init__(
+        self,
+        cfg: LoggerConfig,
+        resolved: dict[str, Any],
+        record: dict[str, Any],
+        output_dir: Path,
+    ) -> None:
+        self.runs: dict[int, Any] = {}
+        self.seeds: list[int] = list(record["seeds"])
+        self.active = True
+        try:
+            import wandb
+
+            group = cfg.group or config_group(record["name"], resolved)
+            wandb_dir = Path(cfg.dir) if cfg.dir else output_dir
+            wandb_dir.mkdir(parents=True, exist_ok=True)
+            settings = wandb.Settings(init_timeout=cfg.init_timeout, console="off", silent=True)
+            tags = [*resolved.get("tags", []), record["task"]["name"], record["model"]["cell"]]
+            for seed in self.seeds:
+                self.runs[seed] = wandb.init(
+                    project=cfg.project,
+                    entity=cfg.entity,
+                    group=group,
+                    job_type=cfg.job_type,
+                    name=f"{group}-seed{seed}",
+                    tags=list(dict.fromkeys(str(t) for t in tags)),
+                    config={
+                        **resolved,
+                        "seed": seed,
+                        "param_count": record["model"]["param_count"],
+                    },
+                    dir=str(wandb_dir),
+                    mode=wandb_mode(cfg.mode),
+                    reinit="create_new",
+                    settings=settings,
+                )
+        except Exception as error:  # any wandb failure must not stop training
+            self._give_up("start", error)
+
+    def _give_up(self, what: str, error: BaseException) -> None:
+        print(
+            f"seqbench: warning: wandb could not {what} ({type(error).__name__}: {error}); "
+            "training goes on with the local run record only",
+            file=sys.stderr,
+        )
+        self.active = False
+        for run in self.runs.values():
+            try:
+                run.finish(exit_code=1, quiet=True)
+            except Exception:  # already failing; the warning was printed
+                pass
+        self.runs = {}
+
+    def log_eval(self, step, eval_metrics, train_loss) -> None:
+        if not self.active:
+            return
+        try:
+            for index, seed in enumerate(self.seeds):
+                row = {f"eval/{k}": _finite(v[index]) for k, v in eval_metrics.items()}
+                if train_loss is not None:
+                    row["train/loss"] = _finite(train_loss[index])
+                self.runs[seed].log(row, step=step)
+        except Exception as error:
+            self._give_up("log", error)
+
+    def finish(self, record) -> None:
+        if not self.active:
+            return
+        try:
+            per_seed = {s["seed"]: s for s in record.get("per_seed", [])}
+            timing = record.get("timing", {})
+            for seed, run in self.runs.items():
+                result = per_seed.get(seed, {})
+                status = result.get("status", record["status"])
+                summary: dict[str, Any] = {
+                    "status": status,
+                    "param_count": record["model"]["param_count"],
+                    "hidden_size": record["model"]["hidden_size"],
+                    "steps_per_s": timing.get("steps_per_s"),
+                    "tokens_per_s": timing.get("tokens_per_s"),
+                    "compile_s": timing.get("compile_s"),
+                    "diverged_step": result.get("diverged_step"),
+                    "best_step": result.get("best_step"),
+                }
+                for kind in ("final", "best"):
+                    for metric, value in result.get(kind, {}).items():
+                        summary[f"{kind}/{metric}"] = None if value is None else _finite(value)
+                if record.get("error"):
+                    summary["error"] = record["error"]
+                run.summary.update(summary)
+                run.finish(exit_code=1 if status == "failed" else 0)
+        except Exception as error:
+            self._give_up("finish", error)
+        finally:
+            self.runs = {}
+            self.active = False
+
+
+def make_tracker(
+    cfg: LoggerConfig, resolved: dict[str, Any], record: dict[str, Any], output_dir: Path
+) -> Tracker:
+    """The tracker `logger.name` asks for; wandb in mode "disabled" is not even imported."""
+    if cfg.name == "wandb" and wandb_mode(cfg.mode) != "disabled":
+        return WandbTracker(cfg, resolved, record, output_dir)
+    return NullTracker()

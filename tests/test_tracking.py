@@ -1,0 +1,168 @@
+"""wandb mirroring (offline, read back with wandb's own tooling) and the null tracker."""
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from seqbench.app import train_from_config
+from seqbench.config import LoggerConfig, validate
+from seqbench.tracking import NullTracker, config_group, make_tracker, wandb_mode
+
+TINY = ["trainer=smoke", "trainer.progress=false", "task.length=12"]
+
+
+def wandb_files(root: Path) -> list[Path]:
+    return sorted(root.rglob("offline-run-*/run-*.wandb"))
+
+
+def read_wandb_run(path: Path) -> dict:
+    """Config, group, tags, history rows, summary and exit code of an offline run, as wandb's own
+    `wandb leet inspect --json` prints its records (one JSON object per line)."""
+    wandb_cli = shutil.which("wandb") or str(Path(sys.executable).with_name("wandb"))
+    out = subprocess.run(
+        [wandb_cli, "leet", "inspect", "--json", str(path)],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=120,
+    ).stdout
+    run = {"history": [], "summary": {}, "exit_code": None}
+    for line in out.splitlines():
+        record = json.loads(line)
+        kind = record["type"]
+        if kind == "run":
+            info = record["run"]
+            run.update(
+                config=info["config"]["update"],
+                group=info.get("run_group"),
+                name=info.get("display_name"),
+                tags=info.get("tags", []),
+            )
+        elif kind == "history":
+            run["history"].append(record["history"]["item"])
+        elif kind == "summary":
+            run["summary"].update(record["summary"].get("update", {}))
+        elif kind == "exit":
+            run["exit_code"] = record["exit"].get("exit_code", 0)
+    return run
+
+
+def train(compose_config, tmp_path, overrides):
+    cfg = validate(compose_config([*TINY, *overrides]))
+    return train_from_config(cfg, {"tags": ["t1"], "seeds": list(cfg.seeds)}, tmp_path)
+
+
+def test_mode_and_group_helpers(monkeypatch):
+    monkeypatch.delenv("WANDB_MODE", raising=False)
+    assert wandb_mode(None) == "offline"
+    monkeypatch.setenv("WANDB_MODE", "disabled")
+    assert wandb_mode(None) == "disabled"
+    assert wandb_mode("online") == "online"
+    a = config_group("adding-lstm", {"seeds": [0], "model": {"cell": "lstm"}})
+    b = config_group("adding-lstm", {"seeds": [1, 2], "model": {"cell": "lstm"}})
+    c = config_group("adding-lstm", {"seeds": [0], "model": {"cell": "gru"}})
+    assert a == b != c
+
+
+def test_logger_none_and_disabled_write_nothing(compose_config, tmp_path):
+    assert isinstance(make_tracker(LoggerConfig(), {}, {}, tmp_path), NullTracker)
+    disabled = LoggerConfig(name="wandb", mode="disabled")
+    assert isinstance(make_tracker(disabled, {}, {}, tmp_path), NullTracker)
+    record = train(compose_config, tmp_path, ["logger=wandb", "logger.mode=disabled"])
+    assert record["status"] == "completed"
+    assert not (tmp_path / "wandb").exists()
+
+
+@pytest.mark.parametrize("bad", ["logger.mode=sometimes", "logger.init_timeout=0"])
+def test_bad_logger_values_are_refused(compose_config, bad):
+    with pytest.raises(ValueError, match="logger"):
+        validate(compose_config(["logger=wandb", bad]))
+
+
+def test_offline_two_seeds_give_two_runs_with_what_was_logged(compose_config, tmp_path):
+    record = train(compose_config, tmp_path, ["logger=wandb", "logger.mode=offline", "seeds=[0,1]"])
+    files = wandb_files(tmp_path / "wandb")
+    assert len(files) == 2
+    runs = {}
+    for path in files:
+        run = read_wandb_run(path)
+        runs[run["config"]["seed"]] = run
+    assert sorted(runs) == [0, 1]
+    steps = record["curves"]["eval_steps"]
+    primary = record["task"]["primary_metric"]
+    for index, seed in enumerate(record["seeds"]):
+        run = runs[seed]
+        assert run["exit_code"] == 0
+        assert run["group"] == runs[record["seeds"][0]]["group"]
+        assert run["config"]["param_count"] == record["model"]["param_count"]
+        logged = {row["_step"]: row for row in run["history"]}
+        assert sorted(logged) == list(steps)
+        for k, step in enumerate(steps):
+            expected = record["curves"]["eval"][primary][k][index]
+            assert logged[step][f"eval/{primary}"] == pytest.approx(expected, rel=1e-6)
+        final = record["per_seed"][index]["final"][primary]
+        assert run["summary"][f"final/{primary}"] == pytest.approx(final, rel=1e-6)
+        assert run["summary"]["status"] == "completed"
+
+
+def test_training_error_still_finishes_the_runs(compose_config, tmp_path, monkeypatch):
+    import seqbench.train.runner as runner
+
+    def explode(*args, on_eval=None, **kwargs):
+        on_eval(0, {"mse": np.array([0.5])}, None)
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(runner, "run_training", explode)
+    with pytest.raises(RuntimeError, match="boom"):
+        train(compose_config, tmp_path, ["logger=wandb", "logger.mode=offline", "seeds=[3]"])
+    (path,) = wandb_files(tmp_path / "wandb")
+    run = read_wandb_run(path)
+    assert run["exit_code"] == 1
+    assert run["summary"]["status"] == "failed"
+    assert "boom" in run["summary"]["error"]
+    assert json.loads((tmp_path / "run.json").read_text())["status"] == "failed"
+
+
+def test_wandb_failure_warns_once_and_training_goes_on(
+    compose_config, tmp_path, monkeypatch, capsys
+):
+    import wandb
+
+    def refuse(*args, **kwargs):
+        raise wandb.errors.CommError("no network")
+
+    monkeypatch.setattr(wandb, "init", refuse)
+    record = train(compose_config, tmp_path, ["logger=wandb", "logger.mode=online"])
+    assert record["status"] == "completed"
+    warnings = [line for line in capsys.readouterr().err.splitlines() if "warning: wandb" in line]
+    assert len(warnings) == 1 and "no network" in warnings[0]
+
+
+def test_four_job_multirun_in_one_process_gives_four_distinct_runs(run_cli, tmp_path):
+    sweep = tmp_path / "sweep"
+    done = run_cli(
+        "--multirun",
+        *TINY,
+        "logger=wandb",
+        "logger.mode=offline",
+        "seeds=[0]",
+        "model=simple_rnn,gru",
+        "task.length=10,14",
+        f"hydra.sweep.dir={sweep}",
+    )
+    assert done.returncode == 0, done.stderr
+    runs = [read_wandb_run(path) for path in wandb_files(sweep)]
+    assert len(runs) == 4
+    seen = {(r["config"]["model"]["cell"], r["config"]["task"]["length"]) for r in runs}
+    assert seen == {("simple_rnn", 10), ("simple_rnn", 14), ("gru", 10), ("gru", 14)}
+    assert len({r["group"] for r in runs}) == 4
+    for run in runs:
+        assert run["exit_code"] == 0
+        cell = run["config"]["model"]["cell"]
+        assert cell in run["tags"] and cell in run["group"]
+        assert [row["_step"] for row in run["history"]] == [0, 2, 4]
