@@ -1,7 +1,7 @@
 """`seqbench`: commands that read run records (never the trainer).
 
-seqbench table PATH...   Markdown table of the runs found under each PATH
-seqbench runs PATH...    one line per run: status, task, model, primary metric, wall time
+seqbench runs PATH... [filters]    one line per run: status, task, model, chosen metrics, wall time
+seqbench table PATH... [filters]   paper-style table (Markdown, LaTeX or CSV) of the runs
 """
 
 from __future__ import annotations
@@ -9,52 +9,186 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import Any
 
 from seqbench.records import find_records, load_record
-from seqbench.report.table import markdown_table, model_label, task_label
+from seqbench.report.table import (
+    FORMATS,
+    RENDERERS,
+    build_table,
+    format_value,
+    load_references,
+    model_label,
+    seed_stats,
+    task_label,
+)
+
+
+def fail(message: str) -> None:
+    raise SystemExit(f"seqbench: error: {message}")
 
 
 def _records(paths: list[str]) -> list[dict]:
     records = []
     for path in paths:
         if not Path(path).exists():
-            raise SystemExit(f"seqbench: error: no such file or directory: {path}")
+            fail(f"no such file or directory: {path}")
         for found in find_records(Path(path)):
             try:
                 records.append(load_record(found))
             except ValueError as error:
                 print(f"seqbench: warning: skipping {error}", file=sys.stderr)
     if not records:
-        raise SystemExit(f"seqbench: error: no run records (run.json) under {' '.join(paths)}")
+        fail(f"no run records (run.json) under {' '.join(paths)}")
     return records
 
 
-def cmd_table(args: argparse.Namespace) -> None:
-    print(markdown_table(_records(args.paths)))
+def _config_value(config: dict[str, Any], dotted: str) -> Any:
+    node: Any = config
+    for part in dotted.split("."):
+        if not isinstance(node, dict) or part not in node:
+            return None
+        node = node[part]
+    return node
+
+
+def _matches(value: Any, wanted: str) -> bool:
+    if isinstance(value, bool) or value is None:
+        return str(value).lower() == wanted.lower()
+    if isinstance(value, int | float):
+        try:
+            return float(value) == float(wanted)
+        except ValueError:
+            return False
+    return str(value) == wanted
+
+
+def select(records: list[dict], args: argparse.Namespace) -> list[dict]:
+    """The records that pass every filter given on the command line."""
+    keys = []
+    for item in args.where or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            fail(f"--where expects KEY=VALUE (a config key such as task.length=600), got {item!r}")
+        keys.append((key, value))
+    chosen = []
+    for r in records:
+        if args.task and r["task"]["name"] not in args.task and task_label(r) not in args.task:
+            continue
+        if args.model and model_label(r) not in args.model:
+            continue
+        if args.status and r.get("status") not in args.status:
+            continue
+        if args.tag and not set(args.tag) <= set(r["config"].get("tags") or []):
+            continue
+        started = r.get("started") or ""
+        if args.since and started[: len(args.since)] < args.since:
+            continue
+        if args.until and started[: len(args.until)] > args.until:
+            continue
+        if any(not _matches(_config_value(r["config"], k), v) for k, v in keys):
+            continue
+        chosen.append(r)
+    return chosen
+
+
+def _csv(text: str | None) -> list[str] | None:
+    return [part for part in text.split(",") if part] if text else None
 
 
 def cmd_runs(args: argparse.Namespace) -> None:
-    for r in _records(args.paths):
-        primary = r["task"]["primary_metric"]
-        stats = (r.get("summary") or {}).get("final", {}).get(primary) or {}
-        mean = stats.get("mean")
-        value = f"{primary}={mean:.4g}" if mean is not None else f"{primary}=n/a"
+    records = select(_records(args.paths), args)
+    for r in sorted(records, key=lambda r: (r.get("started") or "", r["path"])):
+        names = _csv(args.metrics) or [r["task"]["primary_metric"]]
+        shown = []
+        for name in names:
+            stats = seed_stats(r, name, args.which)
+            if stats.mean is None:
+                shown.append(f"{name}=n/a")
+            else:
+                shown.append(f"{name}={format_value(stats.mean)}±{format_value(stats.std)}")
+        seeds = len(r.get("seeds") or [])
         wall = (r.get("timing") or {}).get("wall_s")
         wall_text = f"{wall:.1f}s" if wall is not None else "?"
         print(
-            f"{r['status']:<9} {task_label(r):<28} {model_label(r):<12} {value:<22} {wall_text:>8}  {r['path']}"
+            f"{r['status']:<9} {task_label(r):<24} {model_label(r):<12} seeds={seeds:<3} "
+            f"{' '.join(shown):<40} {wall_text:>8}  {r['path']}"
         )
+    if not records:
+        print("seqbench: no run matches the filters", file=sys.stderr)
+
+
+def cmd_table(args: argparse.Namespace) -> None:
+    references = None
+    if args.reference:
+        try:
+            references = load_references(args.reference)
+        except ValueError as error:
+            fail(str(error))
+    records = select(_records(args.paths), args)
+    if not records:
+        fail("no run matches the filters")
+    table = build_table(
+        records,
+        which=args.which,
+        models=_csv(args.models),
+        metrics=_csv(args.metrics),
+        references=references,
+    )
+    text = RENDERERS[args.format](table)
+    if args.out:
+        out = Path(args.out)
+        try:
+            out.parent.mkdir(parents=True, exist_ok=True)
+            tmp = out.with_name(out.name + ".tmp")
+            tmp.write_text(text + "\n")
+            tmp.replace(out)
+        except OSError as error:
+            fail(f"cannot write {out}: {error.strerror or error}")
+        print(f"table written to {out}", file=sys.stderr)
+    else:
+        print(text)
+
+
+def _add_filters(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("paths", nargs="+", help="run folders, sweep folders or run.json files")
+    parser.add_argument("--task", action="append", help="task name or label (repeatable)")
+    parser.add_argument("--model", action="append", help="model column label (repeatable)")
+    parser.add_argument("--tag", action="append", help="keep runs carrying this tag (repeatable)")
+    parser.add_argument(
+        "--status", action="append", choices=("running", "completed", "diverged", "failed")
+    )
+    parser.add_argument("--since", help="started on or after this date (YYYY-MM-DD[Thh:mm])")
+    parser.add_argument("--until", help="started on or before this date (YYYY-MM-DD[Thh:mm])")
+    parser.add_argument(
+        "--where", action="append", metavar="KEY=VALUE", help="config key, e.g. task.length=600"
+    )
+    parser.add_argument("--metrics", help="comma-separated metric names (default: primary / all)")
+    parser.add_argument(
+        "--which", choices=("final", "best"), default="final", help="final or best evaluation"
+    )
 
 
 def main(argv: list[str] | None = None) -> None:
+    try:
+        _main(argv)
+    except BrokenPipeError:  # `seqbench table ... | head`
+        sys.stderr.close()
+
+
+def _main(argv: list[str] | None) -> None:
     parser = argparse.ArgumentParser(prog="seqbench", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
-    table = commands.add_parser("table", help="Markdown table of run records")
-    table.add_argument("paths", nargs="+")
-    table.set_defaults(func=cmd_table)
-    runs = commands.add_parser("runs", help="list run records")
-    runs.add_argument("paths", nargs="+")
+    runs = commands.add_parser("runs", help="list and compare run records")
+    _add_filters(runs)
     runs.set_defaults(func=cmd_runs)
+    table = commands.add_parser("table", help="paper-style table of run records")
+    _add_filters(table)
+    table.add_argument("--models", help="comma-separated model columns, in this order")
+    table.add_argument("--format", choices=FORMATS, default="md")
+    table.add_argument("--reference", help="YAML file of published numbers (reference columns)")
+    table.add_argument("--out", help="write the table to this file instead of printing it")
+    table.set_defaults(func=cmd_table)
     args = parser.parse_args(argv)
     args.func(args)
 

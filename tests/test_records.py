@@ -6,7 +6,6 @@ import numpy as np
 import pytest
 
 from seqbench import records
-from seqbench.report.table import markdown_table
 
 
 def test_atomic_write_replaces_the_file_and_leaves_no_temporary(tmp_path):
@@ -42,32 +41,6 @@ def test_seed_summaries_pick_best_by_direction_and_mark_divergence():
     assert per_seed[1]["best"] == {"ce": 1.0, "acc": 0.5}
     summary = records.aggregate(per_seed, "final")
     assert summary["ce"] == {"mean": 0.7, "std": 0.0, "n": 1}
-
-
-def fake_record(cell, task, length, value, baseline=1 / 6):
-    return {
-        "status": "completed",
-        "seeds": [0, 1],
-        "config": {"model": {"cell": cell, "n_layers": 1}, "task": {"length": length}},
-        "task": {"name": task, "metrics": {"mse": "min"}, "baseline": {"mse": baseline}},
-        "summary": {"final": {"mse": {"mean": value, "std": 0.01, "n": 2}}},
-        "model": {"param_count": 5000},
-    }
-
-
-def test_markdown_table_has_one_column_per_cell_and_the_baseline():
-    table = markdown_table(
-        [
-            fake_record("gru", "adding", 100, 0.0004),
-            fake_record("simple_rnn", "adding", 100, 0.17),
-            fake_record("lstm", "adding", 100, 0.001),
-        ]
-    )
-    lines = table.splitlines()
-    assert lines[0] == "| task | metric | baseline | simple_rnn | lstm | gru |"
-    assert lines[2].startswith("| adding (T=100) | mse ↓ | 0.1667 | 0.1700 ± 0.0100 | ")
-    assert "4.00e-04 ± 0.0100" in lines[2]
-    assert lines[3] == "| adding (T=100) | parameters |  | 5,000 | 5,000 | 5,000 |"
 
 
 def test_load_record_reports_a_corrupt_file(tmp_path):

@@ -1,15 +1,29 @@
-"""A Markdown table of run records: one row per task and metric, one column per model.
+"""Paper-style tables of run records: one row per task and metric, one column per model.
 
-Entries are mean ± std over seeds of each seed's final evaluation, with the task's trivial baseline
-beside them, so a model stuck at its baseline shows at a glance.
+An entry is mean ± std over a run's seeds (of each seed's final, or best, evaluation) with the
+number of seeds behind it; seeds that diverged are counted and shown, never dropped silently. The
+best entry of each row is marked, respecting the metric's direction. Optional reference columns
+carry published numbers from a YAML file. Rendered as Markdown, LaTeX (booktabs) or CSV, in a
+stable order: tasks and metrics sorted, models in the order simple_rnn, lstm, gru, then the rest.
 """
 
 from __future__ import annotations
 
-from collections import defaultdict
+import csv
+import io
+import math
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 ARROWS = {"min": "↓", "max": "↑"}
+CELL_ORDER = {"simple_rnn": 0, "lstm": 1, "gru": 2}
+FORMATS = ("md", "latex", "csv")
+CSV_COLUMNS = [
+    "task", "metric", "direction", "baseline", "column", "kind",
+    "mean", "std", "n", "n_seeds", "diverged", "best", "param_count",
+]  # fmt: skip
 
 
 def model_label(record: dict[str, Any]) -> str:
@@ -29,6 +43,7 @@ def model_label(record: dict[str, Any]) -> str:
 
 
 def task_label(record: dict[str, Any]) -> str:
+    """`name (T=length[, variant])`, e.g. `adding (T=600)`."""
     task = record["config"]["task"]
     name = record["task"]["name"]
     variant = task.get("variant")
@@ -44,43 +59,258 @@ def format_value(value: float | None) -> str:
     return f"{value:.4f}"
 
 
-def format_entry(stats: dict[str, Any] | None, n_seeds: int) -> str:
-    if not stats or stats["mean"] is None:
-        return "diverged" if stats else "–"
-    entry = f"{format_value(stats['mean'])} ± {format_value(stats['std'])}"
-    if stats["n"] < n_seeds:
-        entry += f" ({stats['n']}/{n_seeds} seeds)"
-    return entry
+@dataclass(frozen=True)
+class Entry:
+    """One table cell: statistics over the seeds of one run."""
+
+    mean: float | None
+    std: float | None
+    n: int  # seeds with a finite value
+    n_seeds: int
+    diverged: int
+
+    def seeds_note(self) -> str:
+        note = f"n={self.n}" if self.n == self.n_seeds else f"n={self.n}/{self.n_seeds}"
+        return note + (f", {self.diverged} diverged" if self.diverged else "")
+
+
+@dataclass
+class Row:
+    task: str
+    metric: str
+    direction: str
+    baseline: float | None
+    entries: dict[str, Entry] = field(default_factory=dict)
+    references: dict[str, float] = field(default_factory=dict)
+
+    def best(self) -> set[str]:
+        """Columns (models and references) holding the best mean of the row."""
+        values = {c: e.mean for c, e in self.entries.items() if e.mean is not None}
+        values.update(self.references)
+        if not values:
+            return set()
+        pick = min if self.direction == "min" else max
+        target = pick(values.values())
+        return {c for c, v in values.items() if math.isclose(v, target, rel_tol=1e-12)}
+
+
+@dataclass
+class Table:
+    models: list[str]
+    references: list[str]
+    rows: list[Row]
+    params: dict[str, dict[str, int]]  # task -> model -> parameter count
+    source: str | None = None
+
+
+def seed_stats(record: dict[str, Any], metric: str, which: str = "final") -> Entry:
+    """Mean ± std (ddof 0) of one metric over a record's seeds, with seed and divergence counts."""
+    per_seed = record.get("per_seed") or []
+    values = [
+        s[which].get(metric) for s in per_seed if s.get(which) and s[which].get(metric) is not None
+    ]
+    values = [v for v in values if math.isfinite(v)]
+    n = len(values)
+    mean = sum(values) / n if n else None
+    std = math.sqrt(sum((v - mean) ** 2 for v in values) / n) if n else None
+    diverged = sum(1 for s in per_seed if s.get("status") == "diverged")
+    return Entry(mean, std, n, len(record.get("seeds", per_seed)), diverged)
+
+
+def _select(records: list[dict[str, Any]]) -> dict[tuple[str, str], dict[str, Any]]:
+    """One record per (task, model): the latest finished one; warn when there were several."""
+    chosen: dict[tuple[str, str], dict[str, Any]] = {}
+    counts: dict[tuple[str, str], int] = {}
+    for record in sorted(records, key=lambda r: (r.get("finished") or "", r.get("path", ""))):
+        key = (task_label(record), model_label(record))
+        chosen[key] = record
+        counts[key] = counts.get(key, 0) + 1
+    for (task, model), count in sorted(counts.items()):
+        if count > 1:
+            print(
+                f"seqbench: warning: {count} finished runs for {task} / {model}; "
+                "showing the latest (filter by config key to choose)",
+                file=sys.stderr,
+            )
+    return chosen
+
+
+def build_table(
+    records: list[dict[str, Any]],
+    *,
+    which: str = "final",
+    models: list[str] | None = None,
+    metrics: list[str] | None = None,
+    references: dict[str, Any] | None = None,
+) -> Table:
+    """The table of the completed or diverged records (failed and running ones are left out).
+
+    `which`: "final" (last evaluation) or "best" (evaluation with the best primary metric).
+    `models`: the model columns to show, in this order (default: all). `metrics`: metric names
+    to show (default: all). `references`: parsed reference YAML (see `load_references`).
+    """
+    usable = [r for r in records if r.get("status") in ("completed", "diverged")]
+    chosen = _select(usable)
+    found = sorted(
+        {m for _, m in chosen},
+        key=lambda c: (CELL_ORDER.get(c.split(" ")[0].removeprefix("bi-"), 9), c),
+    )
+    columns = [m for m in models if m in found] if models else found
+    rows: dict[tuple[str, str], Row] = {}
+    params: dict[str, dict[str, int]] = {}
+    for (task, model), record in chosen.items():
+        if model not in columns:
+            continue
+        for metric, direction in record["task"]["metrics"].items():
+            if metrics and metric not in metrics:
+                continue
+            row = rows.setdefault(
+                (task, metric),
+                Row(task, metric, direction, record["task"]["baseline"].get(metric)),
+            )
+            row.entries[model] = seed_stats(record, metric, which)
+        params.setdefault(task, {})[model] = record["model"]["param_count"]
+    reference_columns = list((references or {}).get("columns", {}))
+    for name in reference_columns:
+        for task, values in references["columns"][name].items():
+            for metric, value in values.items():
+                if (task, metric) in rows:
+                    rows[(task, metric)].references[name] = float(value)
+    ordered = [rows[k] for k in sorted(rows)]
+    source = (references or {}).get("source")
+    return Table(columns, reference_columns, ordered, params, source)
+
+
+def load_references(path: str | Path) -> dict[str, Any]:
+    """Published numbers: `{source: str, columns: {column: {task label: {metric: value}}}}`."""
+    import yaml
+
+    try:
+        data = yaml.safe_load(Path(path).read_text())
+    except OSError as error:
+        raise ValueError(f"cannot read reference file {path}: {error.strerror}") from None
+    except yaml.YAMLError as error:
+        raise ValueError(f"reference file {path} is not valid YAML: {error}") from None
+    columns = data.get("columns") if isinstance(data, dict) else None
+    if not isinstance(columns, dict) or not all(
+        isinstance(tasks, dict) and all(isinstance(m, dict) for m in tasks.values())
+        for tasks in columns.values()
+    ):
+        raise ValueError(
+            f"reference file {path}: expected 'columns: {{column: {{task: {{metric: value}}}}}}'"
+        )
+    return data
+
+
+def _entry_text(entry: Entry | None) -> str:
+    if entry is None:
+        return "–"
+    if entry.mean is None:
+        return f"diverged ({entry.seeds_note()})"
+    return f"{format_value(entry.mean)} ± {format_value(entry.std)} ({entry.seeds_note()})"
+
+
+def render_markdown(table: Table) -> str:
+    header = ["task", "metric", "baseline", *table.models, *table.references]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for row in table.rows:
+        best = row.best()
+        cells = []
+        for model in table.models:
+            text = _entry_text(row.entries.get(model))
+            cells.append(f"**{text}**" if model in best else text)
+        for name in table.references:
+            value = row.references.get(name)
+            text = "–" if value is None else format_value(value)
+            cells.append(f"**{text}**" if name in best and value is not None else text)
+        metric = f"{row.metric} {ARROWS[row.direction]}"
+        lines.append(
+            "| " + " | ".join([row.task, metric, format_value(row.baseline), *cells]) + " |"
+        )
+    for task in sorted(table.params):
+        counts = [table.params[task].get(m) for m in table.models]
+        cells = ["–" if c is None else f"{c:,}" for c in counts] + [""] * len(table.references)
+        lines.append("| " + " | ".join([task, "parameters", "", *cells]) + " |")
+    if table.source:
+        lines.append(f"\nReference columns: {table.source}.")
+    return "\n".join(lines)
+
+
+def _latex_escape(text: str) -> str:
+    for char, escaped in (("\\", r"\textbackslash{}"), ("_", r"\_"), ("&", r"\&"), ("%", r"\%")):
+        text = text.replace(char, escaped)
+    return text.replace("×", r"$\times$")
+
+
+def _latex_number(value: float) -> str:
+    text = format_value(value)
+    if "e" in text:
+        mantissa, exponent = text.split("e")
+        return rf"{mantissa}\times 10^{{{int(exponent)}}}"
+    return text
+
+
+def render_latex(table: Table) -> str:
+    """A booktabs tabular; best entries in bold; needs \\usepackage{booktabs}."""
+    header = ["Task", "Metric", "Baseline", *table.models, *table.references]
+    spec = "ll" + "r" * (len(header) - 2)
+    lines = [rf"\begin{{tabular}}{{{spec}}}", r"\toprule"]
+    lines.append(" & ".join(_latex_escape(h) for h in header) + r" \\")
+    lines.append(r"\midrule")
+    for row in table.rows:
+        best = row.best()
+        cells = []
+        for model in table.models:
+            entry = row.entries.get(model)
+            if entry is None:
+                cells.append("--")
+            elif entry.mean is None:
+                cells.append(f"diverged ({_latex_escape(entry.seeds_note())})")
+            else:
+                body = rf"{_latex_number(entry.mean)} \pm {_latex_number(entry.std)}"
+                body = rf"\mathbf{{{body}}}" if model in best else body
+                cells.append(f"${body}$")
+        for name in table.references:
+            value = row.references.get(name)
+            if value is None:
+                cells.append("--")
+            else:
+                body = _latex_number(value)
+                cells.append(f"$\\mathbf{{{body}}}$" if name in best else f"${body}$")
+        arrow = r"$\downarrow$" if row.direction == "min" else r"$\uparrow$"
+        baseline = "--" if row.baseline is None else f"${_latex_number(row.baseline)}$"
+        first = [_latex_escape(row.task), f"{_latex_escape(row.metric)} {arrow}", baseline]
+        lines.append(" & ".join(first + cells) + r" \\")
+    lines += [r"\bottomrule", r"\end{tabular}"]
+    return "\n".join(lines)
+
+
+def render_csv(table: Table) -> str:
+    """Tidy CSV: one line per (task, metric, column), models and references alike."""
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(CSV_COLUMNS)
+    for row in table.rows:
+        best = row.best()
+        head = [row.task, row.metric, row.direction, row.baseline]
+        for model in table.models:
+            entry = row.entries.get(model)
+            if entry is None:
+                continue
+            stats = [entry.mean, entry.std, entry.n, entry.n_seeds, entry.diverged]
+            count = table.params.get(row.task, {}).get(model)
+            writer.writerow([*head, model, "model", *stats, int(model in best), count])
+        for name in table.references:
+            if name in row.references:
+                blanks = ["", "", "", ""]
+                value = row.references[name]
+                writer.writerow([*head, name, "reference", value, *blanks, int(name in best), ""])
+    return out.getvalue().rstrip("\n")
+
+
+RENDERERS = {"md": render_markdown, "latex": render_latex, "csv": render_csv}
 
 
 def markdown_table(records: list[dict[str, Any]]) -> str:
-    """The table of the completed (or diverged) records; later records win on the same cell."""
-    rows: dict[tuple[str, str], dict[str, str]] = defaultdict(dict)
-    baselines: dict[tuple[str, str], float] = {}
-    params: dict[str, dict[str, str]] = defaultdict(dict)
-    columns: list[str] = []
-    order = {"simple_rnn": 0, "lstm": 1, "gru": 2}
-    usable = [
-        r for r in records if r.get("status") in ("completed", "diverged") and r.get("summary")
-    ]
-    for record in usable:
-        column, task = model_label(record), task_label(record)
-        if column not in columns:
-            columns.append(column)
-        n_seeds = len(record["seeds"])
-        for metric, direction in record["task"]["metrics"].items():
-            key = (task, f"{metric} {ARROWS[direction]}")
-            rows[key][column] = format_entry(record["summary"]["final"].get(metric), n_seeds)
-            baselines[key] = record["task"]["baseline"].get(metric)
-        params[task][column] = f"{record['model']['param_count']:,}"
-    columns.sort(key=lambda c: (order.get(c.split(" ")[0].removeprefix("bi-"), 9), c))
-    header = ["task", "metric", "baseline", *columns]
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    for task, metric in sorted(rows):
-        entries = [rows[(task, metric)].get(c, "–") for c in columns]
-        base = format_value(baselines[(task, metric)])
-        lines.append("| " + " | ".join([task, metric, base, *entries]) + " |")
-    for task in sorted(params):
-        entries = [params[task].get(c, "–") for c in columns]
-        lines.append("| " + " | ".join([task, "parameters", "", *entries]) + " |")
-    return "\n".join(lines)
+    """The default table (final evaluation, every model and metric) as Markdown."""
+    return render_markdown(build_table(records))

@@ -1,0 +1,204 @@
+"""Tables and run listing on fixture run records (hand-computed expectations)."""
+
+import csv
+import io
+import json
+
+import numpy as np
+import pytest
+
+from seqbench.cli import main as cli_main
+from seqbench.report.table import (
+    build_table,
+    load_references,
+    render_csv,
+    render_latex,
+    render_markdown,
+)
+
+
+def record(cell, finals, task="adding", length=100, metric="mse", direction="min", **extra):
+    """A run record as the trainer writes it; a None final marks a diverged seed."""
+    per_seed = [
+        {
+            "seed": s,
+            "status": "completed" if v is not None else "diverged",
+            "final": {metric: v if v is not None else float("nan")},
+            "best": {metric: v if v is not None else float("nan")},
+        }
+        for s, v in enumerate(finals)
+    ]
+    return {
+        "status": "diverged" if None in finals else "completed",
+        "started": extra.get("started", "2026-11-27T10:00:00"),
+        "finished": extra.get("finished", "2026-11-27T10:05:00"),
+        "path": extra.get("path", f"/runs/{cell}-{task}-{length}"),
+        "seeds": list(range(len(finals))),
+        "per_seed": per_seed,
+        "config": {
+            "model": {"cell": cell, "n_layers": 1},
+            "task": {"length": length},
+            "tags": extra.get("tags", []),
+        },
+        "task": {
+            "name": task,
+            "metrics": {metric: direction},
+            "primary_metric": metric,
+            "baseline": {metric: 1 / 6},
+        },
+        "summary": {"final": {metric: {"mean": 0.0, "std": 0.0, "n": 0}}},
+        "model": {"param_count": {"simple_rnn": 4965, "lstm": 4918, "gru": 5071}[cell]},
+        "timing": {"wall_s": 1.0},
+    }
+
+
+RECORDS = [
+    record("gru", [0.1, 0.3]),
+    record("simple_rnn", [0.17, 0.16, 0.18]),
+    record("lstm", [0.01, None, 0.03]),
+    record("lstm", [0.6, 0.8], task="copy_memory", length=50, metric="acc", direction="max"),
+    record("gru", [0.5, 0.9], task="copy_memory", length=50, metric="acc", direction="max"),
+]
+
+
+def test_means_stds_seed_counts_and_divergence():
+    table = build_table(RECORDS)
+    assert table.models == ["simple_rnn", "lstm", "gru"]
+    adding, copy = table.rows[0], table.rows[1]
+    assert (adding.task, adding.metric, copy.task) == (
+        "adding (T=100)",
+        "mse",
+        "copy_memory (T=50)",
+    )
+    gru = adding.entries["gru"]
+    assert gru.mean == pytest.approx(0.2) and gru.std == pytest.approx(np.std([0.1, 0.3]))
+    lstm = adding.entries["lstm"]
+    assert (lstm.n, lstm.n_seeds, lstm.diverged) == (2, 3, 1)
+    assert lstm.mean == pytest.approx(0.02)
+    assert adding.best() == {"lstm"}  # min
+    assert copy.best() == {"gru", "lstm"}  # 0.7 each: ties are all marked
+    assert "simple_rnn" not in copy.entries
+
+
+def test_markdown_marks_the_best_and_shows_seeds():
+    text = render_markdown(build_table(RECORDS))
+    lines = text.splitlines()
+    assert lines[0] == "| task | metric | baseline | simple_rnn | lstm | gru |"
+    assert lines[2] == (
+        "| adding (T=100) | mse ↓ | 0.1667 | 0.1700 ± 0.0082 (n=3) "
+        "| **0.0200 ± 0.0100 (n=2/3, 1 diverged)** | 0.2000 ± 0.1000 (n=2) |"
+    )
+    assert "| copy_memory (T=50) | acc ↑ |" in lines[3] and "–" in lines[3]
+    assert lines[4] == "| adding (T=100) | parameters |  | 4,965 | 4,918 | 5,071 |"
+
+
+def test_direction_max_picks_the_largest():
+    records = [
+        record("lstm", [0.9], metric="acc", direction="max"),
+        record("gru", [0.8], metric="acc", direction="max"),
+    ]
+    assert build_table(records).rows[0].best() == {"lstm"}
+
+
+def test_all_seeds_diverged_is_shown_not_dropped():
+    text = render_markdown(build_table([record("simple_rnn", [None, None])]))
+    assert "diverged (n=0/2, 2 diverged)" in text
+
+
+def test_model_selection_and_order_and_metric_filter():
+    table = build_table(RECORDS, models=["gru", "lstm"], metrics=["acc"])
+    assert table.models == ["gru", "lstm"]
+    assert [r.metric for r in table.rows] == ["acc"]
+
+
+def test_latest_finished_run_wins_with_a_warning(capsys):
+    older = record("gru", [0.5], finished="2026-11-27T09:00:00", path="/a")
+    newer = record("gru", [0.4], finished="2026-11-27T11:00:00", path="/b")
+    table = build_table([newer, older])
+    assert table.rows[0].entries["gru"].mean == pytest.approx(0.4)
+    assert "2 finished runs for adding (T=100) / gru" in capsys.readouterr().err
+
+
+def test_reference_columns(tmp_path):
+    path = tmp_path / "ref.yaml"
+    path.write_text(
+        "source: Bai et al. 2018, Table 1\n"
+        "columns:\n"
+        "  LSTM [Bai]:\n"
+        "    adding (T=100): {mse: 0.001}\n"
+        "    adding (T=600): {mse: 0.164}\n"
+    )
+    table = build_table(RECORDS, references=load_references(path))
+    adding = table.rows[0]
+    assert adding.references == {"LSTM [Bai]": 0.001}
+    assert adding.best() == {"LSTM [Bai]"}
+    text = render_markdown(table)
+    assert text.splitlines()[0].endswith("| gru | LSTM [Bai] |")
+    assert "**0.0010**" in text and "Reference columns: Bai et al. 2018, Table 1." in text
+    rows = list(csv.DictReader(io.StringIO(render_csv(table))))
+    ref = [r for r in rows if r["kind"] == "reference"]
+    assert ref == [dict(ref[0], column="LSTM [Bai]", mean="0.001", best="1")]
+
+
+@pytest.mark.parametrize("content", ["columns: [1, 2]", "{unclosed", "columns: {a: {t: 3}}"])
+def test_bad_reference_file(tmp_path, content):
+    path = tmp_path / "ref.yaml"
+    path.write_text(content)
+    with pytest.raises(ValueError, match="reference file"):
+        load_references(path)
+
+
+def test_latex_is_booktabs_with_escapes_and_bold_best():
+    text = render_latex(build_table(RECORDS))
+    lines = text.splitlines()
+    assert lines[0] == r"\begin{tabular}{llrrrr}" and lines[1] == r"\toprule"
+    assert lines[2] == r"Task & Metric & Baseline & simple\_rnn & lstm & gru \\"
+    assert r"\mathbf{0.0200 \pm 0.0100}" in text
+    assert r"copy\_memory (T=50) & acc $\uparrow$" in text
+    assert lines[-2:] == [r"\bottomrule", r"\end{tabular}"]
+
+
+def test_csv_is_tidy_and_complete():
+    rows = list(csv.DictReader(io.StringIO(render_csv(build_table(RECORDS)))))
+    assert len(rows) == 5
+    lstm = next(r for r in rows if r["column"] == "lstm" and r["metric"] == "mse")
+    assert (lstm["n"], lstm["n_seeds"], lstm["diverged"], lstm["best"]) == ("2", "3", "1", "1")
+    assert float(lstm["mean"]) == pytest.approx(0.02)
+
+
+def write_runs(root):
+    for i, r in enumerate(RECORDS):
+        folder = root / str(i)
+        folder.mkdir(parents=True)
+        r = dict(r, tags=None)
+        r["config"] = dict(r["config"], tags=["paper"] if i % 2 else [])
+        r["started"] = f"2026-11-{20 + i}T10:00:00"
+        (folder / "run.json").write_text(json.dumps(r))
+
+
+def test_runs_filters(tmp_path, capsys):
+    write_runs(tmp_path)
+    cli_main(["runs", str(tmp_path), "--where", "task.length=50"])
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 2 and all("copy_memory (T=50)" in line for line in lines)
+    cli_main(["runs", str(tmp_path), "--model", "lstm", "--tag", "paper"])
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 1 and "copy_memory" in lines[0] and lines[0].endswith("/3")
+    cli_main(["runs", str(tmp_path), "--status", "diverged", "--since", "2026-11-22"])
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 1 and "lstm" in lines[0] and "acc" not in lines[0]
+    cli_main(["runs", str(tmp_path), "--until", "2026-11-20", "--metrics", "mse"])
+    assert "mse=0.2000±0.1000" in capsys.readouterr().out
+
+
+def test_table_cli_formats_and_errors(tmp_path, capsys):
+    write_runs(tmp_path / "runs")
+    out = tmp_path / "t" / "table.tex"
+    cli_main(["table", str(tmp_path / "runs"), "--format", "latex", "--out", str(out)])
+    assert out.read_text().startswith(r"\begin{tabular}")
+    with pytest.raises(SystemExit, match="no run matches"):
+        cli_main(["table", str(tmp_path / "runs"), "--where", "task.length=7"])
+    with pytest.raises(SystemExit, match="KEY=VALUE"):
+        cli_main(["runs", str(tmp_path / "runs"), "--where", "nonsense"])
+    with pytest.raises(SystemExit, match="no such file"):
+        cli_main(["table", str(tmp_path / "missing")])
