@@ -2,6 +2,7 @@
 
 seqbench runs PATH... [filters]    one line per run: status, task, model, chosen metrics, wall time
 seqbench table PATH... [filters]   paper-style table (Markdown, LaTeX or CSV) of the runs
+seqbench plot PATH... [filters]    learning curves (PNG and SVG): a panel per task, a line per model
 """
 
 from __future__ import annotations
@@ -150,6 +151,28 @@ def cmd_table(args: argparse.Namespace) -> None:
         print(text)
 
 
+def cmd_plot(args: argparse.Namespace) -> None:
+    from seqbench.report.plot import PLOT_FORMATS, plot_curves
+
+    formats = tuple(_csv(args.format) or PLOT_FORMATS)
+    unknown = [f for f in formats if f not in PLOT_FORMATS]
+    if unknown:
+        fail(f"--format: unknown {', '.join(unknown)}; choose from {', '.join(PLOT_FORMATS)}")
+    records = select(_records(args.paths), args)
+    if not records:
+        fail("no run matches the filters")
+    try:
+        written = plot_curves(
+            records, args.out, metric=args.metric, formats=formats, log_y=args.log_y
+        )
+    except ValueError as error:
+        fail(str(error))
+    except OSError as error:
+        fail(f"cannot write {args.out}: {error.strerror or error}")
+    for path in written:
+        print(path)
+
+
 def _add_filters(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("paths", nargs="+", help="run folders, sweep folders or run.json files")
     parser.add_argument("--task", action="append", help="task name or label (repeatable)")
@@ -189,6 +212,13 @@ def _main(argv: list[str] | None) -> None:
     table.add_argument("--reference", help="YAML file of published numbers (reference columns)")
     table.add_argument("--out", help="write the table to this file instead of printing it")
     table.set_defaults(func=cmd_table)
+    plot = commands.add_parser("plot", help="learning curves of run records")
+    _add_filters(plot)
+    plot.add_argument("--metric", help="metric to draw (default: each task's primary metric)")
+    plot.add_argument("--out", default="curves", help="output path without suffix")
+    plot.add_argument("--format", default="png,svg", help="comma-separated: png, svg")
+    plot.add_argument("--log-y", choices=("auto", "on", "off"), default="auto")
+    plot.set_defaults(func=cmd_plot)
     args = parser.parse_args(argv)
     args.func(args)
 

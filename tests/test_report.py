@@ -127,8 +127,11 @@ def test_reference_columns(tmp_path):
         "  LSTM [Bai]:\n"
         "    adding (T=100): {mse: 0.001}\n"
         "    adding (T=600): {mse: 0.164}\n"
+        "  TCN [Bai]:\n"
+        "    adding (T=600): {mse: 5.8e-5}\n"
     )
     table = build_table(RECORDS, references=load_references(path))
+    assert table.references == ["LSTM [Bai]"]  # a column matching no row is left out
     adding = table.rows[0]
     assert adding.references == {"LSTM [Bai]": 0.001}
     assert adding.best() == {"LSTM [Bai]"}
@@ -202,3 +205,53 @@ def test_table_cli_formats_and_errors(tmp_path, capsys):
         cli_main(["runs", str(tmp_path / "runs"), "--where", "nonsense"])
     with pytest.raises(SystemExit, match="no such file"):
         cli_main(["table", str(tmp_path / "missing")])
+
+
+def with_curves(r, values):
+    """Attach eval curves (E, S) to a fixture record; NaN marks a diverged seed's later steps."""
+    values = np.asarray(values, dtype=float)
+    metric = r["task"]["primary_metric"]
+    return dict(
+        r,
+        curves={
+            "eval_steps": list(range(0, 10 * len(values), 10)),
+            "eval": {metric: values.tolist()},
+        },
+    )
+
+
+def test_curve_mean_and_band_skip_diverged_seeds():
+    from seqbench.report.plot import curve
+
+    r = with_curves(record("lstm", [0.1, None]), [[1.0, 3.0], [0.5, np.nan], [np.nan, np.nan]])
+    steps, mean, low, high = curve(r, "mse")
+    assert steps.tolist() == [0, 10, 20]
+    np.testing.assert_allclose(mean[:2], [2.0, 0.5])
+    np.testing.assert_allclose(low[:2], [1.0, 0.5])
+    np.testing.assert_allclose(high[:2], [3.0, 0.5])
+    assert np.isnan(mean[2]) and np.isnan(low[2])
+
+
+def test_plot_writes_png_and_svg(tmp_path, capsys):
+    root = tmp_path / "runs"
+    curves = {
+        "simple_rnn": [[1.0, 1.2], [0.17, 0.16], [0.17, 0.17]],
+        "gru": [[1.0, 0.9], [0.01, 0.02], [0.001, 0.002]],
+        "lstm": [[0.9, 1.0], [0.05, np.nan], [0.01, np.nan]],
+    }
+    for i, (cell, values) in enumerate(curves.items()):
+        folder = root / str(i)
+        folder.mkdir(parents=True)
+        r = with_curves(record(cell, [v for v in values[-1]]), values)
+        (folder / "run.json").write_text(json.dumps(r))
+    cli_main(["plot", str(root), "--out", str(tmp_path / "fig" / "curves")])
+    written = capsys.readouterr().out.split()
+    assert written == [str(tmp_path / "fig" / "curves.png"), str(tmp_path / "fig" / "curves.svg")]
+    png = (tmp_path / "fig" / "curves.png").read_bytes()
+    assert png.startswith(b"\x89PNG") and len(png) > 10_000
+    svg = (tmp_path / "fig" / "curves.svg").read_text()
+    assert "<svg" in svg and "adding (T=100)" in svg and "baseline" in svg
+    with pytest.raises(SystemExit, match="no metric 'acc'"):
+        cli_main(["plot", str(root), "--metric", "acc", "--out", str(tmp_path / "x")])
+    with pytest.raises(SystemExit, match="unknown pdf"):
+        cli_main(["plot", str(root), "--format", "pdf"])

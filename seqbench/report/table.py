@@ -117,7 +117,7 @@ def seed_stats(record: dict[str, Any], metric: str, which: str = "final") -> Ent
     return Entry(mean, std, n, len(record.get("seeds", per_seed)), diverged)
 
 
-def _select(records: list[dict[str, Any]]) -> dict[tuple[str, str], dict[str, Any]]:
+def latest_per_cell(records: list[dict[str, Any]]) -> dict[tuple[str, str], dict[str, Any]]:
     """One record per (task, model): the latest finished one; warn when there were several."""
     chosen: dict[tuple[str, str], dict[str, Any]] = {}
     counts: dict[tuple[str, str], int] = {}
@@ -150,7 +150,7 @@ def build_table(
     to show (default: all). `references`: parsed reference YAML (see `load_references`).
     """
     usable = [r for r in records if r.get("status") in ("completed", "diverged")]
-    chosen = _select(usable)
+    chosen = latest_per_cell(usable)
     found = sorted(
         {m for _, m in chosen},
         key=lambda c: (CELL_ORDER.get(c.split(" ")[0].removeprefix("bi-"), 9), c),
@@ -176,6 +176,9 @@ def build_table(
             for metric, value in values.items():
                 if (task, metric) in rows:
                     rows[(task, metric)].references[name] = float(value)
+    reference_columns = [
+        c for c in reference_columns if any(c in r.references for r in rows.values())
+    ]
     ordered = [rows[k] for k in sorted(rows)]
     source = (references or {}).get("source")
     return Table(columns, reference_columns, ordered, params, source)
