@@ -29,7 +29,21 @@ def fail(message: str) -> None:
     raise SystemExit(f"seqbench: error: {message}")
 
 
-def _records(paths: list[str]) -> list[dict]:
+def _records(paths: list[str], wandb_project: str | None = None) -> list[dict]:
+    if wandb_project:
+        if paths:
+            fail("give run folders or --wandb ENTITY/PROJECT, not both")
+        from seqbench.tracking import records_from_wandb
+
+        try:
+            records = records_from_wandb(wandb_project)
+        except ValueError as error:
+            fail(str(error))
+        if not records:
+            fail(f"no seqbench runs in wandb project {wandb_project}")
+        return records
+    if not paths:
+        fail("give at least one run folder (or --wandb ENTITY/PROJECT)")
     records = []
     for path in paths:
         if not Path(path).exists():
@@ -98,7 +112,7 @@ def _csv(text: str | None) -> list[str] | None:
 
 
 def cmd_runs(args: argparse.Namespace) -> None:
-    records = select(_records(args.paths), args)
+    records = select(_records(args.paths, args.wandb), args)
     for r in sorted(records, key=lambda r: (r.get("started") or "", r["path"])):
         names = _csv(args.metrics) or [r["task"]["primary_metric"]]
         shown = []
@@ -126,7 +140,7 @@ def cmd_table(args: argparse.Namespace) -> None:
             references = load_references(args.reference)
         except ValueError as error:
             fail(str(error))
-    records = select(_records(args.paths), args)
+    records = select(_records(args.paths, args.wandb), args)
     if not records:
         fail("no run matches the filters")
     table = build_table(
@@ -158,7 +172,7 @@ def cmd_plot(args: argparse.Namespace) -> None:
     unknown = [f for f in formats if f not in PLOT_FORMATS]
     if unknown:
         fail(f"--format: unknown {', '.join(unknown)}; choose from {', '.join(PLOT_FORMATS)}")
-    records = select(_records(args.paths), args)
+    records = select(_records(args.paths, args.wandb), args)
     if not records:
         fail("no run matches the filters")
     try:
@@ -174,7 +188,10 @@ def cmd_plot(args: argparse.Namespace) -> None:
 
 
 def _add_filters(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("paths", nargs="+", help="run folders, sweep folders or run.json files")
+    parser.add_argument("paths", nargs="*", help="run folders, sweep folders or run.json files")
+    parser.add_argument(
+        "--wandb", metavar="ENTITY/PROJECT", help="read the runs from wandb instead (online)"
+    )
     parser.add_argument("--task", action="append", help="task name or label (repeatable)")
     parser.add_argument("--model", action="append", help="model column label (repeatable)")
     parser.add_argument("--tag", action="append", help="keep runs carrying this tag (repeatable)")

@@ -91,6 +91,12 @@ class WandbTracker:
                         **resolved,
                         "seed": seed,
                         "param_count": record["model"]["param_count"],
+                        # what `seqbench runs/table --wandb` needs to rebuild a run record
+                        "seqbench": {
+                            "name": record["name"],
+                            "task": record["task"],
+                            "model": record["model"],
+                        },
                     },
                     dir=str(wandb_dir),
                     mode=wandb_mode(cfg.mode),
@@ -166,3 +172,70 @@ def make_tracker(
     if cfg.name == "wandb" and wandb_mode(cfg.mode) != "disabled":
         return WandbTracker(cfg, resolved, record, output_dir)
     return NullTracker()
+
+
+def records_from_wandb(path: str, api: Any = None, timeout: int = 30) -> list[dict[str, Any]]:
+    """Run records rebuilt from the wandb runs of `entity/project` that seqbench logged.
+
+    The runs of one group (the seeds of one job) become one record with per-seed final and best
+    metrics from each run's summary; runs without seqbench's own config entry are skipped.
+    Raises ValueError (one line) when the project cannot be read.
+    """
+    if api is None:
+        import wandb
+
+        try:
+            api = wandb.Api(timeout=timeout)
+        except Exception as error:
+            raise ValueError(f"cannot reach wandb: {type(error).__name__}: {error}") from None
+    try:
+        runs = list(api.runs(path))
+    except Exception as error:
+        raise ValueError(
+            f"cannot read wandb project {path}: {type(error).__name__}: {error}"
+        ) from None
+    groups: dict[str, list[Any]] = {}
+    for run in runs:
+        if isinstance(run.config.get("seqbench"), dict):
+            groups.setdefault(run.group or run.id, []).append(run)
+    records = []
+    for group, members in sorted(groups.items()):
+        members.sort(key=lambda r: r.config.get("seed", 0))
+        info = members[0].config["seqbench"]
+        config = {k: v for k, v in members[0].config.items() if k not in ("seed", "seqbench")}
+        per_seed = []
+        for run in members:
+            summary = dict(run.summary)
+            per_seed.append(
+                {
+                    "seed": run.config.get("seed"),
+                    "status": summary.get("status", run.state),
+                    "final": _prefixed(summary, "final/"),
+                    "best": _prefixed(summary, "best/"),
+                }
+            )
+        statuses = {s["status"] for s in per_seed}
+        status = next((s for s in ("failed", "running", "diverged") if s in statuses), "completed")
+        records.append(
+            {
+                "name": info["name"],
+                "status": status,
+                "started": min(str(r.created_at) for r in members),
+                "finished": None,
+                "path": f"wandb:{path}/{group}",
+                "config": config,
+                "task": info["task"],
+                "model": info["model"],
+                "seeds": [s["seed"] for s in per_seed],
+                "per_seed": per_seed,
+            }
+        )
+    return records
+
+
+def _prefixed(summary: dict[str, Any], prefix: str) -> dict[str, float]:
+    return {
+        k.removeprefix(prefix): float("nan") if v is None else float(v)
+        for k, v in summary.items()
+        if k.startswith(prefix)
+    }

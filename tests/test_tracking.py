@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from omegaconf import OmegaConf
 
 from seqbench.app import train_from_config
 from seqbench.config import LoggerConfig, validate
@@ -53,8 +54,10 @@ def read_wandb_run(path: Path) -> dict:
 
 
 def train(compose_config, tmp_path, overrides):
-    cfg = validate(compose_config([*TINY, *overrides]))
-    return train_from_config(cfg, {"tags": ["t1"], "seeds": list(cfg.seeds)}, tmp_path)
+    composed = compose_config([*TINY, *overrides])
+    resolved = OmegaConf.to_container(composed, resolve=True)
+    resolved.pop("hydra", None)
+    return train_from_config(validate(composed), resolved, tmp_path)
 
 
 def test_mode_and_group_helpers(monkeypatch):
@@ -166,3 +169,54 @@ def test_four_job_multirun_in_one_process_gives_four_distinct_runs(run_cli, tmp_
         cell = run["config"]["model"]["cell"]
         assert cell in run["tags"] and cell in run["group"]
         assert [row["_step"] for row in run["history"]] == [0, 2, 4]
+
+
+class FakeRun:
+    """What `wandb.Api().runs()` yields, built from an offline run read back from its file."""
+
+    def __init__(self, logged, run_id):
+        self.config = {k: v for k, v in logged["config"].items() if k != "_wandb"}
+        self.summary = logged["summary"]
+        self.group, self.id, self.state = logged["group"], run_id, "finished"
+        self.created_at = "2026-11-27T10:00:00"
+
+
+class FakeApi:
+    def __init__(self, runs):
+        self._runs = runs
+
+    def runs(self, path):
+        assert path == "me/proj"
+        return self._runs
+
+
+def test_runs_and_table_read_back_from_wandb_match_the_local_record(
+    compose_config, tmp_path, monkeypatch, capsys
+):
+    import wandb
+
+    from seqbench.cli import main as cli_main
+    from seqbench.report.table import build_table, render_markdown
+    from seqbench.tracking import records_from_wandb
+
+    record = train(compose_config, tmp_path, ["logger=wandb", "logger.mode=offline", "seeds=[0,1]"])
+    logged = [read_wandb_run(p) for p in wandb_files(tmp_path / "wandb")]
+    fake = FakeApi([FakeRun(run, f"id{i}") for i, run in enumerate(logged)])
+    (rebuilt,) = records_from_wandb("me/proj", api=fake)
+    assert rebuilt["seeds"] == [0, 1] and rebuilt["status"] == "completed"
+    local = dict(record, path="local")
+    assert render_markdown(build_table([rebuilt])) == render_markdown(build_table([local]))
+
+    monkeypatch.setattr(wandb, "Api", lambda timeout=None: fake)
+    cli_main(["runs", "--wandb", "me/proj"])
+    out = capsys.readouterr().out
+    assert out.startswith("completed adding (T=12)") and "wandb:me/proj/" in out
+    with pytest.raises(SystemExit, match="not both"):
+        cli_main(["table", str(tmp_path), "--wandb", "me/proj"])
+
+    def offline(timeout=None):
+        raise wandb.errors.CommError("no network")
+
+    monkeypatch.setattr(wandb, "Api", offline)
+    with pytest.raises(SystemExit, match="cannot reach wandb: CommError: no network"):
+        cli_main(["table", "--wandb", "me/proj"])
