@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from seqbench.records import find_records, load_record
+from seqbench.records import find_records, load_record, write_text_atomic
 from seqbench.report.table import (
     FORMATS,
     RENDERERS,
@@ -155,9 +155,7 @@ def cmd_table(args: argparse.Namespace) -> None:
         out = Path(args.out)
         try:
             out.parent.mkdir(parents=True, exist_ok=True)
-            tmp = out.with_name(out.name + ".tmp")
-            tmp.write_text(text + "\n")
-            tmp.replace(out)
+            write_text_atomic(out, text + "\n")
         except OSError as error:
             fail(f"cannot write {out}: {error.strerror or error}")
         print(f"table written to {out}", file=sys.stderr)

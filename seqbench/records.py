@@ -58,8 +58,8 @@ def _jsonable(value: Any) -> Any:
     return value
 
 
-def write_json_atomic(path: Path, data: dict) -> None:
-    """Write `data` to `path` through a temporary file in the same folder and a rename."""
+def write_text_atomic(path: Path, text: str) -> None:
+    """Write `text` to `path` through a temporary file in the same folder and a rename."""
     path = Path(path)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
@@ -67,13 +67,18 @@ def write_json_atomic(path: Path, data: dict) -> None:
         os.umask(umask)
         os.chmod(tmp, 0o666 & ~umask)
         with os.fdopen(fd, "w") as f:
-            json.dump(_jsonable(data), f, indent=1, allow_nan=False)
+            f.write(text)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def write_json_atomic(path: Path, data: dict) -> None:
+    """`data` as JSON (non-finite floats as null), written atomically."""
+    write_text_atomic(path, json.dumps(_jsonable(data), indent=1, allow_nan=False))
 
 
 def git_info(cwd: Path | None = None) -> dict[str, Any]:

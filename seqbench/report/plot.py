@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from seqbench.report.table import CELL_ORDER, latest_per_cell, model_label, task_label
+from seqbench.report.table import latest_per_cell, model_label, sort_models, task_label
 
 PLOT_FORMATS = ("png", "svg")
 
@@ -66,10 +66,7 @@ def plot_curves(
         1, len(tasks), figsize=(5.0 * len(tasks), 3.8), squeeze=False, constrained_layout=True
     )
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
-    models = sorted(
-        {m for _, m in chosen},
-        key=lambda c: (CELL_ORDER.get(c.split(" ")[0].removeprefix("bi-"), 9), c),
-    )
+    models = sort_models(m for _, m in chosen)
     for ax, task in zip(axes[0], tasks, strict=True):
         shown_metric, baseline, lows = None, None, []
         for model in models:

@@ -17,6 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from seqbench.records import aggregate
+
 ARROWS = {"min": "↓", "max": "↑"}
 CELL_ORDER = {"simple_rnn": 0, "lstm": 1, "gru": 2}
 FORMATS = ("md", "latex", "csv")
@@ -106,15 +108,17 @@ class Table:
 def seed_stats(record: dict[str, Any], metric: str, which: str = "final") -> Entry:
     """Mean ± std (ddof 0) of one metric over a record's seeds, with seed and divergence counts."""
     per_seed = record.get("per_seed") or []
-    values = [
-        s[which].get(metric) for s in per_seed if s.get(which) and s[which].get(metric) is not None
-    ]
-    values = [v for v in values if math.isfinite(v)]
-    n = len(values)
-    mean = sum(values) / n if n else None
-    std = math.sqrt(sum((v - mean) ** 2 for v in values) / n) if n else None
+    stats = aggregate(per_seed, which).get(metric, {"mean": None, "std": None, "n": 0})
     diverged = sum(1 for s in per_seed if s.get("status") == "diverged")
-    return Entry(mean, std, n, len(record.get("seeds", per_seed)), diverged)
+    n_seeds = len(record.get("seeds", per_seed))
+    return Entry(stats["mean"], stats["std"], stats["n"], n_seeds, diverged)
+
+
+def sort_models(labels) -> list[str]:
+    """Model column labels in table order: simple_rnn, lstm, gru (plain forms first), then the rest."""
+    return sorted(
+        set(labels), key=lambda c: (CELL_ORDER.get(c.split(" ")[0].removeprefix("bi-"), 9), c)
+    )
 
 
 def latest_per_cell(records: list[dict[str, Any]]) -> dict[tuple[str, str], dict[str, Any]]:
@@ -151,10 +155,7 @@ def build_table(
     """
     usable = [r for r in records if r.get("status") in ("completed", "diverged")]
     chosen = latest_per_cell(usable)
-    found = sorted(
-        {m for _, m in chosen},
-        key=lambda c: (CELL_ORDER.get(c.split(" ")[0].removeprefix("bi-"), 9), c),
-    )
+    found = sort_models(m for _, m in chosen)
     columns = [m for m in models if m in found] if models else found
     rows: dict[tuple[str, str], Row] = {}
     params: dict[str, dict[str, int]] = {}
