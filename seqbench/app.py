@@ -18,6 +18,7 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
 from seqbench.config import Config, ConfigError, register_configs, validate
+from seqbench.records import SELECT_SPLIT, metric_key
 from seqbench.tasks.build import build_task
 
 CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
@@ -50,6 +51,7 @@ def train_from_config(cfg: Config, resolved: dict[str, Any], output_dir: Path) -
     from seqbench.models.build import build_model
     from seqbench.records import (
         RECORD_NAME,
+        SCHEMA_VERSION,
         aggregate,
         device_info,
         git_info,
@@ -72,7 +74,7 @@ def train_from_config(cfg: Config, resolved: dict[str, Any], output_dir: Path) -
         fail(str(error))
     name = cfg.name or f"{task.name}-{cfg.model.cell}"
     record: dict[str, Any] = {
-        "schema_version": 1,
+        "schema_version": SCHEMA_VERSION,
         "name": name,
         "status": "running",
         "started": now_iso(),
@@ -152,14 +154,18 @@ def train_from_config(cfg: Config, resolved: dict[str, Any], output_dir: Path) -
 
 
 def summary_line(record: dict[str, Any]) -> str:
-    """`name status: metric mean ± std (baseline b) ...` for the console."""
+    """`name status: test metric mean ± std (baseline b) ...` for the console: the test metrics at
+    each seed's best validation step."""
     parts = []
-    for metric, stats in record["summary"]["final"].items():
+    best = record["summary"]["best"]
+    for metric in record["task"]["metrics"]:
+        key = metric_key(metric)
+        stats = best.get(key) or {"mean": None}
         base = record["task"]["baseline"].get(metric)
         if stats["mean"] is None:
-            parts.append(f"{metric} n/a")
+            parts.append(f"{key} n/a")
             continue
-        parts.append(f"{metric} {stats['mean']:.4g} ± {stats['std']:.2g} (baseline {base:.4g})")
+        parts.append(f"{key} {stats['mean']:.4g} ± {stats['std']:.2g} (baseline {base:.4g})")
     timing = record["timing"]
     return (
         f"[seqbench] {record['name']} {record['status']}: "
@@ -181,8 +187,9 @@ def hydra_main(cfg: DictConfig) -> float | None:
     prepare_output_dir(output_dir)
     record = train_from_config(checked, resolved, output_dir)
     print(summary_line(record), file=sys.stderr)
-    primary = record["task"]["primary_metric"]
-    return record["summary"]["final"][primary]["mean"]
+    # what a sweeper (e.g. Optuna) optimises: the validation value, never the test value
+    primary = metric_key(record["task"]["primary_metric"], SELECT_SPLIT)
+    return record["summary"]["best"][primary]["mean"]
 
 
 def main() -> None:

@@ -12,7 +12,13 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from seqbench.records import find_records, load_record, write_text_atomic
+from seqbench.records import (
+    SELECT_SPLIT,
+    find_records,
+    load_record,
+    metric_key,
+    write_text_atomic,
+)
 from seqbench.report.table import (
     FORMATS,
     RENDERERS,
@@ -114,7 +120,11 @@ def _csv(text: str | None) -> list[str] | None:
 def cmd_runs(args: argparse.Namespace) -> None:
     records = select(_records(args.paths, args.wandb), args)
     for r in sorted(records, key=lambda r: (r.get("started") or "", r["path"])):
-        names = _csv(args.metrics) or [r["task"]["primary_metric"]]
+        primary = r["task"]["primary_metric"]
+        names = [
+            metric_key(n)
+            for n in _csv(args.metrics) or [metric_key(primary, SELECT_SPLIT), primary]
+        ]
         shown = []
         for name in names:
             stats = seed_stats(r, name, args.which)
@@ -127,7 +137,7 @@ def cmd_runs(args: argparse.Namespace) -> None:
         wall_text = f"{wall:.1f}s" if wall is not None else "?"
         print(
             f"{r['status']:<9} {task_label(r):<24} {model_label(r):<12} seeds={seeds:<3} "
-            f"{' '.join(shown):<40} {wall_text:>8}  {r['path']}"
+            f"{' '.join(shown):<56} {wall_text:>8}  {r['path']}"
         )
     if not records:
         print("seqbench: no run matches the filters", file=sys.stderr)
@@ -201,9 +211,17 @@ def _add_filters(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--where", action="append", metavar="KEY=VALUE", help="config key, e.g. task.length=600"
     )
-    parser.add_argument("--metrics", help="comma-separated metric names (default: primary / all)")
     parser.add_argument(
-        "--which", choices=("final", "best"), default="final", help="final or best evaluation"
+        "--metrics",
+        help="comma-separated metric names, test split unless prefixed (val/mse); default: "
+        "primary (runs), all (table)",
+    )
+    parser.add_argument(
+        "--which",
+        choices=("best", "final"),
+        default="best",
+        help="best: each seed's evaluation with the best validation primary metric (default); "
+        "final: its last evaluation",
     )
 
 
@@ -229,7 +247,9 @@ def _main(argv: list[str] | None) -> None:
     table.set_defaults(func=cmd_table)
     plot = commands.add_parser("plot", help="learning curves of run records")
     _add_filters(plot)
-    plot.add_argument("--metric", help="metric to draw (default: each task's primary metric)")
+    plot.add_argument(
+        "--metric", help="metric to draw, test split unless prefixed val/ (default: primary)"
+    )
     plot.add_argument("--out", default="curves", help="output path without suffix")
     plot.add_argument("--format", default="png,svg", help="comma-separated: png, svg")
     plot.add_argument("--log-y", choices=("auto", "on", "off"), default="auto")

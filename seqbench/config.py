@@ -78,7 +78,11 @@ class ModelConfig:
 
 @dataclass
 class TaskConfig:
-    """Fields every task shares. `_target_` names the Task class that `build_task` instantiates."""
+    """Fields every task shares. `_target_` names the Task class that `build_task` instantiates.
+
+    `n_eval`: examples in each held-out split ("val" and "test"); `eval_seed`: the seed the
+    synthetic tasks draw them from.
+    """
 
     _target_: str = MISSING
     length: int = MISSING

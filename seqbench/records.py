@@ -4,10 +4,15 @@ A record holds the resolved config, provenance (git commit, package versions, de
 parameter count, per-seed final and best metrics, learning curves, the task's baseline, timings and
 a status: "running" while training, then "completed", "diverged" (some seed stopped being finite)
 or "failed" (an exception; its message is kept).
+
+Evaluated metrics are named `<split>/<metric>` ("val/mse", "test/mse"). A seed's "final" metrics are
+those of its last evaluation; its "best" metrics are those of the evaluation with the best validation
+value of the task's primary metric (so "best" test numbers are chosen on validation, never on test).
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
@@ -24,7 +29,19 @@ from typing import Any
 import numpy as np
 
 RECORD_NAME = "run.json"
-SCHEMA_VERSION = 1
+#: 1: one evaluation set, metrics unprefixed; 2: "val" and "test" splits, metrics `<split>/<name>`
+SCHEMA_VERSION = 2
+SELECT_SPLIT, REPORT_SPLIT = "val", "test"
+#: config entries that do not change what is computed (left out of a configuration's identity)
+NON_IDENTITY_KEYS = (
+    "seeds",
+    "name",
+    "tags",
+    "output_dir",
+    "logger",
+    "trainer.progress",
+    "trainer.compilation_cache_dir",
+)
 STATUSES = ("running", "completed", "diverged", "failed")
 PACKAGES = (
     "seqbench",
@@ -123,6 +140,36 @@ def device_info() -> dict[str, Any]:
     }
 
 
+def metric_key(metric: str, split: str = REPORT_SPLIT) -> str:
+    """`mse` -> `test/mse` (names that already carry a split are kept)."""
+    return metric if "/" in metric else f"{split}/{metric}"
+
+
+def config_identity(config: dict[str, Any]) -> str:
+    """A hash of what a config computes: equal for the seeds, re-runs and logger choices of one
+    configuration (see NON_IDENTITY_KEYS), different when any hyper-parameter differs."""
+    identity = json.loads(json.dumps(config, default=str))
+    for dotted in NON_IDENTITY_KEYS:
+        *parents, last = dotted.split(".")
+        node = identity
+        for part in parents:
+            node = node.get(part) if isinstance(node, dict) else None
+        if isinstance(node, dict):
+            node.pop(last, None)
+    return hashlib.sha1(json.dumps(identity, sort_keys=True).encode()).hexdigest()
+
+
+def flatten_config(config: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """{"optimizer": {"lr": 0.1}} -> {"optimizer.lr": 0.1}."""
+    flat: dict[str, Any] = {}
+    for key, value in config.items():
+        if isinstance(value, dict) and value:
+            flat.update(flatten_config(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
 def seed_summaries(
     seeds: np.ndarray,
     eval_steps: np.ndarray,
@@ -131,10 +178,17 @@ def seed_summaries(
     primary: str,
     diverged_step: np.ndarray,
 ) -> list[dict[str, Any]]:
-    """Per seed: status, final metrics (last evaluation) and best metrics (at the best `primary`)."""
+    """Per seed: status, final metrics (last evaluation) and best metrics (the evaluation with the
+    best validation `primary`; test when there is no validation split).
+
+    eval_metrics: {"<split>/<metric>": (E, S)}; directions and primary name bare metrics.
+    """
+    select = metric_key(primary, SELECT_SPLIT)
+    if select not in eval_metrics:
+        select = metric_key(primary, REPORT_SPLIT)
     out = []
     for s, seed in enumerate(seeds):
-        primary_curve = eval_metrics[primary][:, s]
+        primary_curve = eval_metrics[select][:, s]
         finite = np.isfinite(primary_curve)
         best_at = None
         if finite.any():
@@ -173,8 +227,36 @@ def aggregate(per_seed: list[dict[str, Any]], which: str = "final") -> dict[str,
     return summary
 
 
+def upgrade_record(record: dict[str, Any], path: Path) -> dict[str, Any]:
+    """Bring an older record to the current format in memory; refuse one from a newer seqbench.
+
+    Format 1 had a single evaluation set, the test set of format 2: its metrics become `test/<name>`.
+    """
+    version = record.get("schema_version", 1)
+    if not isinstance(version, int) or version > SCHEMA_VERSION:
+        raise ValueError(
+            f"run record {path} has format {version}, newer than this seqbench reads "
+            f"({SCHEMA_VERSION}); upgrade seqbench"
+        )
+    if version == 1:
+
+        def prefixed(metrics: dict | None) -> dict | None:
+            return None if metrics is None else {metric_key(k): v for k, v in metrics.items()}
+
+        for seed in record.get("per_seed") or []:
+            seed["final"], seed["best"] = prefixed(seed.get("final")), prefixed(seed.get("best"))
+        summary = record.get("summary") or {}
+        for kind in list(summary):
+            summary[kind] = prefixed(summary[kind])
+        curves = record.get("curves") or {}
+        if "eval" in curves:
+            curves["eval"] = prefixed(curves["eval"])
+        record["schema_version"] = SCHEMA_VERSION
+    return record
+
+
 def load_record(path: Path) -> dict[str, Any]:
-    """Read one run.json (a file or the run directory holding it)."""
+    """Read one run.json (a file or the run directory holding it), in the current format."""
     path = Path(path)
     if path.is_dir():
         path = path / RECORD_NAME
@@ -185,8 +267,10 @@ def load_record(path: Path) -> dict[str, Any]:
         raise FileNotFoundError(f"no run record at {path}") from None
     except json.JSONDecodeError as error:
         raise ValueError(f"corrupt run record {path}: {error}") from None
+    if not isinstance(record, dict):
+        raise ValueError(f"corrupt run record {path}: not a JSON object")
     record["path"] = str(path.parent)
-    return record
+    return upgrade_record(record, path)
 
 
 def find_records(root: Path) -> Iterator[Path]:

@@ -9,8 +9,6 @@ tracker off; training and the local run record carry on.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
 import sys
 from pathlib import Path
@@ -19,13 +17,15 @@ from typing import Any, Protocol
 import numpy as np
 
 from seqbench.config import LoggerConfig
+from seqbench.records import config_identity
 
 
 class Tracker(Protocol):
     def log_eval(
         self, step: int, eval_metrics: dict[str, np.ndarray], train_loss: np.ndarray | None
     ) -> None:
-        """Metrics of every seed at one evaluation: eval_metrics {name: (S,)}, train_loss (S,)."""
+        """Metrics of every seed at one evaluation: eval_metrics {"<split>/<name>": (S,)},
+        train_loss (S,)."""
 
     def finish(self, record: dict[str, Any]) -> None:
         """Close the runs with the (completed, diverged or failed) run record."""
@@ -43,9 +43,7 @@ class NullTracker:
 
 def config_group(name: str, resolved: dict[str, Any]) -> str:
     """`<name>-<8 hex>`: the same for every seed of one configuration, whatever the run folder."""
-    identity = {k: v for k, v in resolved.items() if k not in ("seeds", "output_dir")}
-    digest = hashlib.sha1(json.dumps(identity, sort_keys=True, default=str).encode()).hexdigest()
-    return f"{name}-{digest[:8]}"
+    return f"{name}-{config_identity(resolved)[:8]}"
 
 
 def wandb_mode(configured: str | None) -> str:
@@ -125,7 +123,7 @@ class WandbTracker:
             return
         try:
             for index, seed in enumerate(self.seeds):
-                row = {f"eval/{k}": _finite(v[index]) for k, v in eval_metrics.items()}
+                row = {k: _finite(v[index]) for k, v in eval_metrics.items()}
                 if train_loss is not None:
                     row["train/loss"] = _finite(train_loss[index])
                 self.runs[seed].log(row, step=step)

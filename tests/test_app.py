@@ -34,14 +34,23 @@ def test_a_short_run_writes_a_complete_run_record(run_cli, tmp_path):
     assert record["task"]["baseline"]["mse"] == pytest.approx(1 / 6)
     assert [s["seed"] for s in record["per_seed"]] == [0, 1]
     assert record["curves"]["eval_steps"] == [0, 2, 4]
-    assert len(record["curves"]["eval"]["mse"]) == 3
+    assert record["schema_version"] == 2
+    assert set(record["curves"]["eval"]) == {"val/mse", "test/mse"}
+    assert all(len(record["curves"]["eval"][k]) == 3 for k in ("val/mse", "test/mse"))
+    assert record["curves"]["eval"]["val/mse"] != record["curves"]["eval"]["test/mse"]
     assert all(len(row) == 2 for row in record["curves"]["train_loss"])
     for name in ("compile_s", "steps_per_s", "tokens_per_s", "wall_s"):
         assert record["timing"][name] > 0
     assert record["device"]["platform"] == "cpu"
     assert record["versions"]["jax"]
-    mean = record["summary"]["final"]["mse"]["mean"]
-    assert math.isfinite(mean)
+    for which in ("final", "best"):
+        assert math.isfinite(record["summary"][which]["test/mse"]["mean"])
+    for seed in record["per_seed"]:  # "best" is the evaluation with the lowest validation mse
+        at = record["curves"]["eval_steps"].index(seed["best_step"])
+        k = seed["seed"]
+        val = [row[k] for row in record["curves"]["eval"]["val/mse"]]
+        assert val[at] == min(val)
+        assert seed["best"]["test/mse"] == record["curves"]["eval"]["test/mse"][at][k]
     assert not list(out.glob(".run.json.*")), "temporary files left behind"
 
 

@@ -25,22 +25,74 @@ def test_a_failed_write_keeps_the_previous_record(tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["run.json"]
 
 
-def test_seed_summaries_pick_best_by_direction_and_mark_divergence():
+def test_seed_summaries_pick_best_on_validation_by_direction_and_mark_divergence():
     eval_steps = np.array([0, 10, 20])
-    metrics = {
-        "ce": np.array([[2.0, 2.0], [0.5, 1.0], [0.7, np.nan]]),
-        "acc": np.array([[0.1, 0.1], [0.9, 0.5], [0.8, np.nan]]),
+    metrics = {  # seed 0: validation is best at step 10, test would be best at step 20
+        "val/ce": np.array([[2.0, 2.0], [0.5, 1.0], [0.7, np.nan]]),
+        "test/ce": np.array([[2.1, 2.1], [0.6, 1.1], [0.4, np.nan]]),
+        "test/acc": np.array([[0.1, 0.1], [0.9, 0.5], [0.8, np.nan]]),
     }
     per_seed = records.seed_summaries(
         np.array([0, 1]), eval_steps, metrics, {"ce": "min", "acc": "max"}, "ce", np.array([-1, 15])
     )
     assert per_seed[0]["status"] == "completed" and per_seed[0]["best_step"] == 10
-    assert per_seed[0]["best"] == {"ce": 0.5, "acc": 0.9}
-    assert per_seed[0]["final"] == {"ce": 0.7, "acc": 0.8}
+    assert per_seed[0]["best"] == {"val/ce": 0.5, "test/ce": 0.6, "test/acc": 0.9}
+    assert per_seed[0]["final"] == {"val/ce": 0.7, "test/ce": 0.4, "test/acc": 0.8}
     assert per_seed[1]["status"] == "diverged" and per_seed[1]["diverged_step"] == 15
-    assert per_seed[1]["best"] == {"ce": 1.0, "acc": 0.5}
+    assert per_seed[1]["best"] == {"val/ce": 1.0, "test/ce": 1.1, "test/acc": 0.5}
     summary = records.aggregate(per_seed, "final")
-    assert summary["ce"] == {"mean": 0.7, "std": 0.0, "n": 1}
+    assert summary["test/ce"] == {"mean": 0.4, "std": 0.0, "n": 1}
+
+
+def test_direction_max_selects_the_largest_validation_value():
+    metrics = {
+        "val/acc": np.array([[0.2], [0.9], [0.5]]),
+        "test/acc": np.array([[0.3], [0.7], [0.8]]),
+    }
+    (seed,) = records.seed_summaries(
+        np.array([4]), np.array([0, 5, 10]), metrics, {"acc": "max"}, "acc", np.array([-1])
+    )
+    assert seed["best_step"] == 5 and seed["best"]["test/acc"] == 0.7
+
+
+def test_a_format_1_record_is_read_with_its_metrics_as_test_metrics(tmp_path):
+    old = {
+        "status": "completed",
+        "per_seed": [{"seed": 0, "final": {"mse": 0.2}, "best": {"mse": 0.1}}],
+        "summary": {"final": {"mse": {"mean": 0.2, "std": 0.0, "n": 1}}},
+        "curves": {"eval_steps": [0], "eval": {"mse": [[0.2]]}},
+    }
+    (tmp_path / "run.json").write_text(json.dumps(old))
+    record = records.load_record(tmp_path)
+    assert record["schema_version"] == records.SCHEMA_VERSION
+    assert record["per_seed"][0]["best"] == {"test/mse": 0.1}
+    assert record["summary"]["final"] == {"test/mse": {"mean": 0.2, "std": 0.0, "n": 1}}
+    assert record["curves"]["eval"] == {"test/mse": [[0.2]]}
+
+
+def test_a_record_from_a_newer_seqbench_is_refused(tmp_path):
+    (tmp_path / "run.json").write_text(json.dumps({"schema_version": 99, "status": "completed"}))
+    with pytest.raises(ValueError, match="format 99, newer than this seqbench reads"):
+        records.load_record(tmp_path)
+
+
+def test_config_identity_ignores_seeds_names_and_logging_only():
+    base = {
+        "seeds": [0, 1],
+        "name": "a",
+        "tags": [],
+        "logger": {"name": "none"},
+        "trainer": {"steps": 10, "progress": True, "compilation_cache_dir": "/x"},
+        "optimizer": {"lr": 0.1},
+    }
+    same = json.loads(json.dumps(base))
+    same.update(seeds=[5], name="b", tags=["t"], logger={"name": "wandb"})
+    same["trainer"].update(progress=False, compilation_cache_dir=None)
+    other = json.loads(json.dumps(base))
+    other["optimizer"]["lr"] = 0.2
+    assert records.config_identity(base) == records.config_identity(same)
+    assert records.config_identity(base) != records.config_identity(other)
+    assert records.flatten_config(other)["optimizer.lr"] == 0.2
 
 
 def test_load_record_reports_a_corrupt_file(tmp_path):

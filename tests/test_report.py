@@ -18,35 +18,45 @@ from seqbench.report.table import (
 
 
 def record(cell, finals, task="adding", length=100, metric="mse", direction="min", **extra):
-    """A run record as the trainer writes it; a None final marks a diverged seed."""
+    """A run record as the trainer writes it: `finals` are each seed's test values (None marks a
+    diverged seed), `vals` its validation values (default: the test values); `config` entries
+    are merged into the config."""
+    vals = extra.get("vals", finals)
+
+    def value(v):
+        return v if v is not None else float("nan")
+
     per_seed = [
         {
             "seed": s,
             "status": "completed" if v is not None else "diverged",
-            "final": {metric: v if v is not None else float("nan")},
-            "best": {metric: v if v is not None else float("nan")},
+            "final": {f"test/{metric}": value(v), f"val/{metric}": value(w)},
+            "best": {f"test/{metric}": value(v), f"val/{metric}": value(w)},
         }
-        for s, v in enumerate(finals)
+        for s, (v, w) in enumerate(zip(finals, vals, strict=True))
     ]
+    config = {
+        "model": {"cell": cell, "n_layers": 1},
+        "task": {"length": length},
+        "tags": extra.get("tags", []),
+    }
+    for group, values in extra.get("config", {}).items():
+        config[group] = {**config.get(group, {}), **values} if isinstance(values, dict) else values
     return {
+        "schema_version": 2,
         "status": "diverged" if None in finals else "completed",
         "started": extra.get("started", "2026-11-27T10:00:00"),
         "finished": extra.get("finished", "2026-11-27T10:05:00"),
         "path": extra.get("path", f"/runs/{cell}-{task}-{length}"),
         "seeds": list(range(len(finals))),
         "per_seed": per_seed,
-        "config": {
-            "model": {"cell": cell, "n_layers": 1},
-            "task": {"length": length},
-            "tags": extra.get("tags", []),
-        },
+        "config": config,
         "task": {
             "name": task,
             "metrics": {metric: direction},
             "primary_metric": metric,
             "baseline": {metric: 1 / 6},
         },
-        "summary": {"final": {metric: {"mean": 0.0, "std": 0.0, "n": 0}}},
         "model": {"param_count": {"simple_rnn": 4965, "lstm": 4918, "gru": 5071}[cell]},
         "timing": {"wall_s": 1.0},
     }
@@ -111,12 +121,45 @@ def test_model_selection_and_order_and_metric_filter():
     assert [r.metric for r in table.rows] == ["acc"]
 
 
-def test_latest_finished_run_wins_with_a_warning(capsys):
+def test_a_rerun_of_the_same_configuration_counts_once_the_latest(capsys):
     older = record("gru", [0.5], finished="2026-11-27T09:00:00", path="/a")
-    newer = record("gru", [0.4], finished="2026-11-27T11:00:00", path="/b")
+    newer = record("gru", [0.4], finished="2026-11-27T11:00:00", path="/b", config={"seeds": [7]})
     table = build_table([newer, older])
     assert table.rows[0].entries["gru"].mean == pytest.approx(0.4)
-    assert "2 finished runs for adding (T=100) / gru" in capsys.readouterr().err
+    assert table.selections == [] and "chose" not in capsys.readouterr().err
+
+
+def test_the_configuration_is_chosen_on_validation_and_its_test_value_reported(capsys):
+    # lr=0.1 has the better test value but the worse validation value: lr=0.01 must be chosen
+    high = record("lstm", [0.01, 0.01], vals=[0.05, 0.07], config={"optimizer": {"lr": 0.1}})
+    low = record("lstm", [0.03, 0.05], vals=[0.02, 0.02], config={"optimizer": {"lr": 0.01}})
+    bad = record("lstm", [None, None], config={"optimizer": {"lr": 1.0}}, finished="2026-12-01")
+    table = build_table([high, low, bad])
+    entry = table.rows[0].entries["lstm"]
+    assert entry.mean == pytest.approx(0.04) and entry.n == 2
+    (selection,) = table.selections
+    assert selection.differs == {"optimizer.lr": 0.01} and selection.n_configs == 3
+    assert selection.score == pytest.approx(0.02)
+    assert "optimizer.lr=0.01 (best mean val/mse 0.0200, of 3 configurations)" in (
+        capsys.readouterr().err
+    )
+    assert "Chosen on validation: adding (T=100) / lstm: optimizer.lr=0.01" in render_markdown(
+        table
+    )
+
+
+def test_selection_respects_a_metric_to_maximise_and_the_final_evaluation():
+    def acc(test, val, lr, best_val=None):
+        r = record("gru", test, metric="acc", direction="max", vals=val, config={"o": {"lr": lr}})
+        if best_val is not None:  # a different validation value at the best evaluation
+            for seed, v in zip(r["per_seed"], best_val, strict=True):
+                seed["best"]["val/acc"] = v
+        return r
+
+    a = acc([0.6], [0.9], 1, best_val=[0.5])
+    b = acc([0.8], [0.7], 2, best_val=[0.95])
+    assert build_table([a, b], which="final").rows[0].entries["gru"].mean == pytest.approx(0.6)
+    assert build_table([a, b], which="best").rows[0].entries["gru"].mean == pytest.approx(0.8)
 
 
 def test_reference_columns(tmp_path):
@@ -158,7 +201,9 @@ def test_latex_is_booktabs_with_escapes_and_bold_best():
     assert lines[2] == r"Task & Metric & Baseline & simple\_rnn & lstm & gru \\"
     assert r"\mathbf{0.0200 \pm 0.0100}" in text
     assert r"copy\_memory (T=50) & acc $\uparrow$" in text
-    assert lines[-2:] == [r"\bottomrule", r"\end{tabular}"]
+    end = lines.index(r"\end{tabular}")
+    assert lines[end - 1] == r"\bottomrule"
+    assert all(line.startswith("% ") for line in lines[end + 1 :])
 
 
 def test_csv_is_tidy_and_complete():
@@ -191,7 +236,9 @@ def test_runs_filters(tmp_path, capsys):
     lines = capsys.readouterr().out.splitlines()
     assert len(lines) == 1 and "lstm" in lines[0] and "acc" not in lines[0]
     cli_main(["runs", str(tmp_path), "--until", "2026-11-20", "--metrics", "mse"])
-    assert "mse=0.2000±0.1000" in capsys.readouterr().out
+    assert "test/mse=0.2000±0.1000" in capsys.readouterr().out
+    cli_main(["runs", str(tmp_path), "--model", "gru", "--task", "adding"])
+    assert "val/mse=0.2000±0.1000 test/mse=0.2000±0.1000" in capsys.readouterr().out
 
 
 def test_table_cli_formats_and_errors(tmp_path, capsys):
@@ -215,7 +262,7 @@ def with_curves(r, values):
         r,
         curves={
             "eval_steps": list(range(0, 10 * len(values), 10)),
-            "eval": {metric: values.tolist()},
+            "eval": {f"test/{metric}": values.tolist(), f"val/{metric}": (values + 1).tolist()},
         },
     )
 
@@ -225,6 +272,7 @@ def test_curve_mean_and_band_skip_diverged_seeds():
 
     r = with_curves(record("lstm", [0.1, None]), [[1.0, 3.0], [0.5, np.nan], [np.nan, np.nan]])
     steps, mean, low, high = curve(r, "mse")
+    np.testing.assert_allclose(curve(r, "val/mse")[1][:2], [3.0, 1.5])
     assert steps.tolist() == [0, 10, 20]
     np.testing.assert_allclose(mean[:2], [2.0, 0.5])
     np.testing.assert_allclose(low[:2], [1.0, 0.5])
@@ -251,7 +299,7 @@ def test_plot_writes_png_and_svg(tmp_path, capsys):
     assert png.startswith(b"\x89PNG") and len(png) > 10_000
     svg = (tmp_path / "fig" / "curves.svg").read_text()
     assert "<svg" in svg and "adding (T=100)" in svg and "baseline" in svg
-    with pytest.raises(SystemExit, match="no metric 'acc'"):
+    with pytest.raises(SystemExit, match="no metric 'test/acc'"):
         cli_main(["plot", str(root), "--metric", "acc", "--out", str(tmp_path / "x")])
     with pytest.raises(SystemExit, match="unknown pdf"):
         cli_main(["plot", str(root), "--format", "pdf"])

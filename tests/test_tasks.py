@@ -42,7 +42,7 @@ def test_arjovsky_variant_puts_one_marker_in_each_half():
 
 def test_adding_trivial_baseline_matches_the_data():
     task = AddingProblem(50, n_eval=20_000)
-    batch = task.eval_set()
+    batch = task.eval_set("test")
     mse_of_one = float(jnp.mean(task.metrics(jnp.ones_like(batch.targets), batch)["mse"]))
     assert task.baseline()["mse"] == pytest.approx(1 / 6)
     assert mse_of_one == pytest.approx(1 / 6, rel=0.03)
@@ -76,7 +76,7 @@ def test_copy_memory_baseline_is_the_published_number(length, expected):
 
 def test_copy_memory_memoryless_predictor_scores_the_baseline():
     task = CopyMemory(30, n_eval=4000)
-    batch = task.eval_set()
+    batch = task.eval_set("test")
     n, total = task.n_memorize, task.total_length
     logits = np.full((4000, total, 10), -1e9, np.float32)
     logits[:, : total - n, 0] = 0.0
@@ -104,7 +104,18 @@ def test_same_key_same_batch_and_fixed_eval_set(task):
     c = task.sample(jax.random.key(8), 8)
     np.testing.assert_array_equal(a.inputs, b.inputs)
     assert not np.array_equal(a.inputs, c.inputs)
-    np.testing.assert_array_equal(task.eval_set().inputs, task.eval_set().inputs)
+    np.testing.assert_array_equal(task.eval_set("val").inputs, task.eval_set("val").inputs)
+    np.testing.assert_array_equal(task.eval_set("test").inputs, task.eval_set("test").inputs)
+
+
+@pytest.mark.parametrize("task", [AddingProblem(30), CopyMemory(30)], ids=["adding", "copy"])
+def test_validation_and_test_sets_share_no_example(task):
+    sets = {k: np.asarray(b.inputs).reshape(task.n_eval, -1) for k, b in task.eval_sets().items()}
+    assert set(sets) == {"val", "test"}
+    val_rows = {row.tobytes() for row in sets["val"]}
+    assert not any(row.tobytes() in val_rows for row in sets["test"])
+    with pytest.raises(ValueError, match="unknown split"):
+        task.eval_set("train")
 
 
 def test_sampling_runs_under_jit():

@@ -113,10 +113,12 @@ def test_offline_two_seeds_give_two_runs_with_what_was_logged(compose_config, tm
         logged = {row["_step"]: row for row in run["history"]}
         assert sorted(logged) == list(steps)
         for k, step in enumerate(steps):
-            expected = record["curves"]["eval"][primary][k][index]
-            assert logged[step][f"eval/{primary}"] == pytest.approx(expected, rel=1e-6)
-        final = record["per_seed"][index]["final"][primary]
-        assert run["summary"][f"final/{primary}"] == pytest.approx(final, rel=1e-6)
+            for split in ("val", "test"):
+                expected = record["curves"]["eval"][f"{split}/{primary}"][k][index]
+                assert logged[step][f"{split}/{primary}"] == pytest.approx(expected, rel=1e-6)
+        for kind in ("final", "best"):
+            value = record["per_seed"][index][kind][f"test/{primary}"]
+            assert run["summary"][f"{kind}/test/{primary}"] == pytest.approx(value, rel=1e-6)
         assert run["summary"]["status"] == "completed"
 
 
@@ -124,7 +126,7 @@ def test_training_error_still_finishes_the_runs(compose_config, tmp_path, monkey
     import seqbench.train.runner as runner
 
     def explode(*args, on_eval=None, **kwargs):
-        on_eval(0, {"mse": np.array([0.5])}, None)
+        on_eval(0, {"val/mse": np.array([0.5]), "test/mse": np.array([0.6])}, None)
         raise RuntimeError("boom")
 
     monkeypatch.setattr(runner, "run_training", explode)

@@ -44,7 +44,7 @@ def test_loss_falls_on_a_short_adding_task():
     result = run_training(
         program, task, [0], steps=300, eval_every=100, batch_size=32, progress=False
     )
-    mse = result.eval_metrics["mse"][:, 0]
+    mse = result.eval_metrics["test/mse"][:, 0]
     assert mse[-1] < 0.25 * task.baseline()["mse"], mse
     assert result.train_loss[-1, 0] < result.train_loss[0, 0]
 
@@ -60,16 +60,16 @@ def test_vmapped_seeds_match_each_seed_trained_alone(small_adding):
             alone.state.params,
         )
         np.testing.assert_allclose(
-            together.eval_metrics["mse"][:, i], alone.eval_metrics["mse"][:, 0], rtol=1e-4
+            together.eval_metrics["test/mse"][:, i], alone.eval_metrics["test/mse"][:, 0], rtol=1e-4
         )
 
 
 def test_seeds_differ_and_a_repeated_seed_is_identical(small_adding):
     task, program = small_adding
     first, second = train(program, task, [0, 1]), train(program, task, [0, 1])
-    np.testing.assert_array_equal(first.eval_metrics["mse"], second.eval_metrics["mse"])
+    np.testing.assert_array_equal(first.eval_metrics["test/mse"], second.eval_metrics["test/mse"])
     np.testing.assert_array_equal(first.train_loss, second.train_loss)
-    assert first.eval_metrics["mse"][-1, 0] != first.eval_metrics["mse"][-1, 1]
+    assert first.eval_metrics["test/mse"][-1, 0] != first.eval_metrics["test/mse"][-1, 1]
 
 
 def test_a_nan_in_one_seed_leaves_the_others_untouched(small_adding):
@@ -81,10 +81,10 @@ def test_a_nan_in_one_seed_leaves_the_others_untouched(small_adding):
     clean = train(program, task, [0, 1, 2], state=clean_state)
     assert list(poisoned.diverged_step) == [NOT_DIVERGED, 0, NOT_DIVERGED]
     assert np.isnan(poisoned.train_loss[:, 1]).all()
-    assert np.isnan(poisoned.eval_metrics["mse"][1:, 1]).all()
+    assert np.isnan(poisoned.eval_metrics["test/mse"][1:, 1]).all()
     for i in (0, 2):
         np.testing.assert_array_equal(
-            poisoned.eval_metrics["mse"][:, i], clean.eval_metrics["mse"][:, i]
+            poisoned.eval_metrics["test/mse"][:, i], clean.eval_metrics["test/mse"][:, i]
         )
         jax.tree_util.tree_map(
             lambda a, b, i=i: np.testing.assert_array_equal(a[i], b[i]),
@@ -108,8 +108,8 @@ def test_chunked_evaluation_equals_whole_set_evaluation():
     task = CopyMemory(4, n_eval=40)
     whole, chunked = program_for(task), program_for(task, eval_batch=8)
     params = jax.jit(whole.batched_init)(jnp.asarray([3], jnp.int32)).params
-    a = jax.jit(whole.batched_evaluate)(params, task.eval_set())
-    b = jax.jit(chunked.batched_evaluate)(params, task.eval_set())
+    a = jax.jit(whole.batched_evaluate)(params, task.eval_set("test"))
+    b = jax.jit(chunked.batched_evaluate)(params, task.eval_set("test"))
     for name in a:
         np.testing.assert_allclose(a[name], b[name], rtol=1e-5)
 

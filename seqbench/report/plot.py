@@ -1,8 +1,10 @@
 """Learning curves of run records: one panel per task, one line per model, a band over seeds.
 
-Each line is the mean over a run's seeds of an evaluation metric at every evaluation step (seeds
-that diverged drop out from their divergence on), with a band from the lowest to the highest seed; the
-task's trivial baseline is a dashed grey line. Written as PNG and SVG with matplotlib.
+Each line is the mean over a run's seeds of an evaluation metric (the test split unless the name
+says "val/...") at every evaluation step (seeds that diverged drop out from their divergence on),
+with a band from the lowest to the highest seed; the task's trivial baseline is a dashed grey line.
+Where several configurations of one (task, model) were run, the one the table shows (chosen on
+validation) is drawn. Written as PNG and SVG with matplotlib.
 """
 
 from __future__ import annotations
@@ -12,7 +14,14 @@ from typing import Any
 
 import numpy as np
 
-from seqbench.report.table import latest_per_cell, model_label, sort_models, task_label
+from seqbench.records import metric_key
+from seqbench.report.table import (
+    choose_per_cell,
+    model_label,
+    report_selections,
+    sort_models,
+    task_label,
+)
 
 PLOT_FORMATS = ("png", "svg")
 
@@ -21,10 +30,11 @@ def curve(
     record: dict[str, Any], metric: str
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """(steps, mean, low, high), each (E,): mean, min and max over the seeds with a finite value
-    at each evaluation step (NaN where no seed has one)."""
+    at each evaluation step (NaN where no seed has one). `metric`: "<split>/<name>" or a bare
+    name for its test curve."""
     curves = record["curves"]
     steps = np.asarray(curves["eval_steps"], dtype=float)
-    values = np.asarray(curves["eval"][metric], dtype=float)  # (E, S)
+    values = np.asarray(curves["eval"][metric_key(metric)], dtype=float)  # (E, S)
     if values.ndim == 1:
         values = values[:, None]
     finite = np.isfinite(values)
@@ -58,7 +68,8 @@ def plot_curves(
     usable = [
         r for r in records if r.get("status") in ("completed", "diverged") and r.get("curves")
     ]
-    chosen = latest_per_cell(usable)
+    chosen, selections = choose_per_cell(usable)
+    report_selections(selections)
     tasks = sorted({task for task, _ in chosen})
     if not tasks:
         raise ValueError("no finished run with learning curves to plot")
@@ -73,7 +84,7 @@ def plot_curves(
             record = chosen.get((task, model))
             if record is None:
                 continue
-            name = metric or record["task"]["primary_metric"]
+            name = metric_key(metric or record["task"]["primary_metric"])
             if name not in record["curves"]["eval"]:
                 raise ValueError(
                     f"{task_label(record)} / {model_label(record)} has no metric {name!r}"
@@ -84,7 +95,7 @@ def plot_curves(
             ax.plot(steps, mean, color=color, label=f"{model} (n={n})")
             ax.fill_between(steps, low, high, color=color, alpha=0.2, linewidth=0)
             shown_metric = name
-            baseline = record["task"]["baseline"].get(name)
+            baseline = record["task"]["baseline"].get(name.split("/", 1)[1])
             lows.append(low[np.isfinite(low)])
         if baseline is not None:
             ax.axhline(baseline, color="grey", linestyle="--", linewidth=1, label="baseline")

@@ -1,10 +1,14 @@
 """Paper-style tables of run records: one row per task and metric, one column per model.
 
-An entry is mean ± std over a run's seeds (of each seed's final, or best, evaluation) with the
-number of seeds behind it; seeds that diverged are counted and shown, never dropped silently. The
-best entry of each row is marked, respecting the metric's direction. Optional reference columns
-carry published numbers from a YAML file. Rendered as Markdown, LaTeX (booktabs) or CSV, in a
-stable order: tasks and metrics sorted, models in the order simple_rnn, lstm, gru, then the rest.
+An entry is the test metric, mean ± std over a run's seeds, with the number of seeds behind it:
+by default each seed's value at its best validation evaluation ("best"), or at its last one
+("final"). When the records hold several configurations of one (task, model) cell, as a sweep over
+learning rates does, the configuration with the best mean validation value of the task's primary
+metric is chosen and its test numbers shown; re-runs of one configuration count once (the latest).
+Seeds that diverged are counted and shown, never dropped silently. The best entry of each row is
+marked, respecting the metric's direction. Optional reference columns carry published numbers from
+a YAML file. Rendered as Markdown, LaTeX (booktabs) or CSV, in a stable order: tasks and metrics
+sorted, models in the order simple_rnn, lstm, gru, then the rest.
 """
 
 from __future__ import annotations
@@ -17,7 +21,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from seqbench.records import aggregate
+from seqbench.records import (
+    NON_IDENTITY_KEYS,
+    SELECT_SPLIT,
+    aggregate,
+    config_identity,
+    flatten_config,
+    metric_key,
+)
 
 ARROWS = {"min": "↓", "max": "↑"}
 CELL_ORDER = {"simple_rnn": 0, "lstm": 1, "gru": 2}
@@ -103,12 +114,30 @@ class Table:
     rows: list[Row]
     params: dict[str, dict[str, int]]  # task -> model -> parameter count
     source: str | None = None
+    which: str = "best"
+    selections: list[Selection] = field(default_factory=list)
+
+    def notes(self) -> list[str]:
+        """What the entries are, how configurations were chosen, where references come from."""
+        at = (
+            "at each seed's best validation evaluation"
+            if self.which == "best"
+            else "at the last evaluation"
+        )
+        lines = [f"Entries: test metric {at}, mean ± std over seeds (n = seeds)."]
+        lines += [f"Chosen on validation: {s.describe()}." for s in self.selections]
+        if self.source:
+            lines.append(f"Reference columns: {self.source}.")
+        return lines
 
 
-def seed_stats(record: dict[str, Any], metric: str, which: str = "final") -> Entry:
-    """Mean ± std (ddof 0) of one metric over a record's seeds, with seed and divergence counts."""
+def seed_stats(record: dict[str, Any], metric: str, which: str = "best") -> Entry:
+    """Mean ± std (ddof 0) of one metric over a record's seeds, with seed and divergence counts.
+
+    `metric`: "<split>/<name>", or a bare name for its test value.
+    """
     per_seed = record.get("per_seed") or []
-    stats = aggregate(per_seed, which).get(metric, {"mean": None, "std": None, "n": 0})
+    stats = aggregate(per_seed, which).get(metric_key(metric), {"mean": None, "std": None, "n": 0})
     diverged = sum(1 for s in per_seed if s.get("status") == "diverged")
     n_seeds = len(record.get("seeds", per_seed))
     return Entry(stats["mean"], stats["std"], stats["n"], n_seeds, diverged)
@@ -121,22 +150,86 @@ def sort_models(labels) -> list[str]:
     )
 
 
-def latest_per_cell(records: list[dict[str, Any]]) -> dict[tuple[str, str], dict[str, Any]]:
-    """One record per (task, model): the latest finished one; warn when there were several."""
-    chosen: dict[tuple[str, str], dict[str, Any]] = {}
-    counts: dict[tuple[str, str], int] = {}
+@dataclass(frozen=True)
+class Selection:
+    """How one (task, model) cell's record was chosen among `n_configs` configurations.
+
+    `differs`: the config keys whose values differ between the candidates, with the chosen values.
+    `score`: the chosen configuration's mean validation value of `metric` (None: no validation).
+    """
+
+    task: str
+    model: str
+    n_configs: int
+    differs: dict[str, Any]
+    metric: str
+    score: float | None
+
+    def describe(self) -> str:
+        chosen = ", ".join(f"{k}={v}" for k, v in self.differs.items()) or "identical configs"
+        how = (
+            f"best mean {self.metric} {format_value(self.score)}"
+            if self.score is not None
+            else "latest (no validation value)"
+        )
+        return f"{self.task} / {self.model}: {chosen} ({how}, of {self.n_configs} configurations)"
+
+
+def _validation_score(record: dict[str, Any], which: str) -> float | None:
+    primary = metric_key(record["task"]["primary_metric"], SELECT_SPLIT)
+    stats = aggregate(record.get("per_seed") or [], which).get(primary)
+    return stats["mean"] if stats else None
+
+
+def choose_per_cell(
+    records: list[dict[str, Any]], which: str = "best"
+) -> tuple[dict[tuple[str, str], dict[str, Any]], list[Selection]]:
+    """One record per (task label, model label), and how it was chosen where there was a choice.
+
+    Records of the same configuration (equal `config_identity`) are re-runs: the latest finished
+    one stands for them. Between configurations, the one with the best mean over seeds of the
+    validation primary metric (at `which`: "best" or "final" evaluation) wins; configurations
+    whose every seed diverged rank last; without validation values, the latest wins.
+    """
+    by_cell: dict[tuple[str, str], dict[str, dict[str, Any]]] = {}
     for record in sorted(records, key=lambda r: (r.get("finished") or "", r.get("path", ""))):
         key = (task_label(record), model_label(record))
-        chosen[key] = record
-        counts[key] = counts.get(key, 0) + 1
-    for (task, model), count in sorted(counts.items()):
-        if count > 1:
-            print(
-                f"seqbench: warning: {count} finished runs for {task} / {model}; "
-                "showing the latest (filter by config key to choose)",
-                file=sys.stderr,
+        by_cell.setdefault(key, {})[config_identity(record["config"])] = record
+    chosen: dict[tuple[str, str], dict[str, Any]] = {}
+    selections: list[Selection] = []
+    for key in sorted(by_cell):
+        candidates = list(by_cell[key].values())  # oldest first
+        scores = [_validation_score(r, which) for r in candidates]
+        direction = candidates[-1]["task"]["metrics"][candidates[-1]["task"]["primary_metric"]]
+        index = len(candidates) - 1
+        scored = [i for i, v in enumerate(scores) if v is not None and math.isfinite(v)]
+        if scored:
+            pick = min if direction == "min" else max
+            best = pick(scores[i] for i in scored)
+            index = max(i for i in scored if scores[i] == best)
+        chosen[key] = candidates[index]
+        if len(candidates) > 1:
+            flat = [flatten_config(r["config"]) for r in candidates]
+            keys = sorted(
+                k
+                for k in set().union(*flat)
+                if len({repr(f.get(k)) for f in flat}) > 1 and not _ignored(k)
             )
-    return chosen
+            metric = metric_key(candidates[index]["task"]["primary_metric"], SELECT_SPLIT)
+            selections.append(
+                Selection(*key, len(candidates), {k: flat[index].get(k) for k in keys},
+                          metric, scores[index] if scored else None)
+            )  # fmt: skip
+    return chosen, selections
+
+
+def _ignored(dotted: str) -> bool:
+    return any(dotted == k or dotted.startswith(k + ".") for k in NON_IDENTITY_KEYS)
+
+
+def report_selections(selections: list[Selection]) -> None:
+    for selection in selections:
+        print(f"seqbench: chose {selection.describe()}", file=sys.stderr)
 
 
 def build_table(
@@ -149,12 +242,15 @@ def build_table(
 ) -> Table:
     """The table of the completed or diverged records (failed and running ones are left out).
 
-    `which`: "final" (last evaluation) or "best" (evaluation with the best primary metric).
-    `models`: the model columns to show, in this order (default: all). `metrics`: metric names
-    to show (default: all). `references`: parsed reference YAML (see `load_references`).
+    `which`: "best" (each seed's test value at its best validation evaluation) or "final" (at
+    its last evaluation); the configuration of each cell is chosen on validation at the same
+    point (see `choose_per_cell`). `models`: the model columns to show, in this order (default:
+    all). `metrics`: metric names to show (default: all). `references`: parsed reference YAML
+    (see `load_references`).
     """
     usable = [r for r in records if r.get("status") in ("completed", "diverged")]
-    chosen = latest_per_cell(usable)
+    chosen, selections = choose_per_cell(usable, which)
+    report_selections(selections)
     found = sort_models(m for _, m in chosen)
     columns = [m for m in models if m in found] if models else found
     rows: dict[tuple[str, str], Row] = {}
@@ -182,7 +278,8 @@ def build_table(
     ]
     ordered = [rows[k] for k in sorted(rows)]
     source = (references or {}).get("source")
-    return Table(columns, reference_columns, ordered, params, source)
+    shown = [s for s in selections if s.model in columns]
+    return Table(columns, reference_columns, ordered, params, source, which, shown)
 
 
 def load_references(path: str | Path) -> dict[str, Any]:
@@ -235,9 +332,9 @@ def render_markdown(table: Table) -> str:
         counts = [table.params[task].get(m) for m in table.models]
         cells = ["–" if c is None else f"{c:,}" for c in counts] + [""] * len(table.references)
         lines.append("| " + " | ".join([task, "parameters", "", *cells]) + " |")
-    if table.source:
-        lines.append(f"\nReference columns: {table.source}.")
-    return "\n".join(lines)
+    lines.append("")
+    lines += [f"{note}  " for note in table.notes()]
+    return "\n".join(lines).rstrip()
 
 
 def _latex_escape(text: str) -> str:
@@ -286,6 +383,7 @@ def render_latex(table: Table) -> str:
         first = [_latex_escape(row.task), f"{_latex_escape(row.metric)} {arrow}", baseline]
         lines.append(" & ".join(first + cells) + r" \\")
     lines += [r"\bottomrule", r"\end{tabular}"]
+    lines += [f"% {note}" for note in table.notes()]
     return "\n".join(lines)
 
 
@@ -316,5 +414,5 @@ RENDERERS = {"md": render_markdown, "latex": render_latex, "csv": render_csv}
 
 
 def markdown_table(records: list[dict[str, Any]]) -> str:
-    """The default table (final evaluation, every model and metric) as Markdown."""
+    """The default table (test at the best validation step, every model and metric) as Markdown."""
     return render_markdown(build_table(records))

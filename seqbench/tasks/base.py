@@ -1,8 +1,9 @@
 """The interface every seqbench task implements, synthetic or real.
 
 A task owns its data, its loss and its metrics. Training batches are drawn from a PRNG key inside the
-jitted training step, so a task's `sample` must be a pure JAX function; the held-out evaluation set is
-drawn once from a fixed key (or read from disk) and kept on device.
+jitted training step, so a task's `sample` must be a pure JAX function. Two held-out evaluation sets,
+"val" (for choosing the evaluation step and the configuration) and "test" (the number reported), are
+drawn once from fixed keys (or read from disk) and kept on device.
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ from typing import Literal, NamedTuple
 import jax
 
 Direction = Literal["min", "max"]
+#: the held-out splits every task provides: selection happens on "val", reporting on "test"
+EVAL_SPLITS = ("val", "test")
 
 
 @dataclass(frozen=True)
@@ -62,8 +65,12 @@ class Task(abc.ABC):
         """Draw a training batch of `batch_size` examples from `key` (pure, jittable)."""
 
     @abc.abstractmethod
-    def eval_set(self) -> Batch:
-        """The fixed held-out evaluation set (same on every call)."""
+    def eval_set(self, split: str) -> Batch:
+        """The fixed held-out set of `split` ("val" or "test"); the same on every call."""
+
+    def eval_sets(self) -> dict[str, Batch]:
+        """Every held-out split, keyed as in `EVAL_SPLITS`."""
+        return {split: self.eval_set(split) for split in EVAL_SPLITS}
 
     @abc.abstractmethod
     def loss(self, outputs: jax.Array, batch: Batch) -> jax.Array:

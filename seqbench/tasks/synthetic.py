@@ -12,7 +12,14 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from seqbench.tasks.base import Batch, Direction, Task, TaskSpec
+from seqbench.tasks.base import EVAL_SPLITS, Batch, Direction, Task, TaskSpec
+
+
+def split_key(eval_seed: int, split: str) -> jax.Array:
+    """The PRNG key a synthetic task draws held-out split `split` from (distinct per split)."""
+    if split not in EVAL_SPLITS:
+        raise ValueError(f"unknown split {split!r}; choose from {', '.join(EVAL_SPLITS)}")
+    return jax.random.fold_in(jax.random.key(eval_seed), EVAL_SPLITS.index(split))
 
 
 class AddingProblem(Task):
@@ -26,6 +33,7 @@ class AddingProblem(Task):
       "arjovsky": the first in [0, T/2), the second in [T/2, T) (Arjovsky, Shah & Bengio 2016).
 
     The trivial predictor (always 1) scores MSE = Var(U1 + U2) = 1/6.
+    Held-out splits: `n_eval` examples each for "val" and "test", from keys derived from `eval_seed`.
     """
 
     name = "adding"
@@ -68,8 +76,8 @@ class AddingProblem(Task):
         targets = jnp.sum(values * markers, axis=1, keepdims=True)
         return Batch(jnp.stack([values, markers], axis=-1), targets)
 
-    def eval_set(self) -> Batch:
-        return self.sample(jax.random.key(self.eval_seed), self.n_eval)
+    def eval_set(self, split: str) -> Batch:
+        return self.sample(split_key(self.eval_seed, split), self.n_eval)
 
     def loss(self, outputs: jax.Array, batch: Batch) -> jax.Array:
         return jnp.mean(self.metrics(outputs, batch)["mse"])
@@ -92,6 +100,7 @@ class CopyMemory(Task):
 
     The memoryless predictor (zeros, then uniform over the 8 digits) scores n ln 8 / (T + 2n), and
     recalls a digit correctly 1/8 of the time.
+    Held-out splits: `n_eval` examples each for "val" and "test", from keys derived from `eval_seed`.
     """
 
     name = "copy_memory"
@@ -123,8 +132,8 @@ class CopyMemory(Task):
         targets = jnp.concatenate([jnp.zeros((batch_size, T + n), jnp.int32), digits], axis=1)
         return Batch(inputs, targets)
 
-    def eval_set(self) -> Batch:
-        return self.sample(jax.random.key(self.eval_seed), self.n_eval)
+    def eval_set(self, split: str) -> Batch:
+        return self.sample(split_key(self.eval_seed, split), self.n_eval)
 
     def loss(self, outputs: jax.Array, batch: Batch) -> jax.Array:
         return jnp.mean(self.metrics(outputs, batch)["cross_entropy"])

@@ -26,7 +26,8 @@ class TrainResult:
     """Everything a run measured, as host NumPy arrays.
 
     seeds: (S,) seeds. eval_steps: (E,) steps at which the model was evaluated (0 first).
-    eval_metrics: {metric: (E, S)}, NaN from a seed's divergence on.
+    eval_metrics: {"<split>/<metric>": (E, S)} for every held-out split ("val/mse", "test/mse"),
+    NaN from a seed's divergence on.
     train_steps: (C,) last step of each chunk; train_loss: (C, S) mean loss over each chunk.
     diverged_step: (S,) first non-finite step, -1 if none.
     timing: compile_s, train_s, eval_s, steps_per_s, tokens_per_s.
@@ -75,12 +76,21 @@ def run_training(
 ) -> TrainResult:
     """Train one model per seed, all seeds in one vmapped program, for `steps` steps.
 
-    `on_eval(step, {metric: (S,)}, train_loss)` is called after every evaluation (for loggers), with
-    the (S,) mean training loss of the chunk just run (None at step 0). A given
+    Every evaluation scores each held-out split of the task (one compiled program for all).
+    `on_eval(step, {"<split>/<metric>": (S,)}, train_loss)` is called after every evaluation (for
+    loggers), with the (S,) mean training loss of the chunk just run (None at step 0). A given
     `state` (batched, e.g. with a seed poisoned by a test) replaces the fresh initialisation.
     """
     seed_array = jnp.asarray(seeds, dtype=jnp.int32)
-    eval_set = jax.device_put(task.eval_set())
+    eval_sets = jax.device_put(task.eval_sets())
+
+    def evaluate_splits(params: Any, sets: dict[str, Any]) -> dict[str, jax.Array]:
+        return {
+            f"{split}/{name}": values
+            for split, batch in sets.items()
+            for name, values in program.batched_evaluate(params, batch).items()
+        }
+
     timing = {"compile_s": 0.0, "train_s": 0.0, "eval_s": 0.0}
 
     def compile_timed(fn: Callable, *args: Any, static: tuple[int, ...] = ()) -> Callable:
@@ -91,14 +101,14 @@ def run_training(
 
     if state is None:
         state = compile_timed(program.batched_init, seed_array)(seed_array)
-    evaluate = compile_timed(program.batched_evaluate, state.params, eval_set)
+    evaluate = compile_timed(evaluate_splits, state.params, eval_sets)
     chunks: dict[int, Callable] = {}
 
     eval_steps, eval_history, train_steps, train_loss = [], [], [], []
 
     def run_eval(step: int, chunk_loss: np.ndarray | None = None) -> None:
         start = time.perf_counter()
-        metrics = jax.device_get(evaluate(state.params, eval_set))
+        metrics = jax.device_get(evaluate(state.params, eval_sets))
         timing["eval_s"] += time.perf_counter() - start
         eval_steps.append(step)
         eval_history.append({k: np.asarray(v, dtype=np.float64) for k, v in metrics.items()})
