@@ -15,6 +15,7 @@ from typing import Any
 from seqbench.records import (
     SELECT_SPLIT,
     find_records,
+    flatten_config,
     load_record,
     metric_key,
     write_text_atomic,
@@ -23,12 +24,16 @@ from seqbench.report.table import (
     FORMATS,
     RENDERERS,
     build_table,
+    differing_keys,
     format_value,
     load_references,
     model_label,
     seed_stats,
     task_label,
 )
+
+#: config keys already shown by a run's task and model labels
+LABEL_KEYS = ("model.cell", "task.length", "task._target_")
 
 
 def fail(message: str) -> None:
@@ -118,13 +123,20 @@ def _csv(text: str | None) -> list[str] | None:
 
 
 def cmd_runs(args: argparse.Namespace) -> None:
-    records = select(_records(args.paths, args.wandb), args)
-    for r in sorted(records, key=lambda r: (r.get("started") or "", r["path"])):
+    records = sorted(
+        select(_records(args.paths, args.wandb), args),
+        key=lambda r: (r.get("started") or "", r["path"]),
+    )
+    # what tells the listed runs apart beyond their task and model labels
+    flat = [flatten_config(r["config"]) for r in records]
+    varying = differing_keys(flat, skip=LABEL_KEYS) if len(records) > 1 else []
+    for r, config in zip(records, flat, strict=True):
         primary = r["task"]["primary_metric"]
         names = [
             metric_key(n)
             for n in _csv(args.metrics) or [metric_key(primary, SELECT_SPLIT), primary]
         ]
+        names = list(dict.fromkeys(names))
         shown = []
         for name in names:
             stats = seed_stats(r, name, args.which)
@@ -135,9 +147,10 @@ def cmd_runs(args: argparse.Namespace) -> None:
         seeds = len(r.get("seeds") or [])
         wall = (r.get("timing") or {}).get("wall_s")
         wall_text = f"{wall:.1f}s" if wall is not None else "?"
+        differs = " ".join(f"{k}={config.get(k)}" for k in varying)
         print(
             f"{r['status']:<9} {task_label(r):<24} {model_label(r):<12} seeds={seeds:<3} "
-            f"{' '.join(shown):<56} {wall_text:>8}  {r['path']}"
+            f"{' '.join(shown):<52} {wall_text:>7}  {differs + '  ' if differs else ''}{r['path']}"
         )
     if not records:
         print("seqbench: no run matches the filters", file=sys.stderr)

@@ -210,11 +210,7 @@ def choose_per_cell(
         chosen[key] = candidates[index]
         if len(candidates) > 1:
             flat = [flatten_config(r["config"]) for r in candidates]
-            keys = sorted(
-                k
-                for k in set().union(*flat)
-                if len({repr(f.get(k)) for f in flat}) > 1 and not _ignored(k)
-            )
+            keys = differing_keys(flat)
             metric = metric_key(candidates[index]["task"]["primary_metric"], SELECT_SPLIT)
             selections.append(
                 Selection(*key, len(candidates), {k: flat[index].get(k) for k in keys},
@@ -223,8 +219,16 @@ def choose_per_cell(
     return chosen, selections
 
 
-def _ignored(dotted: str) -> bool:
-    return any(dotted == k or dotted.startswith(k + ".") for k in NON_IDENTITY_KEYS)
+def differing_keys(flat_configs: list[dict[str, Any]], skip: tuple[str, ...] = ()) -> list[str]:
+    """The dotted config keys whose values differ between flattened configs (sorted), leaving
+    out those that do not change what is computed (NON_IDENTITY_KEYS) and `skip`."""
+    ignored = (*NON_IDENTITY_KEYS, *skip)
+    return sorted(
+        k
+        for k in set().union(*flat_configs)
+        if len({repr(f.get(k)) for f in flat_configs}) > 1
+        and not any(k == i or k.startswith(i + ".") for i in ignored)
+    )
 
 
 def report_selections(selections: list[Selection]) -> None:
@@ -235,7 +239,7 @@ def report_selections(selections: list[Selection]) -> None:
 def build_table(
     records: list[dict[str, Any]],
     *,
-    which: str = "final",
+    which: str = "best",
     models: list[str] | None = None,
     metrics: list[str] | None = None,
     references: dict[str, Any] | None = None,
@@ -250,7 +254,6 @@ def build_table(
     """
     usable = [r for r in records if r.get("status") in ("completed", "diverged")]
     chosen, selections = choose_per_cell(usable, which)
-    report_selections(selections)
     found = sort_models(m for _, m in chosen)
     columns = [m for m in models if m in found] if models else found
     rows: dict[tuple[str, str], Row] = {}
