@@ -87,13 +87,6 @@ def test_bad_logger_values_are_refused(compose_config, bad):
         validate(compose_config(["logger=wandb", bad]))
 
 
-# Training with an offline wandb run open stalled twice in this test module on the 2-core CPU
-# (XLA's CPU runtime never completing a vmapped step while wandb's service threads run); until that
-# is understood these run with `make test-all` (-m slow), not in the default suite.
-WANDB_TRAINING = pytest.mark.slow
-
-
-@WANDB_TRAINING
 def test_offline_two_seeds_give_two_runs_with_what_was_logged(compose_config, tmp_path):
     record = train(compose_config, tmp_path, ["logger=wandb", "logger.mode=offline", "seeds=[0,1]"])
     files = wandb_files(tmp_path / "wandb")
@@ -155,7 +148,6 @@ def test_wandb_failure_warns_once_and_training_goes_on(
     assert len(warnings) == 1 and "no network" in warnings[0]
 
 
-@WANDB_TRAINING
 def test_four_job_multirun_in_one_process_gives_four_distinct_runs(run_cli, tmp_path):
     sweep = tmp_path / "sweep"
     done = run_cli(
@@ -200,7 +192,6 @@ class FakeApi:
         return self._runs
 
 
-@WANDB_TRAINING
 def test_runs_and_table_read_back_from_wandb_match_the_local_record(
     compose_config, tmp_path, monkeypatch, capsys
 ):

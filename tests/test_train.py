@@ -163,3 +163,32 @@ def test_gradient_clipping_bounds_the_update():
     grads = {"w": jnp.full((4,), 10.0)}
     updates, _ = build_optimizer(cfg, 10).update(grads, build_optimizer(cfg, 10).init(grads))
     assert float(jnp.linalg.norm(updates["w"])) == pytest.approx(0.5, rel=1e-5)
+
+
+INIT_MANY_TIMES = """
+import jax, jax.numpy as jnp
+from seqbench.config import ModelConfig, OptimizerConfig
+from seqbench.models.build import build_model
+from seqbench.tasks.synthetic import AddingProblem
+from seqbench.train.loop import make_train
+from seqbench.train.optim import build_optimizer
+task = AddingProblem(10, n_eval=8)
+built = build_model(ModelConfig(cell="gru", hidden_size=64, n_layers=2), task.spec)
+program = make_train(built.model, task, build_optimizer(OptimizerConfig(), 10), 4)
+init = jax.jit(program.batched_init)
+for i in range(100):
+    jax.block_until_ready(init(jnp.arange(8, dtype=jnp.int32) + i))
+print("ok")
+"""
+
+
+def test_batched_init_completes_every_time():
+    # With the seeds vmapped, the orthogonal initialisers' batched QR calls deadlocked XLA's CPU
+    # thread pool in every such process within 100 calls (see TrainProgram.batched_init).
+    import subprocess
+    import sys
+
+    done = subprocess.run(
+        [sys.executable, "-c", INIT_MANY_TIMES], capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr[-2000:]

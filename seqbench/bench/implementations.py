@@ -66,7 +66,8 @@ def _jax_runner(model, cfg: BenchConfig, steps: int, seeds: int, scan: bool) -> 
         return params, optimizer.init(params)
 
     keys = jax.random.split(jax.random.key(0), seeds)
-    state = jax.jit(jax.vmap(init))(keys) if seeds > 1 else jax.jit(init)(keys[0])
+    # lax.map, not vmap: see TrainProgram.batched_init (batched QR can deadlock XLA's CPU pool)
+    state = jax.jit(lambda k: jax.lax.map(init, k))(keys) if seeds > 1 else jax.jit(init)(keys[0])
 
     def chunk(state):
         if scan:

@@ -58,8 +58,8 @@ def run_worker(
     remat: bool = False,
 ) -> dict:
     """One measurement in a fresh process. A worker that gives no result within `timeout` is run
-    once more: XLA's CPU runtime now and then never completes a vmapped program (the process sits
-    idle in block_until_ready, as reported for XLA's Eigen pool on vmapped graphs)."""
+    once more (a safety net: vmapped initialisation used to deadlock XLA's CPU thread pool, see
+    TrainProgram.batched_init)."""
     command = [
         sys.executable,
         "-m",

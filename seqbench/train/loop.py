@@ -144,7 +144,11 @@ def make_train(
         step=step,
         chunk=chunk,
         evaluate=evaluate,
-        batched_init=jax.vmap(init),
+        # Not vmap: the orthogonal initialisers' QR would become one batched LAPACK call per gate
+        # block, and jaxlib's CPU LAPACK kernels split a batch over the intra-op thread pool and
+        # block a pool thread waiting for the pieces; two such calls at once on a 2-thread pool
+        # wait for each other forever. Mapped over seeds, every QR is a single matrix, run inline.
+        batched_init=lambda seeds: jax.lax.map(init, seeds),
         batched_chunk=lambda state, n_steps: jax.vmap(lambda s: chunk(s, n_steps))(state),
         batched_evaluate=jax.vmap(evaluate, in_axes=(0, None)),
     )
