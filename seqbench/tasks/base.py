@@ -1,8 +1,12 @@
 """The interface every seqbench task implements, synthetic or real.
 
-A task owns its data, its loss and its metrics. Training batches are drawn from a PRNG key inside the
-jitted training step, so a task's `sample` must be a pure JAX function. Two held-out evaluation sets,
-"val" (for choosing the evaluation step and the configuration) and "test" (the number reported), are
+A task owns its data, its loss and its metrics. Training batches are made inside the jitted training
+step by `train_batch(data, key, step, batch_size)`, a pure function of the task's on-device training
+data (`train_data()`, passed into the jitted program as an argument, never baked in as a constant),
+a per-seed key and the step number: the data order is a function of (seed, step) alone, so a resumed
+run sees the same batches. Synthetic tasks draw a fresh batch from `fold_in(key, step)`; data-set
+tasks shuffle once per epoch (see `seqbench.tasks.dataset`). Two held-out evaluation sets, "val"
+(for choosing the evaluation step and the configuration) and "test" (the number reported), are
 drawn once from fixed keys (or read from disk) and kept on device.
 """
 
@@ -10,7 +14,7 @@ from __future__ import annotations
 
 import abc
 from dataclasses import dataclass
-from typing import Literal, NamedTuple
+from typing import Any, Literal, NamedTuple
 
 import jax
 
@@ -62,7 +66,24 @@ class Task(abc.ABC):
 
     @abc.abstractmethod
     def sample(self, key: jax.Array, batch_size: int) -> Batch:
-        """Draw a training batch of `batch_size` examples from `key` (pure, jittable)."""
+        """Draw a batch of `batch_size` examples from `key` (pure, jittable)."""
+
+    def train_data(self) -> Any:
+        """The training data as a pytree of arrays (None for generated tasks); the trainer puts it
+        on the device once and passes it to every jitted chunk."""
+        return None
+
+    def train_batch(self, data: Any, key: jax.Array, step: jax.Array, batch_size: int) -> Batch:
+        """The training batch of `step` (int32 ()) for the seed whose data key is `key` (pure,
+        jittable). `data` is what `train_data()` returned, on device. Default: a fresh sample."""
+        del data
+        return self.sample(jax.random.fold_in(key, step), batch_size)
+
+    def example_weights(self, batch: Batch) -> jax.Array | None:
+        """(B,) weight of each example in the evaluation means (e.g. its number of scored time
+        steps, so that a per-step metric is averaged over steps, not sequences); None: equal."""
+        del batch
+        return None
 
     @abc.abstractmethod
     def eval_set(self, split: str) -> Batch:

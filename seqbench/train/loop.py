@@ -27,14 +27,16 @@ class TrainState(NamedTuple):
 
     params: the model parameters.
     opt_state: the optimizer state.
-    key: PRNG key from which every training batch and dropout mask is split.
+    data_key: PRNG key of the seed's data order (with the step, it fixes every training batch).
+    dropout_key: PRNG key of the seed's dropout masks (folded with the step).
     step: int32 () steps taken.
     diverged_step: int32 () first step whose loss or update was not finite, NOT_DIVERGED (-1) if none.
     """
 
     params: Any
     opt_state: Any
-    key: jax.Array
+    data_key: jax.Array
+    dropout_key: jax.Array
     step: jax.Array
     diverged_step: jax.Array
 
@@ -50,11 +52,11 @@ class TrainProgram:
     """The pure functions of one training setup. `batched_*` carry a leading seed axis S."""
 
     init: Callable[[jax.Array], TrainState]
-    step: Callable[[TrainState], tuple[TrainState, jax.Array]]
-    chunk: Callable[[TrainState, int], tuple[TrainState, jax.Array]]
+    step: Callable[[TrainState, Any], tuple[TrainState, jax.Array]]
+    chunk: Callable[[TrainState, Any, int], tuple[TrainState, jax.Array]]
     evaluate: Callable[[Any, Batch], dict[str, jax.Array]]
     batched_init: Callable[[jax.Array], TrainState]
-    batched_chunk: Callable[[TrainState, int], tuple[TrainState, jax.Array]]
+    batched_chunk: Callable[[TrainState, Any, int], tuple[TrainState, jax.Array]]
     batched_evaluate: Callable[[Any, Batch], dict[str, jax.Array]]
 
 
@@ -67,21 +69,24 @@ def make_train(
 ) -> TrainProgram:
     """Build the training program of `model` on `task`.
 
-    init(seed int32 ()) -> TrainState; step(state) -> (state, loss ()); chunk(state, n) runs n steps
-    with `lax.scan` -> (state, losses (n,)); evaluate(params, eval_set) -> {metric: mean ()}, over the
-    evaluation set in chunks of `eval_batch_size` examples. The batched versions take and return a
-    leading seed axis on states, seeds, losses and metrics (the evaluation set is shared).
+    init(seed int32 ()) -> TrainState; step(state, data) -> (state, loss ()); chunk(state, data, n)
+    runs n steps with `lax.scan` -> (state, losses (n,)), `data` being the task's `train_data()` on
+    device; evaluate(params, eval_set) -> {metric: mean ()}, over the evaluation set in chunks of
+    `eval_batch_size` examples, weighted by `task.example_weights`. The batched versions take and
+    return a leading seed axis on states, seeds, losses and metrics (data and evaluation sets are
+    shared).
     """
 
     example = task.sample(jax.random.key(0), 1)
 
     def init(seed: jax.Array) -> TrainState:
-        init_key, run_key = jax.random.split(jax.random.key(seed))
+        init_key, data_key, dropout_key = jax.random.split(jax.random.key(seed), 3)
         params = model.init(init_key, example.inputs, example.seq_lengths)["params"]
         return TrainState(
             params=params,
             opt_state=optimizer.init(params),
-            key=run_key,
+            data_key=data_key,
+            dropout_key=dropout_key,
             step=jnp.zeros((), jnp.int32),
             diverged_step=jnp.full((), NOT_DIVERGED, jnp.int32),
         )
@@ -96,9 +101,9 @@ def make_train(
         )
         return task.loss(outputs, batch)
 
-    def step(state: TrainState) -> tuple[TrainState, jax.Array]:
-        key, data_key, dropout_key = jax.random.split(state.key, 3)
-        batch = task.sample(data_key, batch_size)
+    def step(state: TrainState, data: Any) -> tuple[TrainState, jax.Array]:
+        batch = task.train_batch(data, state.data_key, state.step, batch_size)
+        dropout_key = jax.random.fold_in(state.dropout_key, state.step)
         loss, grads = jax.value_and_grad(loss_fn)(state.params, batch, dropout_key)
         updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
         params = optax.apply_updates(state.params, updates)
@@ -112,14 +117,15 @@ def make_train(
         new_state = TrainState(
             params=keep(params, state.params),
             opt_state=keep(opt_state, state.opt_state),
-            key=key,
+            data_key=state.data_key,
+            dropout_key=state.dropout_key,
             step=state.step + 1,
             diverged_step=jnp.where(alive & ~finite, state.step, state.diverged_step),
         )
         return new_state, jnp.where(accept, loss, jnp.nan)
 
-    def chunk(state: TrainState, n_steps: int) -> tuple[TrainState, jax.Array]:
-        return jax.lax.scan(lambda s, _: step(s), state, None, length=n_steps)
+    def chunk(state: TrainState, data: Any, n_steps: int) -> tuple[TrainState, jax.Array]:
+        return jax.lax.scan(lambda s, _: step(s, data), state, None, length=n_steps)
 
     def evaluate(params: Any, eval_set: Batch) -> dict[str, jax.Array]:
         n = eval_set.inputs.shape[0]
@@ -132,12 +138,16 @@ def make_train(
             lambda x: x.reshape(n // size, size, *x.shape[1:]), eval_set
         )
 
-        def chunk_metrics(batch: Batch) -> dict[str, jax.Array]:
+        def chunk_metrics(batch: Batch) -> tuple[dict[str, jax.Array], jax.Array]:
             outputs = model.apply({"params": params}, batch.inputs, batch.seq_lengths)
-            return task.metrics(outputs, batch)
+            weights = task.example_weights(batch)
+            if weights is None:
+                weights = jnp.ones(batch.inputs.shape[0], jnp.float32)
+            return task.metrics(outputs, batch), weights
 
-        per_example = jax.lax.map(chunk_metrics, chunks)
-        return {name: jnp.mean(values) for name, values in per_example.items()}
+        per_example, weights = jax.lax.map(chunk_metrics, chunks)
+        total = jnp.sum(weights)
+        return {name: jnp.sum(values * weights) / total for name, values in per_example.items()}
 
     return TrainProgram(
         init=init,
@@ -149,6 +159,8 @@ def make_train(
         # block a pool thread waiting for the pieces; two such calls at once on a 2-thread pool
         # wait for each other forever. Mapped over seeds, every QR is a single matrix, run inline.
         batched_init=lambda seeds: jax.lax.map(init, seeds),
-        batched_chunk=lambda state, n_steps: jax.vmap(lambda s: chunk(s, n_steps))(state),
+        batched_chunk=lambda state, data, n_steps: jax.vmap(
+            lambda s: chunk(s, data, n_steps)
+        )(state),
         batched_evaluate=jax.vmap(evaluate, in_axes=(0, None)),
     )

@@ -82,6 +82,7 @@ def run_training(
     `state` (batched, e.g. with a seed poisoned by a test) replaces the fresh initialisation.
     """
     seed_array = jnp.asarray(seeds, dtype=jnp.int32)
+    train_data = jax.device_put(task.train_data())
     eval_sets = jax.device_put(task.eval_sets())
 
     def evaluate_splits(params: Any, sets: dict[str, Any]) -> dict[str, jax.Array]:
@@ -121,9 +122,11 @@ def run_training(
     try:
         for length in _chunk_lengths(steps, eval_every):
             if length not in chunks:
-                chunks[length] = compile_timed(program.batched_chunk, state, length, static=(1,))
+                chunks[length] = compile_timed(
+                    program.batched_chunk, state, train_data, length, static=(2,)
+                )
             start = time.perf_counter()
-            state, losses = chunks[length](state)
+            state, losses = chunks[length](state, train_data)
             losses = np.asarray(jax.device_get(losses), dtype=np.float64)  # (S, length)
             timing["train_s"] += time.perf_counter() - start
             done += length
