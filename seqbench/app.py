@@ -19,7 +19,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from seqbench.config import Config, ConfigError, register_configs, validate
 from seqbench.records import SELECT_SPLIT, metric_key
-from seqbench.tasks.build import build_task
+from seqbench.tasks.build import build_task, check_batch_size
 
 CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
 
@@ -69,6 +69,7 @@ def train_from_config(cfg: Config, resolved: dict[str, Any], output_dir: Path) -
     enable_compilation_cache(cfg.trainer.compilation_cache_dir)
     try:
         task = build_task(cfg.task)
+        check_batch_size(task, cfg.trainer.batch_size)
         built = build_model(cfg.model, task.spec, remat=cfg.trainer.remat)
     except ValueError as error:
         fail(str(error))

@@ -78,13 +78,19 @@ class ModelConfig:
 
 @dataclass
 class TaskConfig:
-    """Fields every task shares. `_target_` names the Task class that `build_task` instantiates.
-
-    `n_eval`: examples in each held-out split ("val" and "test"); `eval_seed`: the seed the
-    synthetic tasks draw them from.
-    """
+    """Fields every task shares. `_target_` names the Task class that `build_task` instantiates."""
 
     _target_: str = MISSING
+
+
+@dataclass
+class SyntheticTaskConfig(TaskConfig):
+    """A generated task of `length` steps.
+
+    `n_eval`: examples in each held-out split ("val" and "test"); `eval_seed`: the seed they are
+    drawn from.
+    """
+
     length: int = MISSING
     n_eval: int = 1000
     eval_seed: int = 12345
@@ -94,8 +100,43 @@ class TaskConfig:
         _require(self.n_eval > 0, "task.n_eval", f"must be positive, got {self.n_eval}")
 
 
+SOURCES = ("offline", "files")
+
+
 @dataclass
-class AddingConfig(TaskConfig):
+class DatasetTaskConfig(TaskConfig):
+    """A real data set. `source`: "offline" (the copy shipped in a PyPI package, see the task) or
+    "files" (the standard files in `data_dir`); `split_seed` fixes how validation (and, where the
+    source has none, test) examples are held out; `cache_dir` keeps preprocessed arrays."""
+
+    source: str = "offline"
+    data_dir: str = MISSING
+    cache_dir: str = MISSING
+    split_seed: int = 0
+
+    def __post_init__(self) -> None:
+        _choice(self.source, "task.source", SOURCES)
+
+
+@dataclass
+class MnistConfig(DatasetTaskConfig):
+    """Sequential (or permuted) MNIST; see seqbench.tasks.mnist."""
+
+    _target_: str = "seqbench.tasks.mnist.SequentialMNIST"
+    mode: str = "pixel"
+    permute: bool = False
+    permutation_seed: int = 0
+    n_val: int | None = None
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        _choice(self.mode, "task.mode", ("pixel", "row"))
+        if self.n_val is not None:
+            _require(self.n_val > 0, "task.n_val", f"must be positive, got {self.n_val}")
+
+
+@dataclass
+class AddingConfig(SyntheticTaskConfig):
     _target_: str = "seqbench.tasks.synthetic.AddingProblem"
     length: int = 200
     variant: str = "tcn"
@@ -109,7 +150,7 @@ class AddingConfig(TaskConfig):
 
 
 @dataclass
-class CopyMemoryConfig(TaskConfig):
+class CopyMemoryConfig(SyntheticTaskConfig):
     _target_: str = "seqbench.tasks.synthetic.CopyMemory"
     length: int = 100
     n_memorize: int = 10
@@ -165,15 +206,15 @@ class OptimizerConfig:
 class TrainerConfig:
     """The training loop: `steps` optimizer steps per seed, evaluated every `eval_every` steps.
 
-    Steps between evaluations run as one jitted `lax.scan`; `eval_batch_size` splits the evaluation
-    set into chunks (null: the whole set at once) to bound memory. `remat` recomputes each
+    Steps between evaluations run as one jitted `lax.scan`; `eval_batch_size` splits each evaluation
+    set into chunks of at most that many examples (null: the whole set at once) to bound memory. `remat` recomputes each
     recurrent step's gates in the backward pass instead of storing them (long sequences).
     """
 
     steps: int = 2000
     batch_size: int = 64
     eval_every: int = 200
-    eval_batch_size: int | None = None
+    eval_batch_size: int | None = 1000
     progress: bool = True
     compilation_cache_dir: str | None = None
     remat: bool = False
@@ -220,6 +261,14 @@ class LoggerConfig:
 
 
 @dataclass
+class PathsConfig:
+    """Where data sets are read from and preprocessed arrays cached (tasks refer to these)."""
+
+    data_dir: str = "~/.cache/seqbench/data"
+    cache_dir: str = "~/.cache/seqbench/cache"
+
+
+@dataclass
 class Config:
     """The root config composed by `conf/config.yaml`."""
 
@@ -228,6 +277,7 @@ class Config:
     optimizer: OptimizerConfig = MISSING
     trainer: TrainerConfig = MISSING
     logger: LoggerConfig = MISSING
+    paths: PathsConfig = field(default_factory=PathsConfig)
     seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
     name: str | None = None
     tags: list[str] = field(default_factory=list)
@@ -237,19 +287,12 @@ class Config:
         _require(len(self.seeds) > 0, "seeds", "give at least one seed")
         _require(len(set(self.seeds)) == len(self.seeds), "seeds", f"repeated seed in {self.seeds}")
         _require(all(s >= 0 for s in self.seeds), "seeds", "must be non-negative integers")
-        chunk = getattr(self.trainer, "eval_batch_size", None)
-        n_eval = getattr(self.task, "n_eval", None)
-        if chunk and n_eval:
-            _require(
-                n_eval % chunk == 0,
-                "trainer.eval_batch_size",
-                f"{chunk} does not divide task.n_eval={n_eval}",
-            )
 
 
 TASK_SCHEMAS: dict[str, type[TaskConfig]] = {
     "adding": AddingConfig,
     "copy_memory": CopyMemoryConfig,
+    "mnist": MnistConfig,
 }
 
 

@@ -105,14 +105,16 @@ def preflight(argv: list[str], conf_dir: Path) -> None:
     except HydraException as error:
         raise ConfigError(one_line(error)) from None
     from seqbench.models.build import build_model
-    from seqbench.tasks.build import build_task
+    from seqbench.tasks.build import build_task, check_batch_size
 
     with initialize_config_dir(config_dir=str(conf_dir), version_base="1.3"):
         for job in jobs:
             where = f" (in job {' '.join(job)})" if multirun and len(jobs) > 1 else ""
             try:
                 cfg = validate(compose("config", overrides=job))
-                build_model(cfg.model, build_task(cfg.task).spec)
+                task = build_task(cfg.task)
+                check_batch_size(task, cfg.trainer.batch_size)
+                build_model(cfg.model, task.spec)
             except ConfigError as error:
                 raise ConfigError(f"{error}{where}") from None
             except (HydraException, OmegaConfBaseException) as error:

@@ -57,7 +57,7 @@ def test_param_budget_sets_the_hidden_size(compose_config):
         (["trainer.steps=0"], "trainer.steps"),
         (["trainer.batch_size=-1"], "trainer.batch_size"),
         (["trainer.eval_every=0"], "trainer.eval_every"),
-        (["trainer.eval_batch_size=300"], "trainer.eval_batch_size"),
+        (["trainer.eval_batch_size=0"], "trainer.eval_batch_size"),
         (["optimizer.lr=-1"], "optimizer.lr"),
         (["optimizer.name=lbfgs"], "optimizer.name"),
         (["optimizer.schedule=step"], "optimizer.schedule"),

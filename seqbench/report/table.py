@@ -56,7 +56,10 @@ def model_label(record: dict[str, Any]) -> str:
 
 
 def task_label(record: dict[str, Any]) -> str:
-    """`name (T=length[, variant])`, e.g. `adding (T=600)`."""
+    """The task's own label (`adding (T=600)`, `seq_mnist (pixel)`); records from before labels
+    were recorded: `name (T=length[, variant])`."""
+    if record["task"].get("label"):
+        return record["task"]["label"]
     task = record["config"]["task"]
     name = record["task"]["name"]
     variant = task.get("variant")

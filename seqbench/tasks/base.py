@@ -63,6 +63,13 @@ class Task(abc.ABC):
     metric_directions: dict[str, Direction]
     #: the metric that ranks runs and picks the best evaluation
     primary_metric: str
+    #: training examples of a fixed data set (None: generated afresh every step)
+    n_train: int | None = None
+
+    @property
+    def label(self) -> str:
+        """How tables name the task, e.g. `adding (T=600)`."""
+        return self.name
 
     @abc.abstractmethod
     def sample(self, key: jax.Array, batch_size: int) -> Batch:
@@ -109,6 +116,7 @@ class Task(abc.ABC):
         """A JSON-ready summary for run records."""
         return {
             "name": self.name,
+            "label": self.label,
             "spec": self.spec.__dict__,
             "metrics": dict(self.metric_directions),
             "primary_metric": self.primary_metric,

@@ -50,6 +50,11 @@ class AddingProblem(Task):
         self.n_eval, self.eval_seed = n_eval, eval_seed
         self.spec = TaskSpec("real", 2, 1, length, "last")
 
+    @property
+    def label(self) -> str:
+        suffix = f", {self.variant}" if self.variant != "tcn" else ""
+        return f"{self.name} (T={self.length}{suffix})"
+
     def marker_positions(self, key: jax.Array, batch_size: int) -> jax.Array:
         """(B, 2) int32 positions of the two markers."""
         k1, k2 = jax.random.split(key)
@@ -122,6 +127,11 @@ class CopyMemory(Task):
         self.spec = TaskSpec(
             "tokens", self.vocab_size, self.vocab_size, self.total_length, "every_step"
         )
+
+    @property
+    def label(self) -> str:
+        suffix = f", n={self.n_memorize}" if self.n_memorize != 10 else ""
+        return f"{self.name} (T={self.length}{suffix})"
 
     def sample(self, key: jax.Array, batch_size: int) -> Batch:
         n, T = self.n_memorize, self.length

@@ -129,20 +129,22 @@ def make_train(
 
     def evaluate(params: Any, eval_set: Batch) -> dict[str, jax.Array]:
         n = eval_set.inputs.shape[0]
-        size = eval_batch_size or n
-        if n % size:
-            raise ValueError(
-                f"trainer.eval_batch_size: {size} does not divide the {n} evaluation examples"
-            )
+        size = min(eval_batch_size or n, n)
+        pad = -n % size  # the last chunk is filled with copies of example 0, weighted 0
+        padded = jax.tree_util.tree_map(
+            lambda x: jnp.concatenate([x, jnp.repeat(x[:1], pad, axis=0)]), eval_set
+        )
+        valid = (jnp.arange(n + pad) < n).astype(jnp.float32)
         chunks = jax.tree_util.tree_map(
-            lambda x: x.reshape(n // size, size, *x.shape[1:]), eval_set
+            lambda x: x.reshape((n + pad) // size, size, *x.shape[1:]), (padded, valid)
         )
 
-        def chunk_metrics(batch: Batch) -> tuple[dict[str, jax.Array], jax.Array]:
+        def chunk_metrics(chunk: tuple[Batch, jax.Array]) -> tuple[dict[str, jax.Array], jax.Array]:
+            batch, weights = chunk
             outputs = model.apply({"params": params}, batch.inputs, batch.seq_lengths)
-            weights = task.example_weights(batch)
-            if weights is None:
-                weights = jnp.ones(batch.inputs.shape[0], jnp.float32)
+            example_weights = task.example_weights(batch)
+            if example_weights is not None:
+                weights = weights * example_weights
             return task.metrics(outputs, batch), weights
 
         per_example, weights = jax.lax.map(chunk_metrics, chunks)
@@ -159,8 +161,8 @@ def make_train(
         # block a pool thread waiting for the pieces; two such calls at once on a 2-thread pool
         # wait for each other forever. Mapped over seeds, every QR is a single matrix, run inline.
         batched_init=lambda seeds: jax.lax.map(init, seeds),
-        batched_chunk=lambda state, data, n_steps: jax.vmap(
-            lambda s: chunk(s, data, n_steps)
-        )(state),
+        batched_chunk=lambda state, data, n_steps: jax.vmap(lambda s: chunk(s, data, n_steps))(
+            state
+        ),
         batched_evaluate=jax.vmap(evaluate, in_axes=(0, None)),
     )
