@@ -289,10 +289,42 @@ class Config:
         _require(all(s >= 0 for s in self.seeds), "seeds", "must be non-negative integers")
 
 
+@dataclass
+class ForecastConfig(DatasetTaskConfig):
+    """One-step-ahead forecasting of a real series; see seqbench.tasks.forecast."""
+
+    _target_: str = "seqbench.tasks.forecast.Forecasting"
+    series: str = "sunspots"
+    window: int = 24
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        _require(bool(self.series), "task.series", "must not be empty")
+        _require(self.window > 0, "task.window", f"must be positive, got {self.window}")
+
+
+@dataclass
+class UEAConfig(DatasetTaskConfig):
+    """A UEA/UCR time-series classification data set (.ts files); see seqbench.tasks.uea."""
+
+    _target_: str = "seqbench.tasks.uea.UEAClassification"
+    name: str = "JapaneseVowels"
+    n_val: int | None = None
+    normalise: bool = True
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        _require(bool(self.name.strip()), "task.name", "must name a data set, e.g. JapaneseVowels")
+        if self.n_val is not None:
+            _require(self.n_val > 0, "task.n_val", f"must be positive, got {self.n_val}")
+
+
 TASK_SCHEMAS: dict[str, type[TaskConfig]] = {
+    "uea": UEAConfig,
     "adding": AddingConfig,
     "copy_memory": CopyMemoryConfig,
     "mnist": MnistConfig,
+    "forecast": ForecastConfig,
 }
 
 
