@@ -41,6 +41,7 @@ class ModelConfig:
 
     `param_budget`, when set, overrides `hidden_size`: the hidden size is chosen so that the whole
     model lands within 2% of that many parameters (the equal-budget protocol of Bai et al. 2018).
+    `head_sizes`: Dense + ReLU layers between the recurrent output and the readout.
     """
 
     cell: str = MISSING
@@ -55,9 +56,15 @@ class ModelConfig:
     activation: str = "tanh"
     recurrent_init: str = "orthogonal"
     forget_bias: float = 1.0
+    head_sizes: list[int] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         _choice(self.cell, "model.cell", CELLS)
+        _require(
+            all(size > 0 for size in self.head_sizes),
+            "model.head_sizes",
+            f"must be positive layer sizes, got {self.head_sizes}",
+        )
         _require(
             self.hidden_size > 0, "model.hidden_size", f"must be positive, got {self.hidden_size}"
         )
@@ -319,12 +326,74 @@ class UEAConfig(DatasetTaskConfig):
             _require(self.n_val > 0, "task.n_val", f"must be positive, got {self.n_val}")
 
 
+@dataclass
+class IMDBConfig(DatasetTaskConfig):
+    """IMDB sentiment from the aclImdb folder in data_dir; see seqbench.tasks.imdb."""
+
+    _target_: str = "seqbench.tasks.imdb.IMDBSentiment"
+    source: str = "files"
+    vocab_size: int = 1000
+    max_length: int = 256
+    n_val: int = 5000
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        _require(
+            self.vocab_size >= 3, "task.vocab_size", f"must be at least 3, got {self.vocab_size}"
+        )
+        _require(self.max_length > 0, "task.max_length", f"must be positive, got {self.max_length}")
+        _require(self.n_val > 0, "task.n_val", f"must be positive, got {self.n_val}")
+
+
+@dataclass
+class MusicConfig(DatasetTaskConfig):
+    """Polyphonic music (next-step piano rolls); see seqbench.tasks.music. `name`: bach_chorales
+    (source offline, music21's corpus) or jsb_chorales, nottingham, musedata, piano_midi (source
+    files); `max_steps` crops longer pieces (null: whole pieces)."""
+
+    _target_: str = "seqbench.tasks.music.PolyphonicMusic"
+    name: str = "bach_chorales"
+    max_steps: int | None = None
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.source == "offline":
+            _choice(self.name, "task.name", ("bach_chorales",))
+        else:
+            _choice(
+                self.name, "task.name", ("jsb_chorales", "nottingham", "musedata", "piano_midi")
+            )
+        if self.max_steps is not None:
+            _require(self.max_steps >= 2, "task.max_steps", f"must be >= 2, got {self.max_steps}")
+
+
+@dataclass
+class TextConfig(DatasetTaskConfig):
+    """Character-level language modelling by truncated BPTT; see seqbench.tasks.text."""
+
+    _target_: str = "seqbench.tasks.text.CharLanguageModel"
+    corpus: str = "abc_folk"
+    bptt: int = 100
+    eval_streams: int = 8
+    eval_segment: int = 500
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        _require(bool(self.corpus), "task.corpus", "must name a corpus")
+        for key in ("bptt", "eval_streams", "eval_segment"):
+            value = getattr(self, key)
+            _require(value > 0, f"task.{key}", f"must be positive, got {value}")
+
+
 TASK_SCHEMAS: dict[str, type[TaskConfig]] = {
+    "music": MusicConfig,
     "uea": UEAConfig,
     "adding": AddingConfig,
     "copy_memory": CopyMemoryConfig,
     "mnist": MnistConfig,
     "forecast": ForecastConfig,
+    "imdb": IMDBConfig,
+    "text": TextConfig,
 }
 
 

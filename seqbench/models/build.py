@@ -62,6 +62,7 @@ def build_model(cfg: ModelConfig, spec: TaskSpec, remat: bool = False) -> BuiltM
             recurrent_init=cfg.recurrent_init,
             forget_bias=cfg.forget_bias,
             remat=remat,
+            head_sizes=tuple(cfg.head_sizes),
         )
 
     example = example_inputs(spec)

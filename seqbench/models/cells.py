@@ -174,17 +174,21 @@ class _RecurrentLayer(nn.Module):
         return (jnp.zeros((batch, self.hidden_size), dtype),)
 
     @nn.compact
-    def __call__(self, inputs, seq_lengths=None, reverse: bool = False):
+    def __call__(self, inputs, seq_lengths=None, reverse: bool = False, initial_carry=None):
         """inputs (B, T, F), seq_lengths (B,) int or None -> (outputs (B, T, H), final_carry).
 
-        final_carry is h (B, H), or (h, c) for the LSTM.
+        final_carry is h (B, H), or (h, c) for the LSTM; `initial_carry` (same form) starts the
+        recurrence there instead of at zeros (truncated backpropagation through time).
         """
         f, h, gh = inputs.shape[-1], self.hidden_size, self.gates * self.hidden_size
         w_ih = self.param("w_ih", glorot_blocks_init(self.gates), (f, gh), jnp.float32)
         w_hh = self.param("w_hh", self._recurrent_kernel_init(), (h, gh), jnp.float32)
         b_ih = self.param("b_ih", self._bias_ih_init(), (gh,), jnp.float32)
         b_hh = self.param("b_hh", nn.initializers.zeros_init(), (gh,), jnp.float32)
-        carry = self._initial_carry(inputs.shape[0], jnp.float32)
+        if initial_carry is None:
+            carry = self._initial_carry(inputs.shape[0], jnp.float32)
+        else:
+            carry = tuple(initial_carry) if isinstance(initial_carry, tuple) else (initial_carry,)
         rules = self._rules()
         if not self.remat:
             mask = None if seq_lengths is None else length_mask(seq_lengths, inputs.shape[1]).T

@@ -31,13 +31,14 @@ class SequenceModel(nn.Module):
 
     Readouts: "last" -> Dense(O) on the output at each row's last valid step, i.e.
     [fwd[len-1], bwd[0]] when bidirectional, giving (B, O); "every_step" -> Dense(O) at every
-    step, (B, T, O), with zeros at padded steps.
+    step, (B, T, O), with zeros at padded steps. ``head_sizes`` puts Dense(size) + ReLU layers
+    before that Dense(O) (e.g. (64,) for the TensorFlow IMDB tutorial's model).
 
     ``remat``: rematerialise each recurrent step in the backward pass (memory O(T B H) for the
     carries only, instead of every gate activation), for long sequences.
 
     Submodules: ``encoder`` (linear/embedding only), ``layer_{k}_fwd``, ``layer_{k}_bwd``
-    (bidirectional only), ``readout``.
+    (bidirectional only), ``head_{k}``, ``readout``.
     """
 
     cell: str
@@ -54,6 +55,7 @@ class SequenceModel(nn.Module):
     recurrent_init: str = "orthogonal"
     forget_bias: float = 1.0
     remat: bool = False
+    head_sizes: tuple[int, ...] = ()
 
     def __post_init__(self):
         self._validate()
@@ -88,6 +90,8 @@ class SequenceModel(nn.Module):
             self.vocab_size is None or self.vocab_size < 1
         ):
             raise bad("vocab_size", f"an integer >= 1 when encoder={self.encoder!r}")
+        if any(size < 1 for size in self.head_sizes):
+            raise bad("head_sizes", "integers >= 1")
         if self.embed_dim is not None and self.embed_dim < 1:
             raise bad("embed_dim", "None or integers >= 1")
 
@@ -125,30 +129,59 @@ class SequenceModel(nn.Module):
         return inputs
 
     @nn.compact
-    def __call__(self, inputs, seq_lengths=None, *, deterministic: bool = True):
+    def __call__(
+        self,
+        inputs,
+        seq_lengths=None,
+        *,
+        deterministic: bool = True,
+        initial_carry=None,
+        return_carry: bool = False,
+    ):
         """inputs (B, T, F) float or (B, T) int tokens; seq_lengths (B,) int or None.
 
-        Returns (B, O) for readout "last", (B, T, O) for "every_step".
+        Returns (B, O) for readout "last", (B, T, O) for "every_step". With `return_carry`, returns
+        (outputs, carries): a tuple with each layer's final carry (h (B, H), or (h, c) for the
+        LSTM), which `initial_carry` takes back to continue a sequence (unidirectional only).
         """
+        if (initial_carry is not None or return_carry) and self.bidirectional:
+            raise ValueError("SequenceModel: carrying state across calls needs bidirectional=False")
         cell_cls, kwargs = CELLS[self.cell], self._cell_kwargs()
         x = self._encode(jnp.asarray(inputs))
+        carries = []
         for k in range(self.n_layers):
             if k > 0 and self.dropout > 0.0:
                 x = nn.Dropout(rate=self.dropout)(x, deterministic=deterministic)
-            fwd, _ = cell_cls(**kwargs, name=f"layer_{k}_fwd")(x, seq_lengths)
+            start = None if initial_carry is None else initial_carry[k]
+            fwd, final = cell_cls(**kwargs, name=f"layer_{k}_fwd")(
+                x, seq_lengths, initial_carry=start
+            )
+            carries.append(final)
             if self.bidirectional:
                 bwd, _ = cell_cls(**kwargs, name=f"layer_{k}_bwd")(x, seq_lengths, reverse=True)
                 x = jnp.concatenate([fwd, bwd], axis=-1)
             else:
                 x = fwd
 
-        head = nn.Dense(self.output_dim, name="readout")
+        dense = nn.Dense(self.output_dim, name="readout")
+
+        def head(features: jax.Array) -> jax.Array:
+            for k, size in enumerate(self.head_sizes):
+                features = nn.relu(nn.Dense(size, name=f"head_{k}")(features))
+            return dense(features)
+
         if self.readout == "every_step":
             y = head(x)
-            if seq_lengths is None:
-                return y
-            return jnp.where(length_mask(seq_lengths, y.shape[1])[..., None], y, 0.0)
-        last = take_last_valid(fwd, seq_lengths)
-        if self.bidirectional:
-            last = jnp.concatenate([last, bwd[:, 0]], axis=-1)
-        return head(last)
+            if seq_lengths is not None:
+                y = jnp.where(length_mask(seq_lengths, y.shape[1])[..., None], y, 0.0)
+        else:
+            last = take_last_valid(fwd, seq_lengths)
+            if self.bidirectional:
+                last = jnp.concatenate([last, bwd[:, 0]], axis=-1)
+            y = head(last)
+        return (y, tuple(carries)) if return_carry else y
+
+    def initial_carry(self, batch: int) -> tuple:
+        """Zero carries for every layer, in the form `initial_carry` takes."""
+        h = jnp.zeros((batch, self.hidden_size), jnp.float32)
+        return tuple((h, h) if self.cell == "lstm" else h for _ in range(self.n_layers))

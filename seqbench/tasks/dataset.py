@@ -10,6 +10,11 @@ drawn from fold_in(k, e).
 
 from __future__ import annotations
 
+import gzip
+import os
+import tempfile
+import zipfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -99,6 +104,43 @@ def require_files(directory: Path, names: list[str], what: str, alternative: str
             f"expected {', '.join(names)}. {alternative}"
         )
     return found
+
+
+def read_maybe_gzipped(path: Path) -> bytes:
+    """The bytes of `path`, decompressed when it is gzipped (by content, not by name)."""
+    raw = Path(path).read_bytes()
+    if raw[:2] == b"\x1f\x8b":
+        try:
+            raw = gzip.decompress(raw)
+        except (OSError, EOFError, zlib.error) as error:
+            raise DataError(f"{path}: corrupt or truncated gzip file ({error})") from None
+    return raw
+
+
+def load_npz(path: Path) -> dict[str, np.ndarray] | None:
+    """The arrays of a cache file, or None when it is missing or unreadable (then rebuilt)."""
+    if not Path(path).is_file():
+        return None
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            return {key: data[key] for key in data.files}
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile):
+        return None
+
+
+def save_npz_atomic(path: Path, arrays: dict[str, np.ndarray]) -> None:
+    """Write a compressed .npz through a temporary file in the same folder and a rename."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as file:
+            np.savez_compressed(file, **arrays)
+        os.chmod(temporary, 0o644)
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
 
 
 class DatasetTask(Task):

@@ -13,9 +13,7 @@ split into 3,500 train / 500 validation / 1,000 test images.
 
 from __future__ import annotations
 
-import gzip
 import struct
-import zlib
 from pathlib import Path
 
 import numpy as np
@@ -26,6 +24,7 @@ from seqbench.tasks.dataset import (
     ClassificationTask,
     DataError,
     hold_out,
+    read_maybe_gzipped,
     require_files,
 )
 
@@ -39,12 +38,7 @@ OFFLINE_TEST, OFFLINE_VAL = 1000, 500
 
 def read_idx(path: Path) -> np.ndarray:
     """An IDX file of unsigned bytes (MNIST's format; gzipped or not) as a uint8 array."""
-    raw = Path(path).read_bytes()
-    if raw[:2] == b"\x1f\x8b":
-        try:
-            raw = gzip.decompress(raw)
-        except (OSError, EOFError, zlib.error) as error:
-            raise DataError(f"{path}: corrupt or truncated gzip file ({error})") from None
+    raw = read_maybe_gzipped(path)
     if len(raw) < 4 or raw[:2] != b"\x00\x00":
         raise DataError(f"{path}: not an IDX file (bad magic number)")
     if raw[2] != 0x08:

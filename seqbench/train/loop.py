@@ -31,6 +31,8 @@ class TrainState(NamedTuple):
     dropout_key: PRNG key of the seed's dropout masks (folded with the step).
     step: int32 () steps taken.
     diverged_step: int32 () first step whose loss or update was not finite, NOT_DIVERGED (-1) if none.
+    carry: for stateful tasks (truncated backpropagation through time), each layer's recurrent
+        state at the end of the last training segment, (B, H) arrays; None otherwise.
     """
 
     params: Any
@@ -39,6 +41,7 @@ class TrainState(NamedTuple):
     dropout_key: jax.Array
     step: jax.Array
     diverged_step: jax.Array
+    carry: Any = None
 
 
 def all_finite(tree: Any) -> jax.Array:
@@ -75,9 +78,16 @@ def make_train(
     `eval_batch_size` examples, weighted by `task.example_weights`. The batched versions take and
     return a leading seed axis on states, seeds, losses and metrics (data and evaluation sets are
     shared).
+
+    Stateful tasks (`task.stateful`, e.g. character-level language modelling) train by truncated
+    backpropagation through time: the model's final recurrent state of one step's segments starts
+    the next step's (gradients stop there), and is reset to zeros where `task.starts_sequence`
+    says the streams start over; their evaluation runs each held-out stream segment by segment
+    (`task.eval_segment` steps), carrying the state through the whole stream.
     """
 
     example = task.sample(jax.random.key(0), 1)
+    stateful = getattr(task, "stateful", False)
 
     def init(seed: jax.Array) -> TrainState:
         init_key, data_key, dropout_key = jax.random.split(jax.random.key(seed), 3)
@@ -89,22 +99,35 @@ def make_train(
             dropout_key=dropout_key,
             step=jnp.zeros((), jnp.int32),
             diverged_step=jnp.full((), NOT_DIVERGED, jnp.int32),
+            carry=model.initial_carry(batch_size) if stateful else None,
         )
 
-    def loss_fn(params: Any, batch: Batch, dropout_key: jax.Array) -> jax.Array:
+    def loss_fn(
+        params: Any, batch: Batch, dropout_key: jax.Array, carry: Any
+    ) -> tuple[jax.Array, Any]:
         outputs = model.apply(
             {"params": params},
             batch.inputs,
             batch.seq_lengths,
             deterministic=False,
             rngs={"dropout": dropout_key},
+            initial_carry=carry,
+            return_carry=stateful,
         )
-        return task.loss(outputs, batch)
+        if stateful:
+            outputs, carry = outputs
+        return task.loss(outputs, batch), carry
 
     def step(state: TrainState, data: Any) -> tuple[TrainState, jax.Array]:
         batch = task.train_batch(data, state.data_key, state.step, batch_size)
         dropout_key = jax.random.fold_in(state.dropout_key, state.step)
-        loss, grads = jax.value_and_grad(loss_fn)(state.params, batch, dropout_key)
+        carry = state.carry
+        if stateful:
+            restart = task.starts_sequence(data, state.step, batch_size)
+            carry = jax.tree_util.tree_map(lambda c: jnp.where(restart, 0.0, c), carry)
+        (loss, new_carry), grads = jax.value_and_grad(loss_fn, has_aux=True)(
+            state.params, batch, dropout_key, carry
+        )
         updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
         params = optax.apply_updates(state.params, updates)
         alive = state.diverged_step == NOT_DIVERGED
@@ -121,13 +144,35 @@ def make_train(
             dropout_key=state.dropout_key,
             step=state.step + 1,
             diverged_step=jnp.where(alive & ~finite, state.step, state.diverged_step),
+            carry=keep(jax.lax.stop_gradient(new_carry), carry) if stateful else None,
         )
         return new_state, jnp.where(accept, loss, jnp.nan)
 
     def chunk(state: TrainState, data: Any, n_steps: int) -> tuple[TrainState, jax.Array]:
         return jax.lax.scan(lambda s, _: step(s, data), state, None, length=n_steps)
 
+    def evaluate_streams(params: Any, eval_set: Batch) -> dict[str, jax.Array]:
+        """Stateful tasks: (S, L) streams in segments of `task.eval_segment`, state carried."""
+        streams, length = eval_set.inputs.shape[:2]
+        segment = task.eval_segment
+        segments = jax.tree_util.tree_map(
+            lambda x: jnp.swapaxes(x.reshape(streams, length // segment, segment), 0, 1),
+            (eval_set.inputs, eval_set.targets),
+        )
+
+        def run_segment(carry: Any, xs: tuple[jax.Array, jax.Array]) -> tuple[Any, dict]:
+            batch = Batch(*xs)
+            outputs, carry = model.apply(
+                {"params": params}, batch.inputs, initial_carry=carry, return_carry=True
+            )
+            return carry, task.metrics(outputs, batch)
+
+        _, per_segment = jax.lax.scan(run_segment, model.initial_carry(streams), segments)
+        return {name: jnp.mean(values) for name, values in per_segment.items()}
+
     def evaluate(params: Any, eval_set: Batch) -> dict[str, jax.Array]:
+        if stateful:
+            return evaluate_streams(params, eval_set)
         n = eval_set.inputs.shape[0]
         size = min(eval_batch_size or n, n)
         pad = -n % size  # the last chunk is filled with copies of example 0, weighted 0

@@ -1,0 +1,238 @@
+"""Character-level language modelling, trained by truncated backpropagation through time.
+
+The training text becomes one stream of character ids, cut into B = batch size contiguous streams of
+L = N // B characters. Step s trains on segment s mod (L - 1) // K of every stream (K = `bptt`
+characters, each predicting the next), starting from the recurrent state the previous segment ended
+in; the state is reset to zero when the streams start over (every (L - 1) // K steps, one pass over
+the text). Validation and test text are cut into `eval_streams` streams, each read from its start to
+its end in segments of `eval_segment` characters with the state carried through. Metric: bits per
+character (cross-entropy / ln 2), the standard for Penn Treebank and text8; baseline: the entropy of
+the training text's character frequencies on the test text (a model with no memory).
+
+Sources ("files" in `<data_dir>/text/`): `ptb_char`: the Penn Treebank character files
+`ptb.char.{train,valid,test}.txt` (characters separated by spaces, `_` between words: each
+line becomes its characters without the spaces, ended by a newline); `text8`: the single `text8` file
+split 90M / 5M / 5M characters as usual; any other name: `<name>/{train,valid,test}.txt`.
+"offline" (`corpus=abc_folk`): the 1,146 ABC folk-tune files of music21's corpus (seqbench[data]),
+4.37 M characters, split by file (90% / 5% / 5%, `split_seed`). Characters of validation or test
+that never occur in training map to one unknown id.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from seqbench.tasks.base import Batch, TaskSpec
+from seqbench.tasks.dataset import (
+    ArraySplit,
+    DataError,
+    DatasetTask,
+    hold_out,
+    read_maybe_gzipped,
+    require_files,
+)
+
+TEXT8_SPLIT = (90_000_000, 95_000_000)
+
+
+def decode(raw: bytes) -> str:
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return raw.decode("latin-1")
+
+
+def load_abc_folk(split_seed: int) -> dict[str, str]:
+    """music21's ABC corpus as {"train", "val", "test"} text, split by file."""
+    try:
+        from music21 import corpus
+    except ImportError:
+        raise DataError(
+            "the offline text corpus needs music21: pip install 'seqbench[data]' "
+            "(or task.source=files with a corpus in <data_dir>/text/)"
+        ) from None
+    paths = sorted(corpus.getCorePaths(fileExtensions=("abc",)))
+    if len(paths) < 20:
+        raise DataError(f"music21's corpus holds {len(paths)} .abc files; expected over 1,000")
+    files = ArraySplit(np.arange(len(paths)), np.zeros(len(paths)))
+    rest, test = hold_out(files, max(1, len(paths) // 20), split_seed)
+    train, val = hold_out(rest, max(1, len(paths) // 20), split_seed + 1)
+    return {
+        name: "".join(decode(Path(paths[i]).read_bytes()) for i in part.inputs)
+        for name, part in (("train", train), ("val", val), ("test", test))
+    }
+
+
+def load_text_files(directory: Path, corpus_name: str) -> dict[str, str]:
+    """{"train", "val", "test"} text of a corpus in `directory` (see the module docstring)."""
+    alternative = "Use task.source=offline for the ABC folk-tune corpus shipped with music21."
+    what = f"text corpus {corpus_name} (task.source=files)"
+    if corpus_name == "ptb_char":
+        names = [f"ptb.char.{part}.txt" for part in ("train", "valid", "test")]
+        paths = require_files(directory, names, what, alternative)
+        texts = [_read(path) for path in paths]
+        texts = ["\n".join(line.replace(" ", "") for line in t.splitlines()) + "\n" for t in texts]
+    elif corpus_name == "text8":
+        (path,) = require_files(directory, ["text8"], what, alternative)
+        whole = _read(path)
+        if len(whole) < TEXT8_SPLIT[1] + 1:
+            raise DataError(f"{path}: {len(whole)} characters, text8 has 100,000,000 (truncated?)")
+        a, b = TEXT8_SPLIT
+        texts = [whole[:a], whole[a:b], whole[b:]]
+    else:
+        folder = directory / corpus_name
+        names = ["train.txt", "valid.txt", "test.txt"]
+        texts = [_read(path) for path in require_files(folder, names, what, alternative)]
+    return dict(zip(("train", "val", "test"), texts, strict=True))
+
+
+def _read(path: Path) -> str:
+    return decode(read_maybe_gzipped(path))
+
+
+class CharLanguageModel(DatasetTask):
+    """Next-character prediction by truncated BPTT; see the module docstring.
+
+    Training data: the training text as one (N,) int32 stream. Batches: inputs (B, K) ids, targets
+    (B, K) the next ids. Evaluation sets: (S, L) inputs and targets, L a multiple of eval_segment.
+    """
+
+    stateful = True
+    metric_directions = {"bpc": "min"}  # noqa: RUF012
+    primary_metric = "bpc"
+
+    def __init__(
+        self,
+        source: str = "offline",
+        data_dir: str = "~/.cache/seqbench/data",
+        cache_dir: str | None = None,
+        corpus: str = "abc_folk",
+        bptt: int = 100,
+        eval_streams: int = 8,
+        eval_segment: int = 500,
+        split_seed: int = 0,
+    ):
+        del cache_dir  # reading and mapping a few million characters takes about a second
+        if min(bptt, eval_streams, eval_segment) < 1:
+            raise ValueError("text: bptt, eval_streams and eval_segment must be at least 1")
+        if source == "offline":
+            if corpus != "abc_folk":
+                raise DataError(
+                    f"text: no offline copy of {corpus!r}; offline there is abc_folk (music21), "
+                    "else task.source=files"
+                )
+            texts = load_abc_folk(split_seed)
+        elif source == "files":
+            texts = load_text_files(Path(data_dir).expanduser() / "text", corpus)
+        else:
+            raise ValueError(f"text: unknown source {source!r}; choose from offline, files")
+        alphabet = sorted(set(texts["train"]))
+        self.vocabulary = {char: i for i, char in enumerate(alphabet)}
+        unknown = len(alphabet)
+        characters = set().union(*map(set, texts.values()))
+        lookup = np.full(max(map(ord, characters)) + 1, unknown, np.int32)
+        for char, index in self.vocabulary.items():
+            lookup[ord(char)] = index
+        ids = {
+            name: lookup[np.frombuffer(text.encode("utf-32-le"), np.uint32)]
+            for name, text in texts.items()
+        }
+        self.corpus, self.bptt = corpus, bptt
+        self.eval_segment = eval_segment
+        self.name = f"text_{corpus}"
+        self.stream = ids["train"]
+        self.splits = {"train": ArraySplit(self.stream[:, None], self.stream[:, None])}
+        for name in ("val", "test"):
+            stream = ids[name]
+            length = (len(stream) - 1) // eval_streams // eval_segment * eval_segment
+            if length < eval_segment:
+                raise DataError(
+                    f"text: the {name} text ({len(stream)} characters) is too short for "
+                    f"{eval_streams} streams of at least {eval_segment} characters"
+                )
+            starts = np.arange(eval_streams)[:, None] * length + np.arange(length)[None, :]
+            self.splits[name] = ArraySplit(stream[starts], stream[starts + 1])
+        self.unknown_fraction = {
+            name: float(np.mean(ids[name] == unknown)) for name in ("val", "test")
+        }
+        self.frequencies = np.bincount(ids["train"], minlength=unknown + 1) / len(ids["train"])
+        self.spec = TaskSpec("tokens", unknown + 1, unknown + 1, bptt, "every_step")
+
+    @property
+    def n_train(self) -> int:
+        return len(self.stream)
+
+    def sizes(self) -> dict[str, int]:
+        """Characters per split (those scored, for validation and test)."""
+        return {name: int(split.targets.size) for name, split in self.splits.items()}
+
+    @property
+    def label(self) -> str:
+        return f"{self.corpus} (chars)"
+
+    def train_data(self) -> jax.Array:
+        return self.stream
+
+    def _layout(self, n: int, batch_size: int) -> tuple[int, int]:
+        per_stream = n // batch_size
+        segments = (per_stream - 1) // self.bptt
+        if segments < 1:
+            raise ValueError(
+                f"text: {n} training characters in {batch_size} streams leave fewer than "
+                f"bptt + 1 = {self.bptt + 1} per stream"
+            )
+        return per_stream, segments
+
+    def train_batch(
+        self, data: jax.Array, key: jax.Array, step: jax.Array, batch_size: int
+    ) -> Batch:
+        del key  # the streams are read in order
+        per_stream, segments = self._layout(data.shape[0], batch_size)
+        offset = (step % segments) * self.bptt
+        index = (
+            jnp.arange(batch_size)[:, None] * per_stream
+            + offset
+            + jnp.arange(self.bptt + 1)[None, :]
+        )
+        tokens = data[index]
+        return Batch(tokens[:, :-1], tokens[:, 1:])
+
+    def starts_sequence(self, data: jax.Array, step: jax.Array, batch_size: int) -> jax.Array:
+        """bool (): this step's segments are the first of their streams (reset the state)."""
+        _, segments = self._layout(data.shape[0], batch_size)
+        return step % segments == 0
+
+    def sample(self, key: jax.Array, batch_size: int) -> Batch:
+        starts = jax.random.randint(key, (batch_size,), 0, len(self.stream) - self.bptt - 1)
+        tokens = jnp.asarray(self.stream)[starts[:, None] + jnp.arange(self.bptt + 1)[None, :]]
+        return Batch(tokens[:, :-1], tokens[:, 1:])
+
+    def eval_set(self, split: str) -> Batch:
+        part = super().eval_set(split)
+        return Batch(part.inputs, part.targets)
+
+    def loss(self, outputs: jax.Array, batch: Batch) -> jax.Array:
+        return jnp.mean(optax.softmax_cross_entropy_with_integer_labels(outputs, batch.targets))
+
+    def metrics(self, outputs: jax.Array, batch: Batch) -> dict[str, jax.Array]:
+        nats = optax.softmax_cross_entropy_with_integer_labels(outputs, batch.targets)
+        return {"bpc": jnp.mean(nats, axis=-1) / math.log(2.0)}
+
+    def baseline(self) -> dict[str, float]:
+        """Bits per character of the training text's character frequencies on the test text."""
+        test = self.splits["test"].targets.ravel()
+        p = np.clip(self.frequencies[test], 1e-12, None)
+        return {"bpc": float(-np.mean(np.log2(p)))}
+
+    def describe(self) -> dict:
+        return {
+            **super().describe(),
+            "vocabulary_size": len(self.vocabulary) + 1,
+            "unknown_fraction": self.unknown_fraction,
+        }

@@ -1,0 +1,236 @@
+"""UEA/UCR classification from .ts files: the parser, its errors, splits, normalisation, masking."""
+
+import gzip
+import importlib.util
+import math
+
+import jax
+import numpy as np
+import pytest
+
+from seqbench.app import train_from_config
+from seqbench.config import ConfigError, ModelConfig, validate
+from seqbench.models.build import build_model
+from seqbench.tasks.dataset import DataError
+from seqbench.tasks.uea import UEAClassification, fill_missing, read_ts
+
+needs_sktime = pytest.mark.skipif(
+    importlib.util.find_spec("sktime") is None, reason="sktime (seqbench[data]) is not installed"
+)
+
+HEADER = """# a tiny two-channel data set in the UEA .ts format
+@problemName Tiny
+@timeStamps false
+@missing true
+@univariate false
+@dimensions 2
+@equalLength false
+@classLabel true b a
+@data
+"""
+# case 0: both channels complete; case 1: a missing value mid-series; case 2: a leading missing value
+SMALL = HEADER + "1,2,3:4,5,6:a\n7,8,9,10:0.5,?,?,2:b\n\n?,?,3:1,2,3:a\n"
+
+
+def case_text(values, label):
+    """One data line: `values` (T, C) as channels separated by ':' and the label last."""
+    return ":".join(",".join(f"{v:g}" for v in channel) for channel in values.T) + f":{label}"
+
+
+def tiny_cases(n, seed, lengths):
+    """n cases of 2 channels with the given lengths; channel 0 starts with the case number."""
+    rng = np.random.default_rng(seed)
+    cases = []
+    for i in range(n):
+        values = np.round(rng.normal(3.0, 2.0, (lengths[i % len(lengths)], 2)), 3)
+        values[0, 0] = 100 + i
+        cases.append((values, "ab"[i % 2]))
+    return cases
+
+
+@pytest.fixture
+def data_dir(tmp_path):
+    """<tmp>/uea/Tiny/Tiny_{TRAIN,TEST}.ts: 12 training cases (lengths 3-6), 4 test cases (the
+    longest, 8 steps, is in test); one missing value in the training file."""
+    folder = tmp_path / "uea" / "Tiny"
+    folder.mkdir(parents=True)
+    train = [case_text(v, y) for v, y in tiny_cases(12, 0, [3, 4, 5, 6])]
+    train[1] = "?" + train[1][train[1].index(",") :]  # a leading missing value in case 1
+    test = [case_text(v, y) for v, y in tiny_cases(4, 1, [8, 2, 5, 7])]
+    (folder / "Tiny_TRAIN.ts").write_text(HEADER + "\n".join(train) + "\n")
+    (folder / "Tiny_TEST.ts").write_text(HEADER + "\n".join(test) + "\n")
+    return tmp_path
+
+
+def tiny_task(data_dir, **kwargs):
+    return UEAClassification(source="files", data_dir=str(data_dir), name="Tiny", **kwargs)
+
+
+def test_parser_reads_shapes_values_and_labels(tmp_path):
+    path = tmp_path / "small.ts"
+    path.write_text(SMALL)
+    data = read_ts(path)
+    assert data.problem_name == "Tiny" and data.class_labels == ("b", "a")
+    assert data.labels == ["a", "b", "a"]
+    assert [s.shape for s in data.series] == [(3, 2), (4, 2), (3, 2)]
+    assert all(s.dtype == np.float32 for s in data.series)
+    np.testing.assert_array_equal(data.series[0], [[1, 4], [2, 5], [3, 6]])
+    # missing values carry the last value forward; before the first observation, the first one
+    np.testing.assert_array_equal(data.series[1][:, 1], [0.5, 0.5, 0.5, 2])
+    np.testing.assert_array_equal(data.series[2][:, 0], [3, 3, 3])
+
+
+def test_parser_reads_gzip_and_fill_missing_is_per_channel(tmp_path):
+    path = tmp_path / "small.ts.gz"
+    path.write_bytes(gzip.compress(SMALL.encode()))
+    assert read_ts(path).labels == ["a", "b", "a"]
+    filled = fill_missing(np.array([[np.nan, 1], [2, np.nan], [np.nan, np.nan]], np.float32))
+    np.testing.assert_array_equal(filled, [[2, 1], [2, 1], [2, 1]])
+    empty = fill_missing(np.array([[np.nan, 1], [np.nan, 3]], np.float32))
+    np.testing.assert_array_equal(empty, [[0, 1], [0, 3]])
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        (SMALL.replace("@timeStamps false", "@timeStamps true"), ":3: @timeStamps true"),
+        (HEADER.replace("@data\n", ""), "no @data line"),
+        (HEADER, "no cases after @data"),
+        (HEADER + "1,2,3:4,5,6:a\n1,2,3:4,5", ":11: 1 channel(s) and a label, expected 2"),
+        (HEADER + "1,2,3:4,5,6:a\n1,2,3:4,5,6:", ":11: class label '' is not among"),
+        (HEADER + "1,2,3", ":10: no ':' between values and class label"),
+        (HEADER + "1,2:3,4:5,6:a", ":10: 3 channel(s) and a label, expected 2"),
+        (HEADER + "1,2,3:4,5,6:z", ":10: class label 'z' is not among @classLabel b a"),
+        (HEADER + "1,x,3:4,5,6:a", ":10: not a number"),
+        (HEADER + "1,2,3:4,5:a", ":10: channels of different lengths [2, 3]"),
+        (HEADER + "1,inf:4,5:a", ":10: infinite value"),
+        (SMALL.replace("@classLabel true b a", "@classLabel false"), ":9: no @classLabel true"),
+        (SMALL.replace("@classLabel true b a", "@targetLabel true"), ":8: @targetLabel"),
+        (SMALL.replace("@dimensions 2", "@dimensions two"), ":6: @dimensions must be a positive"),
+        (SMALL + "@problemName again\n", ":14: header line @problemName after @data"),
+        ("1,2,3:a\n" + HEADER, ":1: data line before @data"),
+    ],
+)
+def test_malformed_or_truncated_files_raise_one_line_errors(tmp_path, text, message):
+    path = tmp_path / "bad_TRAIN.ts"
+    path.write_text(text)
+    with pytest.raises(DataError) as raised:
+        read_ts(path)
+    assert str(path) in str(raised.value) and message in str(raised.value)
+    assert "\n" not in str(raised.value)
+
+
+def test_missing_files_name_the_expected_files(tmp_path):
+    with pytest.raises(DataError) as raised:
+        UEAClassification(source="files", data_dir=str(tmp_path), name="GunPoint")
+    message = str(raised.value)
+    assert "GunPoint_TRAIN.ts" in message and "GunPoint_TEST.ts" in message
+    assert str(tmp_path / "uea" / "GunPoint") in message and "task.source=offline" in message
+
+
+def test_task_pads_to_the_longest_case_of_any_split(data_dir):
+    task = tiny_task(data_dir, normalise=False)
+    assert task.name == "uea_tiny" and task.label == "Tiny (UEA)"
+    assert task.sizes() == {"train": 10, "val": 2, "test": 4}
+    assert task.spec.input_dim == 2 and task.spec.output_dim == 2 and task.spec.seq_len == 8
+    assert task.spec.readout == "last" and task.lengths_range == (2, 8)
+    test = task.eval_set("test")
+    assert test.inputs.shape == (4, 8, 2)
+    np.testing.assert_array_equal(test.seq_lengths, [8, 2, 5, 7])
+    np.testing.assert_array_equal(test.targets, [1, 0, 1, 0])  # "a" -> 1: @classLabel order b a
+    assert (test.inputs[1, 2:] == 0).all()
+
+
+def case_ids(split):
+    return set(split.inputs[:, 0, 0].astype(int).tolist())
+
+
+def test_validation_split_is_deterministic_and_disjoint(data_dir):
+    first, again = tiny_task(data_dir, normalise=False), tiny_task(data_dir, normalise=False)
+    other = tiny_task(data_dir, normalise=False, split_seed=3, n_val=4)
+    train, val = case_ids(first.splits["train"]), case_ids(first.splits["val"])
+    assert not train & val
+    # case 1's first value is missing (filled with its second), every other starts with 100 + i
+    second = int(tiny_cases(12, 0, [3, 4, 5, 6])[1][0][1, 0])
+    assert train | val == {second} | {100 + i for i in range(12) if i != 1}
+    assert case_ids(again.splits["val"]) == val
+    assert len(other.splits["val"]) == 4 and case_ids(other.splits["val"]) != val
+
+
+def test_normalisation_uses_valid_training_steps_only(data_dir):
+    raw, task = tiny_task(data_dir, normalise=False), tiny_task(data_dir)
+    train = raw.splits["train"]
+    valid = np.concatenate([x[:n] for x, n in zip(train.inputs, train.lengths, strict=True)])
+    np.testing.assert_allclose(task.channel_mean, valid.mean(axis=0), rtol=1e-6)
+    np.testing.assert_allclose(task.channel_std, valid.std(axis=0), rtol=1e-6)
+    for split in ("train", "val", "test"):
+        before, after = raw.splits[split], task.splits[split]
+        mask = np.arange(8)[None, :] < before.lengths[:, None]
+        expected = (before.inputs - task.channel_mean) / task.channel_std
+        np.testing.assert_allclose(after.inputs[mask], expected[mask], rtol=1e-5, atol=1e-5)
+        assert (after.inputs[~mask] == 0).all()
+    normalised = np.concatenate(
+        [x[:n] for x, n in zip(task.splits["train"].inputs, train.lengths, strict=True)]
+    )
+    np.testing.assert_allclose(normalised.mean(axis=0), 0, atol=1e-5)
+    np.testing.assert_allclose(normalised.std(axis=0), 1, atol=1e-5)
+
+
+def test_padded_steps_do_not_reach_the_outputs(data_dir):
+    task = tiny_task(data_dir)
+    model = build_model(ModelConfig(cell="gru", hidden_size=8), task.spec).model
+    batch = task.eval_set("test")
+    params = model.init(jax.random.key(0), batch.inputs, batch.seq_lengths)
+    padded = np.arange(8)[None, :] >= batch.seq_lengths[:, None]
+    assert padded.any()
+    noise = np.random.default_rng(0).normal(0, 50, batch.inputs.shape).astype(np.float32)
+    altered = np.where(padded[..., None], noise, batch.inputs)
+    outputs = model.apply(params, batch.inputs, batch.seq_lengths)
+    np.testing.assert_allclose(model.apply(params, altered, batch.seq_lengths), outputs, rtol=1e-6)
+    # without the lengths the same change does reach the outputs: the check above has teeth
+    assert not np.allclose(model.apply(params, altered), model.apply(params, batch.inputs))
+    losses = task.metrics(outputs, batch)["cross_entropy"]
+    assert np.isfinite(np.asarray(losses)).all()
+
+
+@needs_sktime
+def test_offline_japanese_vowels_loads():
+    task = UEAClassification()
+    sizes = task.sizes()
+    assert sizes["train"] + sizes["val"] == 270 and sizes["test"] == 370
+    assert sizes["val"] == 54
+    assert (task.spec.input_dim, task.spec.output_dim, task.spec.seq_len) == (12, 9, 29)
+    assert task.lengths_range == (7, 29) and task.class_labels == tuple("123456789")
+    assert all(np.isfinite(split.inputs).all() for split in task.splits.values())
+
+
+@needs_sktime
+def test_offline_unknown_name_lists_the_shipped_data_sets():
+    with pytest.raises(DataError, match="JapaneseVowels") as raised:
+        UEAClassification(name="NoSuchSet")
+    assert "BasicMotions" in str(raised.value) and "task.source=files" in str(raised.value)
+
+
+def test_config_defaults_and_checks(compose_config):
+    cfg = validate(compose_config(["task=uea"]))
+    assert cfg.task.source == "offline" and cfg.task.name == "JapaneseVowels"
+    assert cfg.task.n_val is None and cfg.task.normalise is True
+    for override, key in [("task.n_val=0", "task.n_val"), ("task.name=' '", "task.name")]:
+        with pytest.raises(ConfigError, match=key):
+            validate(compose_config(["task=uea", override]))
+
+
+def test_smoke_training_run_completes(compose_config, data_dir, tmp_path):
+    overrides = ["task=uea", "task.source=files", "task.name=Tiny", f"paths.data_dir={data_dir}"]
+    overrides += ["trainer=smoke", "model=gru", "model.hidden_size=8", "seeds=[0]"]
+    cfg = validate(compose_config(overrides))
+    (tmp_path / "run").mkdir()
+    record = train_from_config(cfg, {}, tmp_path / "run")
+    assert record["status"] == "completed" and record["task"]["name"] == "uea_tiny"
+    assert math.isfinite(record["per_seed"][0]["final"]["test/accuracy"])
+
+
+def test_offline_without_sktime_says_what_to_install(monkeypatch):
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name: None)
+    with pytest.raises(DataError, match=r"pip install 'seqbench\[data\]'"):
+        UEAClassification()
