@@ -14,7 +14,7 @@ Sources ("files" in `<data_dir>/text/`): `ptb_char`: the Penn Treebank character
 line becomes its characters without the spaces, ended by a newline); `text8`: the single `text8` file
 split 90M / 5M / 5M characters as usual; any other name: `<name>/{train,valid,test}.txt`.
 "offline" (`corpus=abc_folk`): the 1,146 ABC folk-tune files of music21's corpus (seqbench[data]),
-4.37 M characters, split by file (90% / 5% / 5%, `split_seed`). Characters of validation or test
+4.37 M characters, split by whole files into about 90% / 5% / 5% of the characters (`split_seed`). Characters of validation or test
 that never occur in training map to one unknown id.
 """
 
@@ -33,7 +33,6 @@ from seqbench.tasks.dataset import (
     ArraySplit,
     DataError,
     DatasetTask,
-    hold_out,
     read_maybe_gzipped,
     require_files,
 )
@@ -60,12 +59,20 @@ def load_abc_folk(split_seed: int) -> dict[str, str]:
     paths = sorted(corpus.getCorePaths(fileExtensions=("abc",)))
     if len(paths) < 20:
         raise DataError(f"music21's corpus holds {len(paths)} .abc files; expected over 1,000")
-    files = ArraySplit(np.arange(len(paths)), np.zeros(len(paths)))
-    rest, test = hold_out(files, max(1, len(paths) // 20), split_seed)
-    train, val = hold_out(rest, max(1, len(paths) // 20), split_seed + 1)
+    texts = [decode(Path(path).read_bytes()) for path in paths]
+    # whole files, in an order drawn from split_seed, to test until it holds 5% of the characters,
+    # then to validation until it does too; the rest trains
+    order = np.random.default_rng(split_seed).permutation(len(texts))
+    share = 0.05 * sum(map(len, texts))
+    parts: dict[str, list[int]] = {"test": [], "val": [], "train": []}
+    filled = {"test": 0, "val": 0}
+    for index in order:
+        target = next((k for k in ("test", "val") if filled[k] < share), "train")
+        parts[target].append(index)
+        if target != "train":
+            filled[target] += len(texts[index])
     return {
-        name: "".join(decode(Path(paths[i]).read_bytes()) for i in part.inputs)
-        for name, part in (("train", train), ("val", val), ("test", test))
+        name: "".join(texts[i] for i in sorted(parts[name])) for name in ("train", "val", "test")
     }
 
 

@@ -1,0 +1,49 @@
+"""Markdown table of data-set runs: size per split, training time per epoch, test metrics.
+
+python experiments/datasets_table.py RUN_OR_SWEEP_DIR...
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from seqbench.records import find_records, load_record, metric_key
+from seqbench.report.table import format_value, task_label
+
+
+def row(record: dict) -> str:
+    sizes = record["task"].get("sizes", {})
+    batch = record["config"]["trainer"]["batch_size"]
+    steps_per_epoch = max(sizes.get("train", 0) // batch, 1)
+    if record["task"]["name"].startswith("text_"):  # one epoch: one pass of the streams
+        steps_per_epoch = max((sizes["train"] // batch - 1) // record["config"]["task"]["bptt"], 1)
+    epoch_s = steps_per_epoch / record["timing"]["steps_per_s"]
+    metrics = []
+    for name, direction in record["task"]["metrics"].items():
+        stats = record["summary"]["best"].get(metric_key(name)) or {}
+        baseline = record["task"]["baseline"].get(name)
+        metrics.append(
+            f"{name} {'↓' if direction == 'min' else '↑'} {format_value(stats.get('mean'))} "
+            f"(baseline {format_value(baseline)})"
+        )
+    split = " / ".join(f"{sizes.get(k, 0):,}" for k in ("train", "val", "test"))
+    return (
+        f"| {task_label(record)} | {split} | {steps_per_epoch:,} | {epoch_s:.2g} | "
+        f"{record['timing']['steps_per_s']:.1f} | {'; '.join(metrics)} |"
+    )
+
+
+def main(paths: list[str]) -> None:
+    records = [load_record(p) for path in paths for p in find_records(Path(path))]
+    records = [r for r in records if r.get("status") in ("completed", "diverged")]
+    print(
+        "| data set | train / val / test | steps per epoch | s per epoch | steps/s | test (best val) |"
+    )
+    print("|---|---|---|---|---|---|")
+    for record in sorted(records, key=task_label):
+        print(row(record))
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
