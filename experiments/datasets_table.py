@@ -38,7 +38,7 @@ def main(paths: list[str]) -> None:
     records = [load_record(p) for path in paths for p in find_records(Path(path))]
     records = [r for r in records if r.get("status") in ("completed", "diverged")]
     print(
-        "| data set | train / val / test | steps per epoch | s per epoch | steps/s | test (best val) |"
+        "| data set | train / val / test | steps per epoch | training s per epoch | steps/s | test (best val) |"
     )
     print("|---|---|---|---|---|---|")
     for record in sorted(records, key=task_label):
