@@ -69,7 +69,8 @@ def test_splits_vocabulary_from_training_reviews_only_and_cache(tmp_path):
 
 def test_missing_folder_and_no_offline_copy(tmp_path):
     with pytest.raises(
-        DataError, match=r"missing folder\(s\) .*aclImdb/train/pos.*No offline copy"
+        DataError,
+        match=r"missing train/pos, train/neg, test/pos, test/neg in .*aclImdb.*No offline copy",
     ):
         IMDBSentiment(data_dir=str(tmp_path))
     with pytest.raises(DataError, match=r"task\.source=files"):

@@ -73,11 +73,11 @@ def encode(
 def review_files(root: Path) -> dict[str, list[tuple[Path, int]]]:
     """{"train", "test"}: sorted (file, label) pairs of the aclImdb folder `root`."""
     expected = [root / split / label for split in ("train", "test") for label in ("pos", "neg")]
-    missing = [str(folder) for folder in expected if not folder.is_dir()]
+    missing = [str(folder.relative_to(root)) for folder in expected if not folder.is_dir()]
     if missing:
         raise DataError(
-            f"IMDB: missing folder(s) {', '.join(missing)}; expected the extracted aclImdb_v1.tar.gz "
-            f"(aclImdb/{{train,test}}/{{pos,neg}}/*.txt) in {root.parent}. No offline copy exists: "
+            f"IMDB: missing {', '.join(missing)} in {root}; expected the extracted "
+            "aclImdb_v1.tar.gz (aclImdb/{train,test}/{pos,neg}/*.txt). No offline copy exists: "
             "download it on a machine with network"
         )
     out = {}
