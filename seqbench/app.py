@@ -19,6 +19,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from seqbench.config import Config, ConfigError, register_configs, validate
 from seqbench.records import SELECT_SPLIT, metric_key
+from seqbench.resume import FINISHED, ResumeError, previous_run
 from seqbench.tasks.build import build_task, check_batch_size
 
 CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
@@ -61,11 +62,28 @@ def train_from_config(cfg: Config, resolved: dict[str, Any], output_dir: Path) -
         write_json_atomic,
     )
     from seqbench.tracking import make_tracker
+    from seqbench.train.checkpoint import Checkpointer, CheckpointError
     from seqbench.train.loop import make_train
     from seqbench.train.optim import build_optimizer
     from seqbench.train.runner import enable_compilation_cache, run_training
 
     wall_start = time.perf_counter()
+    try:
+        found = previous_run(
+            output_dir, resolved, list(cfg.seeds), cfg.resume, Path(cfg.paths.outputs)
+        )
+    except ResumeError as error:
+        fail(str(error))
+    previous: dict[str, Any] | None = None
+    if found is not None:
+        output_dir, previous = found
+        if previous.get("status") in FINISHED:
+            print(
+                f"[seqbench] {previous.get('name')}: already {previous['status']} in {output_dir}; "
+                "skipping (choose another output directory to run it again)",
+                file=sys.stderr,
+            )
+            return previous
     enable_compilation_cache(cfg.trainer.compilation_cache_dir)
     try:
         task = build_task(cfg.task)
@@ -96,14 +114,23 @@ def train_from_config(cfg: Config, resolved: dict[str, Any], output_dir: Path) -
         "task": task.describe(),
         "seeds": list(cfg.seeds),
     }
+    checkpointer = Checkpointer(output_dir / "checkpoints") if cfg.trainer.checkpoint else None
+    if previous is not None:
+        record["started"] = previous.get("started") or record["started"]
+        record["resumed"] = [*previous.get("resumed", []), now_iso()]
+        if previous.get("wandb_run_ids"):
+            record["wandb_run_ids"] = previous["wandb_run_ids"]
     record_path = output_dir / RECORD_NAME
     write_json_atomic(record_path, record)
+    latest = checkpointer.latest_step() if checkpointer is not None else None
     print(
         f"[seqbench] {name}: {cfg.model.cell} hidden={built.hidden_size} "
-        f"params={built.param_count:,} seeds={list(cfg.seeds)} -> {output_dir}",
+        f"params={built.param_count:,} seeds={list(cfg.seeds)} -> {output_dir}"
+        + (f" (resuming from step {latest})" if latest else ""),
         file=sys.stderr,
     )
     tracker = make_tracker(cfg.logger, resolved, record, output_dir)
+    write_json_atomic(record_path, record)  # with the wandb run ids, for a later resume
     try:
         try:
             optimizer = build_optimizer(cfg.optimizer, cfg.trainer.steps)
@@ -119,7 +146,14 @@ def train_from_config(cfg: Config, resolved: dict[str, Any], output_dir: Path) -
                 batch_size=cfg.trainer.batch_size,
                 progress=cfg.trainer.progress,
                 on_eval=tracker.log_eval,
+                checkpointer=checkpointer,
+                checkpoint_every=cfg.trainer.checkpoint_every,
             )
+        except CheckpointError as error:  # before any training: keep the earlier record
+            earlier = {k: v for k, v in (previous or record).items() if k != "path"}
+            record = {**earlier, "status": "failed", "error": str(error)}
+            write_json_atomic(record_path, record)
+            fail(str(error))
         except BaseException as error:
             record.update(
                 status="failed", finished=now_iso(), error=f"{type(error).__name__}: {error}"
@@ -152,6 +186,8 @@ def train_from_config(cfg: Config, resolved: dict[str, Any], output_dir: Path) -
         return record
     finally:
         tracker.finish(record)
+        if checkpointer is not None:
+            checkpointer.close()
 
 
 def summary_line(record: dict[str, Any]) -> str:
@@ -179,6 +215,7 @@ def summary_line(record: dict[str, Any]) -> str:
 @hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="config")
 def hydra_main(cfg: DictConfig) -> float | None:
     logging.getLogger("jax._src.xla_bridge").setLevel(logging.WARNING)
+    logging.getLogger("absl").setLevel(logging.WARNING)  # orbax's per-checkpoint INFO lines
     try:
         checked = validate(cfg)
     except ConfigError as error:

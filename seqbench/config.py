@@ -29,6 +29,9 @@ def _choice(value: str, key: str, choices: tuple[str, ...]) -> None:
 
 
 CELLS = ("simple_rnn", "lstm", "gru")
+#: dir: continue an unfinished run found in the output folder, skip a finished one; auto: also look
+#: for the latest run of the same configuration under paths.outputs; never: refuse a used folder
+RESUME_MODES = ("dir", "auto", "never")
 LOGGERS = ("none", "wandb")
 WANDB_MODES = ("online", "offline", "disabled")
 ENCODERS = ("auto", "none", "linear", "embedding", "one_hot")
@@ -216,6 +219,8 @@ class TrainerConfig:
     Steps between evaluations run as one jitted `lax.scan`; `eval_batch_size` splits each evaluation
     set into chunks of at most that many examples (null: the whole set at once) to bound memory. `remat` recomputes each
     recurrent step's gates in the backward pass instead of storing them (long sequences).
+    `checkpoint` saves the whole training state (orbax, `<run dir>/checkpoints/`) after every
+    `checkpoint_every` steps (a multiple of `eval_every`; null: every evaluation) and at the end.
     """
 
     steps: int = 2000
@@ -225,6 +230,8 @@ class TrainerConfig:
     progress: bool = True
     compilation_cache_dir: str | None = None
     remat: bool = False
+    checkpoint: bool = True
+    checkpoint_every: int | None = None
 
     def __post_init__(self) -> None:
         _require(self.steps > 0, "trainer.steps", f"must be positive, got {self.steps}")
@@ -236,6 +243,13 @@ class TrainerConfig:
         )
         if self.eval_batch_size is not None:
             _require(self.eval_batch_size > 0, "trainer.eval_batch_size", "must be positive")
+        if self.checkpoint_every is not None:
+            _require(
+                self.checkpoint_every > 0 and self.checkpoint_every % self.eval_every == 0,
+                "trainer.checkpoint_every",
+                f"must be a positive multiple of trainer.eval_every={self.eval_every}, "
+                f"got {self.checkpoint_every}",
+            )
 
 
 @dataclass
@@ -269,10 +283,12 @@ class LoggerConfig:
 
 @dataclass
 class PathsConfig:
-    """Where data sets are read from and preprocessed arrays cached (tasks refer to these)."""
+    """Where data sets are read from and preprocessed arrays cached (tasks refer to these), and
+    the folder `resume=auto` searches for earlier runs of the same configuration."""
 
     data_dir: str = "~/.cache/seqbench/data"
     cache_dir: str = "~/.cache/seqbench/cache"
+    outputs: str = "outputs"
 
 
 @dataclass
@@ -289,8 +305,10 @@ class Config:
     name: str | None = None
     tags: list[str] = field(default_factory=list)
     output_dir: str | None = None
+    resume: str = "dir"
 
     def __post_init__(self) -> None:
+        _choice(self.resume, "resume", RESUME_MODES)
         _require(len(self.seeds) > 0, "seeds", "give at least one seed")
         _require(len(set(self.seeds)) == len(self.seeds), "seeds", f"repeated seed in {self.seeds}")
         _require(all(s >= 0 for s in self.seeds), "seeds", "must be non-negative integers")

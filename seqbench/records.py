@@ -36,6 +36,7 @@ SELECT_SPLIT, REPORT_SPLIT = "val", "test"
 NON_IDENTITY_KEYS = (
     "seeds",
     "name",
+    "resume",
     "tags",
     "output_dir",
     "paths",
@@ -44,6 +45,8 @@ NON_IDENTITY_KEYS = (
     "logger",
     "trainer.progress",
     "trainer.compilation_cache_dir",
+    "trainer.checkpoint",
+    "trainer.checkpoint_every",
 )
 STATUSES = ("running", "completed", "diverged", "failed")
 PACKAGES = (

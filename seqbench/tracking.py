@@ -77,8 +77,12 @@ class WandbTracker:
             wandb_dir.mkdir(parents=True, exist_ok=True)
             settings = wandb.Settings(init_timeout=cfg.init_timeout, console="off", silent=True)
             tags = [*resolved.get("tags", []), record["task"]["name"], record["model"]["cell"]]
+            run_ids = record.get("wandb_run_ids") or {}  # a resumed job continues its runs
             for seed in self.seeds:
+                run_id = run_ids.get(str(seed))
                 self.runs[seed] = wandb.init(
+                    id=run_id,
+                    resume="allow" if run_id else None,
                     project=cfg.project,
                     entity=cfg.entity,
                     group=group,
@@ -101,6 +105,7 @@ class WandbTracker:
                     reinit="create_new",
                     settings=settings,
                 )
+            record["wandb_run_ids"] = {str(seed): run.id for seed, run in self.runs.items()}
         except Exception as error:  # any wandb failure must not stop training
             self._give_up("start", error)
 

@@ -36,6 +36,7 @@ def test_jax_runners_compile_and_step(make, seeds):
     runner.run()
 
 
+@pytest.mark.slow  # runs real workers (about 10 s); `make test-all`
 def test_harness_writes_a_table_and_json(tmp_path, capsys):
     out = tmp_path / "bench" / "cpu"
     main(

@@ -18,6 +18,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from seqbench.tasks.base import Task
+from seqbench.train.checkpoint import Checkpointer
 from seqbench.train.loop import NOT_DIVERGED, TrainProgram, TrainState
 
 
@@ -73,6 +74,8 @@ def run_training(
     progress: bool = True,
     on_eval: Callable[[int, dict[str, np.ndarray], np.ndarray | None], None] | None = None,
     state: TrainState | None = None,
+    checkpointer: Checkpointer | None = None,
+    checkpoint_every: int | None = None,
 ) -> TrainResult:
     """Train one model per seed, all seeds in one vmapped program, for `steps` steps.
 
@@ -80,6 +83,10 @@ def run_training(
     `on_eval(step, {"<split>/<metric>": (S,)}, train_loss)` is called after every evaluation (for
     loggers), with the (S,) mean training loss of the chunk just run (None at step 0). A given
     `state` (batched, e.g. with a seed poisoned by a test) replaces the fresh initialisation.
+
+    With a `checkpointer`, the state and the history so far are saved after every chunk that ends
+    on a multiple of `checkpoint_every` steps (None: every chunk) and after the last; a run whose
+    checkpointer already holds a checkpoint continues from it, replaying no chunk.
     """
     seed_array = jnp.asarray(seeds, dtype=jnp.int32)
     train_data = jax.device_put(task.train_data())
@@ -106,6 +113,30 @@ def run_training(
     chunks: dict[int, Callable] = {}
 
     eval_steps, eval_history, train_steps, train_loss = [], [], [], []
+    done = 0
+    restored = checkpointer.restore(state) if checkpointer is not None else None
+    if restored is not None:
+        state, history = restored
+        done = int(history["done"])
+        eval_steps, train_steps = list(history["eval_steps"]), list(history["train_steps"])
+        eval_history = [
+            {k: np.asarray(v, dtype=np.float64) for k, v in row.items()}
+            for row in history["eval_history"]
+        ]
+        train_loss = [np.asarray(row, dtype=np.float64) for row in history["train_loss"]]
+        timing["train_s"] += float(history["train_s"])
+        timing["resumed_from_step"] = done
+
+    def save_checkpoint() -> None:
+        history = {
+            "done": done,
+            "eval_steps": eval_steps,
+            "eval_history": [{k: v.tolist() for k, v in row.items()} for row in eval_history],
+            "train_steps": train_steps,
+            "train_loss": [row.tolist() for row in train_loss],
+            "train_s": timing["train_s"],
+        }
+        checkpointer.save(done, state, history)
 
     def run_eval(step: int, chunk_loss: np.ndarray | None = None) -> None:
         start = time.perf_counter()
@@ -116,11 +147,13 @@ def run_training(
         if on_eval is not None:
             on_eval(step, eval_history[-1], chunk_loss)
 
-    run_eval(0)
-    done = 0
-    bar = tqdm(total=steps, disable=not progress, unit="step", dynamic_ncols=True, leave=True)
+    if done == 0:
+        run_eval(0)
+    bar = tqdm(
+        total=steps, initial=done, disable=not progress, unit="step", dynamic_ncols=True, leave=True
+    )
     try:
-        for length in _chunk_lengths(steps, eval_every):
+        for length in _chunk_lengths(steps, eval_every)[len(train_steps) :]:
             if length not in chunks:
                 chunks[length] = compile_timed(
                     program.batched_chunk, state, train_data, length, static=(2,)
@@ -136,6 +169,10 @@ def run_training(
             sums = np.where(finite, losses, 0.0).sum(axis=1)
             train_loss.append(np.where(counts > 0, sums / np.maximum(counts, 1), np.nan))
             run_eval(done, train_loss[-1])
+            if checkpointer is not None and (
+                done == steps or not checkpoint_every or done % checkpoint_every == 0
+            ):
+                save_checkpoint()
             if progress:
                 bar.update(length)
                 alive = train_loss[-1][np.isfinite(train_loss[-1])]
