@@ -14,7 +14,7 @@ $(STAMP): pyproject.toml
 	$(PYTHON) -c 'import sys; sys.exit("seqbench needs Python >= 3.11") if sys.version_info < (3, 11) else None'
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[test,data]'
+	$(BIN)/python -m pip install --quiet -e '.[test,data,cluster]'
 	touch $(STAMP)
 
 bench: $(STAMP)
@@ -27,7 +27,7 @@ test: $(STAMP)
 
 # Training-step throughput against plain Flax and PyTorch (installs the PyTorch CPU wheel).
 speed: $(STAMP)
-	$(BIN)/python -m pip install --quiet -e '.[test,data,bench]'
+	$(BIN)/python -m pip install --quiet -e '.[test,data,cluster,bench]'
 	$(BIN)/seqbench-bench --out results/bench/cpu
 
 test-all: $(STAMP)

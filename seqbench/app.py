@@ -18,7 +18,7 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
 from seqbench.config import Config, ConfigError, register_configs, validate
-from seqbench.records import SELECT_SPLIT, metric_key
+from seqbench.records import SELECT_SPLIT, metric_key, use_deterministic_flags
 from seqbench.resume import FINISHED, ResumeError, previous_run
 from seqbench.tasks.build import build_task, check_batch_size
 
@@ -54,6 +54,7 @@ def train_from_config(cfg: Config, resolved: dict[str, Any], output_dir: Path) -
         RECORD_NAME,
         SCHEMA_VERSION,
         aggregate,
+        determinism_info,
         device_info,
         git_info,
         now_iso,
@@ -105,6 +106,7 @@ def train_from_config(cfg: Config, resolved: dict[str, Any], output_dir: Path) -
         "git": git_info(),
         "versions": package_versions(),
         "device": device_info(),
+        "determinism": determinism_info(cfg.trainer.deterministic),
         "model": {
             "cell": cfg.model.cell,
             "hidden_size": built.hidden_size,
@@ -212,10 +214,30 @@ def summary_line(record: dict[str, Any]) -> str:
     )
 
 
+#: the cores this process may use, read before any job narrows them (joblib reuses workers)
+ALL_CORES = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
+
+
+def pin_to_share_of_cores() -> None:
+    """Under a parallel local launcher (joblib, n_jobs = k > 1), keep this job on the cores whose
+    index is congruent to its job number modulo k, before XLA sizes its thread pool from them."""
+    if not HydraConfig.initialized() or not hasattr(os, "sched_setaffinity"):
+        return
+    hydra_cfg = HydraConfig.get()
+    workers = min(int(hydra_cfg.launcher.get("n_jobs", 1) or 1), len(ALL_CORES))
+    if workers <= 1:
+        return
+    share = int(hydra_cfg.job.get("num", 0) or 0) % workers
+    os.sched_setaffinity(0, ALL_CORES[share::workers])
+
+
 @hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="config")
 def hydra_main(cfg: DictConfig) -> float | None:
     logging.getLogger("jax._src.xla_bridge").setLevel(logging.WARNING)
     logging.getLogger("absl").setLevel(logging.WARNING)  # orbax's per-checkpoint INFO lines
+    pin_to_share_of_cores()
+    if cfg.trainer.get("deterministic"):
+        use_deterministic_flags()
     try:
         checked = validate(cfg)
     except ConfigError as error:

@@ -221,6 +221,8 @@ class TrainerConfig:
     recurrent step's gates in the backward pass instead of storing them (long sequences).
     `checkpoint` saves the whole training state (orbax, `<run dir>/checkpoints/`) after every
     `checkpoint_every` steps (a multiple of `eval_every`; null: every evaluation) and at the end.
+    `deterministic` sets the XLA flags that make GPU runs reproducible bit for bit (CPU runs are
+    without them); the run record lists the flags in force.
     """
 
     steps: int = 2000
@@ -232,6 +234,7 @@ class TrainerConfig:
     remat: bool = False
     checkpoint: bool = True
     checkpoint_every: int | None = None
+    deterministic: bool = False
 
     def __post_init__(self) -> None:
         _require(self.steps > 0, "trainer.steps", f"must be positive, got {self.steps}")

@@ -18,6 +18,7 @@ from hydra.errors import HydraException, MissingConfigException
 from omegaconf.errors import OmegaConfBaseException
 
 from seqbench.config import ConfigError, validate
+from seqbench.records import use_deterministic_flags
 
 #: flags after which preflight steps aside and lets Hydra answer (help, config printing, ...)
 HYDRA_INFO_FLAGS = ("--help", "-h", "--hydra-help", "--cfg", "-c", "--info", "--shell-completion")
@@ -107,18 +108,25 @@ def preflight(argv: list[str], conf_dir: Path) -> None:
     from seqbench.models.build import build_model
     from seqbench.tasks.build import build_task, check_batch_size
 
+    def where(job: list[str]) -> str:
+        return f" (in job {' '.join(job)})" if multirun and len(jobs) > 1 else ""
+
+    configs = []
     with initialize_config_dir(config_dir=str(conf_dir), version_base="1.3"):
         for job in jobs:
-            where = f" (in job {' '.join(job)})" if multirun and len(jobs) > 1 else ""
             try:
-                cfg = validate(compose("config", overrides=job))
-                task = build_task(cfg.task)
-                check_batch_size(task, cfg.trainer.batch_size)
-                build_model(cfg.model, task.spec)
+                configs.append(validate(compose("config", overrides=job)))
             except ConfigError as error:
-                raise ConfigError(f"{error}{where}") from None
+                raise ConfigError(f"{error}{where(job)}") from None
             except (HydraException, OmegaConfBaseException) as error:
-                raise ConfigError(f"{one_line(error)}{where}") from None
-            except ValueError as error:
-                raise ConfigError(f"{error}{where}") from None
+                raise ConfigError(f"{one_line(error)}{where(job)}") from None
+    if any(cfg.trainer.deterministic for cfg in configs):
+        use_deterministic_flags()  # before the first JAX computation below starts a backend
+    for job, cfg in zip(jobs, configs, strict=True):
+        try:
+            task = build_task(cfg.task)
+            check_batch_size(task, cfg.trainer.batch_size)
+            build_model(cfg.model, task.spec)
+        except ValueError as error:  # ConfigError and data errors alike
+            raise ConfigError(f"{error}{where(job)}") from None
     check_writable(overrides, multirun)

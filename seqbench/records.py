@@ -47,6 +47,7 @@ NON_IDENTITY_KEYS = (
     "trainer.compilation_cache_dir",
     "trainer.checkpoint",
     "trainer.checkpoint_every",
+    "trainer.deterministic",
 )
 STATUSES = ("running", "completed", "diverged", "failed")
 PACKAGES = (
@@ -102,6 +103,29 @@ def write_text_atomic(path: Path, text: str) -> None:
 def write_json_atomic(path: Path, data: dict) -> None:
     """`data` as JSON (non-finite floats as null), written atomically."""
     write_text_atomic(path, json.dumps(_jsonable(data), indent=1, allow_nan=False))
+
+
+#: XLA flags that make GPU programs deterministic (scatter and reductions in a fixed order); CPU
+#: programs are deterministic without them
+DETERMINISTIC_XLA_FLAGS = ("--xla_gpu_deterministic_ops=true",)
+
+
+def use_deterministic_flags() -> None:
+    """Add DETERMINISTIC_XLA_FLAGS to $XLA_FLAGS (effective if no JAX backend is running yet)."""
+    flags = os.environ.get("XLA_FLAGS", "").split()
+    os.environ["XLA_FLAGS"] = " ".join(
+        [*flags, *(f for f in DETERMINISTIC_XLA_FLAGS if f not in flags)]
+    )
+
+
+def determinism_info(requested: bool) -> dict[str, Any]:
+    """What the run record says about reproducibility."""
+    return {
+        "requested": requested,
+        "xla_flags": os.environ.get("XLA_FLAGS", ""),
+        "cpu": "bit-identical for the same config and seeds, without extra flags",
+        "gpu_needs": list(DETERMINISTIC_XLA_FLAGS),
+    }
 
 
 def git_info(cwd: Path | None = None) -> dict[str, Any]:

@@ -99,3 +99,12 @@ def test_load_record_reports_a_corrupt_file(tmp_path):
     (tmp_path / "run.json").write_text("{not json")
     with pytest.raises(ValueError, match="corrupt run record"):
         records.load_record(tmp_path)
+
+
+def test_deterministic_flags_are_added_once_and_recorded(monkeypatch):
+    monkeypatch.setenv("XLA_FLAGS", "--xla_cpu_enable_fast_math=false")
+    records.use_deterministic_flags()
+    records.use_deterministic_flags()
+    flags = records.determinism_info(True)["xla_flags"].split()
+    assert flags == ["--xla_cpu_enable_fast_math=false", "--xla_gpu_deterministic_ops=true"]
+    assert records.determinism_info(True)["gpu_needs"] == ["--xla_gpu_deterministic_ops=true"]

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from seqbench.tasks.synthetic import AddingProblem, CopyMemory
 
 
-@settings(max_examples=10, deadline=None)
+@settings(max_examples=6, deadline=None)
 @given(length=st.integers(2, 60), batch=st.integers(1, 16), seed=st.integers(0, 2**31 - 1))
 def test_adding_batch_is_well_formed(length, batch, seed):
     task = AddingProblem(length)

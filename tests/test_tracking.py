@@ -148,6 +148,7 @@ def test_wandb_failure_warns_once_and_training_goes_on(
     assert len(warnings) == 1 and "no network" in warnings[0]
 
 
+@pytest.mark.slow  # four jobs in one process (about 11 s): `make test-all`
 def test_four_job_multirun_in_one_process_gives_four_distinct_runs(run_cli, tmp_path):
     sweep = tmp_path / "sweep"
     done = run_cli(
