@@ -167,6 +167,9 @@ def device_info() -> dict[str, Any]:
         "host": platform.node(),
         "processor": platform.machine(),
         "cpu_count": os.cpu_count(),
+        "cpu_affinity": sorted(os.sched_getaffinity(0))
+        if hasattr(os, "sched_getaffinity")
+        else None,
     }
 
 
