@@ -54,9 +54,11 @@ def test_a_short_run_writes_a_complete_run_record(run_cli, tmp_path):
     assert not list(out.glob(".run.json.*")), "temporary files left behind"
 
 
-def test_a_multirun_sweep_writes_one_record_per_job_and_a_table(run_cli, tmp_path):
+def test_a_multirun_sweep_writes_one_record_per_job_and_a_table_and_reruns_skip_it(
+    run_cli, tmp_path
+):
     sweep = tmp_path / "sweep"
-    done = run_cli(
+    args = (
         "--multirun",
         "experiment=smoke",
         "model=simple_rnn,lstm",
@@ -64,6 +66,7 @@ def test_a_multirun_sweep_writes_one_record_per_job_and_a_table(run_cli, tmp_pat
         "task.length=3",
         f"hydra.sweep.dir={sweep}",
     )
+    done = run_cli(*args)
     assert done.returncode == 0, done.stderr
     records = sorted(sweep.glob("*/run.json"))
     assert len(records) == 2
@@ -72,6 +75,11 @@ def test_a_multirun_sweep_writes_one_record_per_job_and_a_table(run_cli, tmp_pat
     table = (sweep / "table.md").read_text()
     assert "simple_rnn" in table and "lstm" in table and "cross_entropy" in table
     assert "| copy_memory (T=3) |" in table
+    before = {p: p.read_text() for p in records}
+    again = run_cli(*args)  # the same sweep again: both jobs found finished and skipped
+    assert again.returncode == 0, again.stderr
+    assert again.stderr.count("already completed") == 2
+    assert {p: p.read_text() for p in records} == before
 
 
 @pytest.mark.parametrize(

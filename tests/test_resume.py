@@ -115,17 +115,6 @@ def test_a_corrupt_checkpoint_is_one_line_and_keeps_the_record(run_cli, tmp_path
     assert kept["per_seed"] == record["per_seed"] and kept["status"] == "failed"
 
 
-def test_a_rerun_sweep_skips_finished_jobs(run_cli, tmp_path):
-    sweep = tmp_path / "sweep"
-    args = ["--multirun", *QUICK_RUN, "model=simple_rnn,gru", f"hydra.sweep.dir={sweep}"]
-    assert run_cli(*args).returncode == 0
-    before = {p: p.read_text() for p in sweep.glob("*/run.json")}
-    again = run_cli(*args)
-    assert again.returncode == 0, again.stderr
-    assert again.stderr.count("already completed") == 2
-    assert {p: p.read_text() for p in sweep.glob("*/run.json")} == before
-
-
 @pytest.mark.slow
 def test_resume_auto_finds_the_unfinished_run_of_the_same_job(run_cli, tmp_path):
     outputs = tmp_path / "outputs"
