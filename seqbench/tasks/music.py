@@ -45,7 +45,6 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from seqbench.models.recurrence import length_mask
 from seqbench.tasks.base import Batch, TaskSpec
 from seqbench.tasks.dataset import (
     ArraySplit,
@@ -345,7 +344,7 @@ class PolyphonicMusic(DatasetTask):
         batch_size, time = batch.targets.shape[:2]
         if batch.seq_lengths is None:
             return jnp.ones((batch_size, time), jnp.float32)
-        return length_mask(batch.seq_lengths, time).astype(jnp.float32)
+        return (jnp.arange(time)[None, :] < batch.seq_lengths[:, None]).astype(jnp.float32)
 
     def loss(self, outputs: jax.Array, batch: Batch) -> jax.Array:
         mask = self._mask(batch)
