@@ -1,0 +1,31 @@
+"""The Bai et al. 2018 presets compose, validate and give each cell the paper's parameter budget."""
+
+import pytest
+
+from seqbench.config import validate
+from seqbench.models.build import build_model
+from seqbench.tasks.base import TaskSpec
+from seqbench.tasks.synthetic import AddingProblem, CopyMemory
+
+SPECS = {  # the task's shape, without loading data files
+    "paper_adding_600": AddingProblem(600).spec,
+    "paper_copy_1000": CopyMemory(1000).spec,
+    "paper_smnist": TaskSpec("real", 1, 10, 784, "last"),
+    "paper_pmnist": TaskSpec("real", 1, 10, 784, "last"),
+    "paper_jsb": TaskSpec("real", 88, 88, 160, "every_step"),
+    "paper_char_ptb": TaskSpec("tokens", 51, 51, 100, "every_step"),
+}
+
+
+@pytest.mark.parametrize("cell", ["simple_rnn", "lstm", "gru"])
+@pytest.mark.parametrize("preset", sorted(SPECS))
+def test_preset_composes_and_meets_its_parameter_budget(compose_config, preset, cell):
+    cfg = validate(compose_config([f"experiment={preset}", f"model={cell}"]))
+    assert "paper" in cfg.tags and cfg.seeds == [0, 1, 2]
+    built = build_model(cfg.model, SPECS[preset], remat=cfg.trainer.remat)
+    assert built.param_count == pytest.approx(cfg.model.param_budget, rel=0.02)
+
+
+def test_adding_lstm_matches_the_papers_130_units(compose_config):
+    cfg = validate(compose_config(["experiment=paper_adding_600", "model=lstm"]))
+    assert build_model(cfg.model, SPECS["paper_adding_600"]).hidden_size == 130
