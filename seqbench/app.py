@@ -123,7 +123,6 @@ def train_from_config(cfg: Config, resolved: dict[str, Any], output_dir: Path) -
         if previous.get("wandb_run_ids"):
             record["wandb_run_ids"] = previous["wandb_run_ids"]
     record_path = output_dir / RECORD_NAME
-    write_json_atomic(record_path, record)
     latest = checkpointer.latest_step() if checkpointer is not None else None
     print(
         f"[seqbench] {name}: {cfg.model.cell} hidden={built.hidden_size} "
@@ -131,8 +130,8 @@ def train_from_config(cfg: Config, resolved: dict[str, Any], output_dir: Path) -
         + (f" (resuming from step {latest})" if latest else ""),
         file=sys.stderr,
     )
-    tracker = make_tracker(cfg.logger, resolved, record, output_dir)
-    write_json_atomic(record_path, record)  # with the wandb run ids, for a later resume
+    tracker = make_tracker(cfg.logger, resolved, record, output_dir)  # adds wandb run ids
+    write_json_atomic(record_path, record)
     try:
         try:
             optimizer = build_optimizer(cfg.optimizer, cfg.trainer.steps)

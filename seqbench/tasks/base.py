@@ -65,6 +65,9 @@ class Task(abc.ABC):
     primary_metric: str
     #: training examples of a fixed data set (None: generated afresh every step)
     n_train: int | None = None
+    #: trained by truncated backpropagation through time: the recurrent state carries from one
+    #: step to the next (such tasks also define `starts_sequence` and `eval_segment`)
+    stateful: bool = False
 
     @property
     def label(self) -> str:

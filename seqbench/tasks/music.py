@@ -51,6 +51,7 @@ from seqbench.tasks.dataset import (
     DataError,
     DatasetTask,
     hold_out,
+    load_npz,
     pad_sequences,
     read_maybe_gzipped,
     save_npz_atomic,
@@ -192,11 +193,11 @@ def parse_chorales(
 
 
 def _read_cache(path: Path) -> tuple[list[np.ndarray], list[str], dict[str, int]]:
-    with np.load(path, allow_pickle=False) as data:
-        rolls, lengths, names = data["rolls"], data["lengths"], data["names"]
-        skipped = {
-            str(k): int(v) for k, v in zip(data["skipped_keys"], data["skipped"], strict=True)
-        }
+    data = load_npz(path)
+    if data is None:
+        raise ValueError("unreadable cache")
+    rolls, lengths, names = data["rolls"], data["lengths"], data["names"]
+    skipped = {str(k): int(v) for k, v in zip(data["skipped_keys"], data["skipped"], strict=True)}
     if rolls.ndim != 2 or rolls.shape[1] != N_KEYS or len(names) != len(lengths) or len(names) == 0:
         raise ValueError("inconsistent cache")
     if int(lengths.sum()) != len(rolls) or (lengths < 1).any():

@@ -154,7 +154,7 @@ class CharLanguageModel(DatasetTask):
         self.eval_segment = eval_segment
         self.name = f"text_{corpus}"
         self.stream = ids["train"]
-        self.splits = {"train": ArraySplit(self.stream[:, None], self.stream[:, None])}
+        self.splits = {}  # val and test as (streams, L); the training text is `stream`
         for name in ("val", "test"):
             stream = ids[name]
             length = (len(stream) - 1) // eval_streams // eval_segment * eval_segment
@@ -177,7 +177,8 @@ class CharLanguageModel(DatasetTask):
 
     def sizes(self) -> dict[str, int]:
         """Characters per split (those scored, for validation and test)."""
-        return {name: int(split.targets.size) for name, split in self.splits.items()}
+        scored = {name: int(split.targets.size) for name, split in self.splits.items()}
+        return {"train": len(self.stream), **scored}
 
     @property
     def label(self) -> str:
@@ -219,10 +220,6 @@ class CharLanguageModel(DatasetTask):
         starts = jax.random.randint(key, (batch_size,), 0, len(self.stream) - self.bptt - 1)
         tokens = jnp.asarray(self.stream)[starts[:, None] + jnp.arange(self.bptt + 1)[None, :]]
         return Batch(tokens[:, :-1], tokens[:, 1:])
-
-    def eval_set(self, split: str) -> Batch:
-        part = super().eval_set(split)
-        return Batch(part.inputs, part.targets)
 
     def loss(self, outputs: jax.Array, batch: Batch) -> jax.Array:
         return jnp.mean(optax.softmax_cross_entropy_with_integer_labels(outputs, batch.targets))

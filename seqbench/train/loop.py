@@ -87,7 +87,7 @@ def make_train(
     """
 
     example = task.sample(jax.random.key(0), 1)
-    stateful = getattr(task, "stateful", False)
+    stateful = task.stateful
 
     def init(seed: jax.Array) -> TrainState:
         init_key, data_key, dropout_key = jax.random.split(jax.random.key(seed), 3)
