@@ -64,6 +64,7 @@ def train_from_config(cfg: Config, resolved: dict[str, Any], output_dir: Path) -
     )
     from seqbench.tracking import make_tracker
     from seqbench.train.checkpoint import Checkpointer, CheckpointError
+    from seqbench.train.gradient_flow import FLOW_SPLIT, flow_batch, make_gradient_flow
     from seqbench.train.loop import make_train
     from seqbench.train.optim import build_optimizer
     from seqbench.train.runner import enable_compilation_cache, run_training
@@ -132,6 +133,8 @@ def train_from_config(cfg: Config, resolved: dict[str, Any], output_dir: Path) -
     )
     tracker = make_tracker(cfg.logger, resolved, record, output_dir)  # adds wandb run ids
     write_json_atomic(record_path, record)
+    flow_steps = tuple(sorted(set(cfg.trainer.gradient_flow_steps)))
+    flow_examples = flow_batch(task, cfg.trainer.gradient_flow_batch) if flow_steps else None
     try:
         try:
             optimizer = build_optimizer(cfg.optimizer, cfg.trainer.steps)
@@ -149,6 +152,10 @@ def train_from_config(cfg: Config, resolved: dict[str, Any], output_dir: Path) -
                 on_eval=tracker.log_eval,
                 checkpointer=checkpointer,
                 checkpoint_every=cfg.trainer.checkpoint_every,
+                gradient_flow=make_gradient_flow(built.model, task) if flow_steps else None,
+                flow_batch=flow_examples,
+                flow_steps=flow_steps,
+                on_flow=tracker.log_gradient_flow,
             )
         except CheckpointError as error:  # before any training: keep the earlier record
             earlier = {k: v for k, v in (previous or record).items() if k != "path"}
@@ -183,6 +190,14 @@ def train_from_config(cfg: Config, resolved: dict[str, Any], output_dir: Path) -
             },
             timing={**result.timing, "wall_s": time.perf_counter() - wall_start},
         )
+        if result.gradient_flow:
+            steps = sorted(result.gradient_flow)
+            record["gradient_flow"] = {
+                "split": FLOW_SPLIT,
+                "batch_size": int(flow_examples.inputs.shape[0]),
+                "steps": steps,
+                "norm": [result.gradient_flow[step] for step in steps],  # (S, L, T) each
+            }
         write_json_atomic(record_path, record)
         return record
     finally:

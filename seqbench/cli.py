@@ -3,6 +3,10 @@
 seqbench runs PATH... [filters]    one line per run: status, task, model, chosen metrics, wall time
 seqbench table PATH... [filters]   paper-style table (Markdown, LaTeX or CSV) of the runs
 seqbench plot PATH... [filters]    learning curves (PNG and SVG): a panel per task, a line per model
+seqbench horizon PATH... [filters] [--threshold 0.1] [--out PREFIX]
+                                   memory horizon of a sweep over task.length: metric / baseline
+                                   per cell and length, the longest length each cell solves
+                                   (Markdown; with --out also PREFIX.md, PREFIX.png, PREFIX.svg)
 """
 
 from __future__ import annotations
@@ -10,7 +14,7 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from seqbench.records import (
     SELECT_SPLIT,
@@ -36,8 +40,14 @@ from seqbench.report.table import (
 LABEL_KEYS = ("model.cell", "task.length", "task._target_")
 
 
-def fail(message: str) -> None:
-    raise SystemExit(f"seqbench: error: {message}")
+def fail(message: str) -> NoReturn:
+    """Stop on bad input: one line `seqbench: error: ...` on stderr and exit status 2 (as
+    argparse's usage errors); the raised SystemExit carries the line as its message."""
+    line = f"seqbench: error: {message}"
+    print(line, file=sys.stderr)
+    error = SystemExit(line)
+    error.code = 2
+    raise error
 
 
 def _records(paths: list[str], wandb_project: str | None = None) -> list[dict]:
@@ -208,7 +218,45 @@ def cmd_plot(args: argparse.Namespace) -> None:
         print(path)
 
 
-def _add_filters(parser: argparse.ArgumentParser) -> None:
+def cmd_horizon(args: argparse.Namespace) -> None:
+    from seqbench.report.horizon import build_horizon, plot_horizon, render_markdown
+
+    if not 0 < args.threshold <= 1:
+        fail(f"--threshold must be in (0, 1], got {args.threshold:g}")
+    metrics = _csv(args.metrics) or []
+    if len(metrics) > 1:
+        fail(f"--metrics: the horizon reads one metric, got {', '.join(metrics)}")
+    records = select(_records(args.paths, args.wandb), args)
+    if not records:
+        fail("no run matches the filters")
+    try:
+        result = build_horizon(
+            records,
+            metric=metrics[0] if metrics else None,
+            which=args.which,
+            threshold=args.threshold,
+        )
+    except ValueError as error:
+        fail(str(error))
+    text = render_markdown(result)
+    if args.out:
+        out = Path(args.out)
+        md = out.with_name(f"{out.name}.md")
+        try:
+            out.parent.mkdir(parents=True, exist_ok=True)
+            write_text_atomic(md, text + "\n")
+            written = [md, *plot_horizon(result, out)]
+        except OSError as error:
+            fail(f"cannot write {args.out}: {error.strerror or error}")
+        print(f"horizon written to {', '.join(str(p) for p in written)}", file=sys.stderr)
+    print(text)
+
+
+def _add_filters(
+    parser: argparse.ArgumentParser,
+    metrics_help: str = "comma-separated metric names, test split unless prefixed (val/mse); "
+    "default: primary (runs), all (table)",
+) -> None:
     parser.add_argument("paths", nargs="*", help="run folders, sweep folders or run.json files")
     parser.add_argument(
         "--wandb", metavar="ENTITY/PROJECT", help="read the runs from wandb instead (online)"
@@ -224,11 +272,7 @@ def _add_filters(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--where", action="append", metavar="KEY=VALUE", help="config key, e.g. task.length=600"
     )
-    parser.add_argument(
-        "--metrics",
-        help="comma-separated metric names, test split unless prefixed (val/mse); default: "
-        "primary (runs), all (table)",
-    )
+    parser.add_argument("--metrics", help=metrics_help)
     parser.add_argument(
         "--which",
         choices=("best", "final"),
@@ -267,6 +311,25 @@ def _main(argv: list[str] | None) -> None:
     plot.add_argument("--format", default="png,svg", help="comma-separated: png, svg")
     plot.add_argument("--log-y", choices=("auto", "on", "off"), default="auto")
     plot.set_defaults(func=cmd_plot)
+    horizon = commands.add_parser(
+        "horizon", help="memory horizon: the longest task.length each cell solves"
+    )
+    _add_filters(
+        horizon,
+        metrics_help="the metric to divide by its trivial baseline, one to minimise, test split "
+        "unless prefixed (val/mse); default: the task's primary metric",
+    )
+    horizon.add_argument(
+        "--threshold",
+        type=float,
+        default=0.1,
+        help="a cell solves T when its mean metric / baseline is below this, in (0, 1] "
+        "(default 0.1)",
+    )
+    horizon.add_argument(
+        "--out", metavar="PREFIX", help="also write PREFIX.md, PREFIX.png and PREFIX.svg"
+    )
+    horizon.set_defaults(func=cmd_horizon)
     args = parser.parse_args(argv)
     args.func(args)
 

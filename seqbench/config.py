@@ -222,7 +222,9 @@ class TrainerConfig:
     `checkpoint` saves the whole training state (orbax, `<run dir>/checkpoints/`) after every
     `checkpoint_every` steps (a multiple of `eval_every`; null: every evaluation) and at the end.
     `deterministic` sets the XLA flags that make GPU runs reproducible bit for bit (CPU runs are
-    without them); the run record lists the flags in force.
+    without them); the run record lists the flags in force. `gradient_flow_steps` lists the
+    steps (0, multiples of `eval_every`, or `steps`) at which ||dL/dh_t|| is measured for every
+    time step on the first `gradient_flow_batch` validation examples (run record and logger).
     """
 
     steps: int = 2000
@@ -235,9 +237,23 @@ class TrainerConfig:
     checkpoint: bool = True
     checkpoint_every: int | None = None
     deterministic: bool = False
+    gradient_flow_steps: list[int] = field(default_factory=list)
+    gradient_flow_batch: int = 64
 
     def __post_init__(self) -> None:
         _require(self.steps > 0, "trainer.steps", f"must be positive, got {self.steps}")
+        _require(
+            self.gradient_flow_batch > 0,
+            "trainer.gradient_flow_batch",
+            f"must be positive, got {self.gradient_flow_batch}",
+        )
+        for step in self.gradient_flow_steps:
+            _require(
+                0 <= step <= self.steps and (step % self.eval_every == 0 or step == self.steps),
+                "trainer.gradient_flow_steps",
+                f"{step} is not an evaluation step (0, a multiple of trainer.eval_every="
+                f"{self.eval_every} up to trainer.steps={self.steps}, or trainer.steps)",
+            )
         _require(
             self.batch_size > 0, "trainer.batch_size", f"must be positive, got {self.batch_size}"
         )

@@ -46,6 +46,8 @@ NON_IDENTITY_KEYS = (
     "trainer.progress",
     "trainer.compilation_cache_dir",
     "trainer.checkpoint",
+    "trainer.gradient_flow_steps",
+    "trainer.gradient_flow_batch",
     "trainer.checkpoint_every",
     "trainer.deterministic",
 )

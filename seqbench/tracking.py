@@ -27,6 +27,10 @@ class Tracker(Protocol):
         """Metrics of every seed at one evaluation: eval_metrics {"<split>/<name>": (S,)},
         train_loss (S,)."""
 
+    def log_gradient_flow(self, step: int, norms: np.ndarray) -> None:
+        """Gradient flow measured at training step `step`: norms (S, L, T), ||dL/dh_t|| per seed,
+        layer and time step."""
+
     def finish(self, record: dict[str, Any]) -> None:
         """Close the runs with the (completed, diverged or failed) run record."""
 
@@ -35,6 +39,9 @@ class NullTracker:
     """`logger=none`: the run record is the only log."""
 
     def log_eval(self, step, eval_metrics, train_loss) -> None:
+        pass
+
+    def log_gradient_flow(self, step, norms) -> None:
         pass
 
     def finish(self, record) -> None:
@@ -132,6 +139,32 @@ class WandbTracker:
                 if train_loss is not None:
                     row["train/loss"] = _finite(train_loss[index])
                 self.runs[seed].log(row, step=step)
+        except Exception as error:
+            self._give_up("log", error)
+
+    def log_gradient_flow(self, step, norms) -> None:
+        """Per seed: a table (t, layer, norm) and its line plot under "gradient_flow/step_<n>"."""
+        if not self.active:
+            return
+        try:
+            import wandb
+
+            for index, seed in enumerate(self.seeds):
+                rows = [
+                    [t, layer, _finite(value)]
+                    for layer, values in enumerate(norms[index])
+                    for t, value in enumerate(values)
+                ]
+                table = wandb.Table(columns=["t", "layer", "grad_norm"], data=rows)
+                title = f"||dL/dh_t|| at step {step}"
+                self.runs[seed].log(
+                    {
+                        f"gradient_flow/step_{step}": wandb.plot.line(
+                            table, "t", "grad_norm", title=title
+                        )
+                    },
+                    step=step,
+                )
         except Exception as error:
             self._give_up("log", error)
 

@@ -174,11 +174,22 @@ class _RecurrentLayer(nn.Module):
         return (jnp.zeros((batch, self.hidden_size), dtype),)
 
     @nn.compact
-    def __call__(self, inputs, seq_lengths=None, reverse: bool = False, initial_carry=None):
+    def __call__(
+        self,
+        inputs,
+        seq_lengths=None,
+        reverse: bool = False,
+        initial_carry=None,
+        hidden_offsets=None,
+    ):
         """inputs (B, T, F), seq_lengths (B,) int or None -> (outputs (B, T, H), final_carry).
 
         final_carry is h (B, H), or (h, c) for the LSTM; `initial_carry` (same form) starts the
         recurrence there instead of at zeros (truncated backpropagation through time).
+        `hidden_offsets` (B, T, H) is added to the hidden state h_t right after step t computes
+        it, before h_t feeds step t+1 and the output: at zero offsets the outputs are unchanged,
+        and the gradient of a loss with respect to the offsets is its gradient with respect to
+        each h_t along every path (see :mod:`seqbench.train.gradient_flow`).
         """
         f, h, gh = inputs.shape[-1], self.hidden_size, self.gates * self.hidden_size
         w_ih = self.param("w_ih", glorot_blocks_init(self.gates), (f, gh), jnp.float32)
@@ -190,7 +201,18 @@ class _RecurrentLayer(nn.Module):
         else:
             carry = tuple(initial_carry) if isinstance(initial_carry, tuple) else (initial_carry,)
         rules = self._rules()
-        if not self.remat:
+        if hidden_offsets is not None:
+            # autodiff through the plain step; the offset rides along as extra input columns
+            def offset_step(carry, x_and_offset):
+                x_t, offset_t = x_and_offset[:, :f], x_and_offset[:, f:]
+                new, _ = rules.forward(w_hh, b_hh, carry, x_t @ w_ih + b_ih)
+                new = (new[0] + offset_t, *new[1:])
+                return new, new[0]
+
+            xs = jnp.concatenate([inputs, hidden_offsets.astype(inputs.dtype)], axis=-1)
+            step = jax.checkpoint(offset_step, prevent_cse=False) if self.remat else offset_step
+            final, outputs = masked_scan(step, carry, xs, seq_lengths, reverse)
+        elif not self.remat:
             mask = None if seq_lengths is None else length_mask(seq_lengths, inputs.shape[1]).T
             weights = (w_ih, b_ih, w_hh, b_hh)
             xs = jnp.swapaxes(inputs, 0, 1)

@@ -137,12 +137,16 @@ class SequenceModel(nn.Module):
         deterministic: bool = True,
         initial_carry=None,
         return_carry: bool = False,
+        hidden_offsets=None,
     ):
         """inputs (B, T, F) float or (B, T) int tokens; seq_lengths (B,) int or None.
 
         Returns (B, O) for readout "last", (B, T, O) for "every_step". With `return_carry`, returns
         (outputs, carries): a tuple with each layer's final carry (h (B, H), or (h, c) for the
         LSTM), which `initial_carry` takes back to continue a sequence (unidirectional only).
+        `hidden_offsets`: one (B, T, H) array per layer, added to the forward direction's hidden
+        state h_t at every step (zeros leave the outputs unchanged; the gradient with respect to
+        them is dL/dh_t, see :mod:`seqbench.train.gradient_flow`).
         """
         if (initial_carry is not None or return_carry) and self.bidirectional:
             raise ValueError("SequenceModel: carrying state across calls needs bidirectional=False")
@@ -153,8 +157,9 @@ class SequenceModel(nn.Module):
             if k > 0 and self.dropout > 0.0:
                 x = nn.Dropout(rate=self.dropout)(x, deterministic=deterministic)
             start = None if initial_carry is None else initial_carry[k]
+            offsets = None if hidden_offsets is None else hidden_offsets[k]
             fwd, final = cell_cls(**kwargs, name=f"layer_{k}_fwd")(
-                x, seq_lengths, initial_carry=start
+                x, seq_lengths, initial_carry=start, hidden_offsets=offsets
             )
             carries.append(final)
             if self.bidirectional:

@@ -31,7 +31,9 @@ class TrainResult:
     NaN from a seed's divergence on.
     train_steps: (C,) last step of each chunk; train_loss: (C, S) mean loss over each chunk.
     diverged_step: (S,) first non-finite step, -1 if none.
-    timing: compile_s, train_s, eval_s, steps_per_s, tokens_per_s.
+    gradient_flow: {step: (S, L, T)} mean ||dL/dh_t|| per seed, layer and time step, at each
+    step asked for (see `seqbench.train.gradient_flow`); empty if none was.
+    timing: compile_s, train_s, eval_s, flow_s, steps_per_s, tokens_per_s.
     state: the final batched TrainState (on device).
     """
 
@@ -41,6 +43,7 @@ class TrainResult:
     train_steps: np.ndarray
     train_loss: np.ndarray
     diverged_step: np.ndarray
+    gradient_flow: dict[int, np.ndarray] = field(default_factory=dict)
     timing: dict[str, float] = field(default_factory=dict)
     state: TrainState | None = None
 
@@ -76,6 +79,10 @@ def run_training(
     state: TrainState | None = None,
     checkpointer: Checkpointer | None = None,
     checkpoint_every: int | None = None,
+    gradient_flow: Callable[[Any, Any], jax.Array] | None = None,
+    flow_batch: Any = None,
+    flow_steps: tuple[int, ...] = (),
+    on_flow: Callable[[int, np.ndarray], None] | None = None,
 ) -> TrainResult:
     """Train one model per seed, all seeds in one vmapped program, for `steps` steps.
 
@@ -87,6 +94,10 @@ def run_training(
     With a `checkpointer`, the state and the history so far are saved after every chunk that ends
     on a multiple of `checkpoint_every` steps (None: every chunk) and after the last; a run whose
     checkpointer already holds a checkpoint continues from it, replaying no chunk.
+
+    With `gradient_flow` (`flow(params, batch) -> (L, T)`, see `seqbench.train.gradient_flow`), it
+    is measured on `flow_batch` for every seed at each of `flow_steps` (0 or chunk ends), and
+    `on_flow(step, (S, L, T))` is called with it.
     """
     seed_array = jnp.asarray(seeds, dtype=jnp.int32)
     train_data = jax.device_put(task.train_data())
@@ -99,7 +110,7 @@ def run_training(
             for name, values in program.batched_evaluate(params, batch).items()
         }
 
-    timing = {"compile_s": 0.0, "train_s": 0.0, "eval_s": 0.0}
+    timing = {"compile_s": 0.0, "train_s": 0.0, "eval_s": 0.0, "flow_s": 0.0}
 
     def compile_timed(fn: Callable, *args: Any, static: tuple[int, ...] = ()) -> Callable:
         start = time.perf_counter()
@@ -111,6 +122,13 @@ def run_training(
         state = compile_timed(program.batched_init, seed_array)(seed_array)
     evaluate = compile_timed(evaluate_splits, state.params, eval_sets)
     chunks: dict[int, Callable] = {}
+    flows: dict[int, np.ndarray] = {}
+    measure = None
+    if gradient_flow is not None and flow_steps:
+        flow_batch = jax.device_put(flow_batch)
+        measure = compile_timed(
+            jax.vmap(gradient_flow, in_axes=(0, None)), state.params, flow_batch
+        )
 
     eval_steps, eval_history, train_steps, train_loss = [], [], [], []
     done = 0
@@ -124,6 +142,10 @@ def run_training(
             for row in history["eval_history"]
         ]
         train_loss = [np.asarray(row, dtype=np.float64) for row in history["train_loss"]]
+        flows = {
+            int(k): np.asarray(v, dtype=np.float64)
+            for k, v in history.get("gradient_flow", {}).items()
+        }
         timing["train_s"] += float(history["train_s"])
         timing["resumed_from_step"] = done
 
@@ -135,6 +157,7 @@ def run_training(
             "train_steps": train_steps,
             "train_loss": [row.tolist() for row in train_loss],
             "train_s": timing["train_s"],
+            "gradient_flow": {str(k): v.tolist() for k, v in flows.items()},
         }
         checkpointer.save(done, state, history)
 
@@ -146,6 +169,12 @@ def run_training(
         eval_history.append({k: np.asarray(v, dtype=np.float64) for k, v in metrics.items()})
         if on_eval is not None:
             on_eval(step, eval_history[-1], chunk_loss)
+        if measure is not None and step in flow_steps:
+            start = time.perf_counter()
+            flows[step] = np.asarray(jax.device_get(measure(state.params, flow_batch)), np.float64)
+            timing["flow_s"] += time.perf_counter() - start
+            if on_flow is not None:
+                on_flow(step, flows[step])
 
     if done == 0:
         run_eval(0)
@@ -198,6 +227,7 @@ def run_training(
         train_steps=np.asarray(train_steps),
         train_loss=np.asarray(train_loss),
         diverged_step=diverged,
+        gradient_flow=flows,
         timing=timing,
         state=state,
     )

@@ -1,0 +1,137 @@
+"""Gradient flow ||dL/dh_t||: against finite differences of a float64 NumPy step loop, end to end."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from reference import random_variables, torch_step
+
+from seqbench.config import ConfigError, validate
+from seqbench.models.sequence import SequenceModel
+from seqbench.records import load_record
+from seqbench.tasks.base import Batch
+from seqbench.train.gradient_flow import make_gradient_flow
+
+
+class SquaredErrorTask:
+    """Just enough of a task: the mean squared error of a (B, 1) output against (B,) targets."""
+
+    stateful = False
+
+    def loss(self, outputs, batch):
+        return jnp.mean((outputs[:, 0] - batch.targets) ** 2)
+
+
+def reference_loss(cell, params, x, lengths, targets, offsets):
+    """sum_b (y_b - target_b)^2 in float64, the offsets (L, B, T, H) added to every h_t."""
+    n_layers = offsets.shape[0]
+    total = 0.0
+    for b in range(x.shape[0]):
+        sequence = list(x[b, : lengths[b]])
+        for k in range(n_layers):
+            layer = {n: np.asarray(v, np.float64) for n, v in params[f"layer_{k}_fwd"].items()}
+            weights = (layer["w_ih"].T, layer["w_hh"].T, layer["b_ih"], layer["b_hh"])
+            hidden = layer["w_hh"].shape[0]
+            h, c = np.zeros(hidden), np.zeros(hidden)
+            outputs = []
+            for t, x_t in enumerate(sequence):
+                h, c = torch_step(cell, x_t, h, c, *weights)
+                h = h + offsets[k, b, t]
+                outputs.append(h)
+            sequence = outputs
+        readout = params["readout"]
+        y = sequence[-1] @ np.asarray(readout["kernel"], np.float64) + float(readout["bias"][0])
+        total += (y[0] - targets[b]) ** 2
+    return total
+
+
+def finite_difference_flow(cell, params, x, lengths, targets, n_layers, hidden, eps=1e-5):
+    """(L, T): mean over examples of the L2 norm over units of d(sum of losses)/dh_t."""
+    batch, time = x.shape[:2]
+    offsets = np.zeros((n_layers, batch, time, hidden))
+    grads = np.zeros_like(offsets)
+    for index in np.ndindex(offsets.shape):
+        if index[2] >= lengths[index[1]]:
+            continue  # padded step: the loss does not see it
+        for sign in (1.0, -1.0):
+            offsets[index] = sign * eps
+            grads[index] += sign * reference_loss(cell, params, x, lengths, targets, offsets)
+        offsets[index] = 0.0
+    grads /= 2 * eps
+    return np.linalg.norm(grads, axis=-1).mean(axis=1)
+
+
+@pytest.mark.parametrize(
+    ("cell", "n_layers", "remat"),
+    [("simple_rnn", 1, False), ("lstm", 1, True), ("gru", 2, False)],
+)
+def test_flow_matches_finite_differences_of_a_numpy_step_loop(cell, n_layers, remat):
+    batch, time, features, hidden = 3, 6, 2, 4
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((batch, time, features))
+    lengths = np.array([6, 4, 1])
+    targets = rng.standard_normal(batch)
+    model = SequenceModel(
+        cell=cell, hidden_size=hidden, output_dim=1, n_layers=n_layers, remat=remat
+    )
+    variables = random_variables(model, jnp.asarray(x, jnp.float32))
+    flow = make_gradient_flow(model, SquaredErrorTask())
+    measured = flow(
+        variables["params"],
+        Batch(jnp.asarray(x, jnp.float32), jnp.asarray(targets, jnp.float32), jnp.asarray(lengths)),
+    )
+    params = jax.tree.map(np.asarray, variables["params"])
+    expected = finite_difference_flow(cell, params, x, lengths, targets, n_layers, hidden)
+    assert measured.shape == (n_layers, time)
+    np.testing.assert_allclose(np.asarray(measured), expected, rtol=2e-3, atol=1e-6)
+
+
+@pytest.mark.parametrize("cell", ["simple_rnn", "lstm", "gru"])
+@pytest.mark.parametrize("remat", [False, True])
+def test_zero_offsets_leave_the_outputs_unchanged(cell, remat):
+    x = jax.random.normal(jax.random.key(1), (2, 5, 3))
+    model = SequenceModel(cell=cell, hidden_size=4, output_dim=2, readout="every_step", remat=remat)
+    variables = model.init(jax.random.key(0), x)
+    zeros = (jnp.zeros((2, 5, 4)),)
+    plain = model.apply(variables, x, jnp.array([5, 3]))
+    offset = model.apply(variables, x, jnp.array([5, 3]), hidden_offsets=zeros)
+    np.testing.assert_allclose(offset, plain, rtol=1e-6, atol=1e-6)
+
+
+def test_a_plain_rnn_gradient_vanishes_with_distance_from_the_loss():
+    """Small recurrent weights: ||dL/dh_t|| shrinks geometrically going back from the last step."""
+    x = jax.random.normal(jax.random.key(2), (8, 40, 2))
+    model = SequenceModel(cell="simple_rnn", hidden_size=16, output_dim=1)
+    params = model.init(jax.random.key(0), x)["params"]
+    params["layer_0_fwd"]["w_hh"] = params["layer_0_fwd"]["w_hh"] * 0.5
+    norms = make_gradient_flow(model, SquaredErrorTask())(params, Batch(x, jnp.ones(8)))[0]
+    assert np.all(np.diff(np.asarray(norms)) > 0)  # grows towards the end
+    assert norms[0] < 1e-6 * norms[-1]
+
+
+def test_gradient_flow_steps_must_be_evaluation_steps(compose_config):
+    with pytest.raises(ConfigError, match=r"trainer\.gradient_flow_steps: 3 is not an evaluation"):
+        validate(compose_config(["experiment=smoke", "trainer.gradient_flow_steps=[0,3]"]))
+    with pytest.raises(ConfigError, match=r"trainer\.gradient_flow_batch: must be positive"):
+        validate(compose_config(["experiment=smoke", "trainer.gradient_flow_batch=0"]))
+
+
+def test_a_run_records_the_gradient_flow_at_the_steps_asked_for(run_cli, tmp_path):
+    out = tmp_path / "run"
+    done = run_cli(
+        "experiment=smoke",
+        "model=lstm",
+        "seeds=[0,1]",
+        "trainer.gradient_flow_steps=[0,4]",
+        "trainer.gradient_flow_batch=5",
+        f"hydra.run.dir={out}",
+    )
+    assert done.returncode == 0, done.stderr
+    record = load_record(out)
+    flow = record["gradient_flow"]
+    assert flow["steps"] == [0, 4]
+    assert flow["split"] == "val" and flow["batch_size"] == 5
+    time = record["task"]["spec"]["seq_len"]
+    norms = np.asarray(flow["norm"])
+    assert norms.shape == (2, 2, 1, time)  # (steps, seeds, layers, T)
+    assert np.all(np.isfinite(norms)) and np.all(norms[..., -1] > 0)
