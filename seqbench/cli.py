@@ -2,7 +2,8 @@
 
 seqbench runs PATH... [filters]    one line per run: status, task, model, chosen metrics, wall time
 seqbench table PATH... [filters]   paper-style table (Markdown, LaTeX or CSV) of the runs
-seqbench plot PATH... [filters]    learning curves (PNG and SVG): a panel per task, a line per model
+seqbench plot PATH... [filters]    learning curves (PNG and SVG): a panel per task, a line per model;
+                                   --gradient-flow: ||dL/dh_t|| against t, a panel per task and cell
 seqbench horizon PATH... [filters] [--threshold 0.1] [--out PREFIX]
                                    memory horizon of a sweep over task.length: metric / baseline
                                    per cell and length, the longest length each cell solves
@@ -197,7 +198,7 @@ def cmd_table(args: argparse.Namespace) -> None:
 
 
 def cmd_plot(args: argparse.Namespace) -> None:
-    from seqbench.report.plot import PLOT_FORMATS, plot_curves
+    from seqbench.report.plot import PLOT_FORMATS, plot_curves, plot_gradient_flow
 
     formats = tuple(_csv(args.format) or PLOT_FORMATS)
     unknown = [f for f in formats if f not in PLOT_FORMATS]
@@ -206,10 +207,15 @@ def cmd_plot(args: argparse.Namespace) -> None:
     records = select(_records(args.paths, args.wandb), args)
     if not records:
         fail("no run matches the filters")
+    if args.gradient_flow and args.metric:
+        fail("--gradient-flow draws ||dL/dh_t||; it takes no --metric")
     try:
-        written = plot_curves(
-            records, args.out, metric=args.metric, formats=formats, log_y=args.log_y
-        )
+        if args.gradient_flow:
+            written = plot_gradient_flow(records, args.out, layer=args.layer, formats=formats)
+        else:
+            written = plot_curves(
+                records, args.out, metric=args.metric, formats=formats, log_y=args.log_y
+            )
     except ValueError as error:
         fail(str(error))
     except OSError as error:
@@ -310,6 +316,14 @@ def _main(argv: list[str] | None) -> None:
     plot.add_argument("--out", default="curves", help="output path without suffix")
     plot.add_argument("--format", default="png,svg", help="comma-separated: png, svg")
     plot.add_argument("--log-y", choices=("auto", "on", "off"), default="auto")
+    plot.add_argument(
+        "--gradient-flow",
+        action="store_true",
+        help="draw the measured ||dL/dh_t|| against t (log scale), a panel per task and cell",
+    )
+    plot.add_argument(
+        "--layer", type=int, default=0, help="recurrent layer for --gradient-flow (default 0)"
+    )
     plot.set_defaults(func=cmd_plot)
     horizon = commands.add_parser(
         "horizon", help="memory horizon: the longest task.length each cell solves"

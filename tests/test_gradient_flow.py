@@ -1,5 +1,7 @@
 """Gradient flow ||dL/dh_t||: against finite differences of a float64 NumPy step loop, end to end."""
 
+import json
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -135,3 +137,50 @@ def test_a_run_records_the_gradient_flow_at_the_steps_asked_for(run_cli, tmp_pat
     norms = np.asarray(flow["norm"])
     assert norms.shape == (2, 2, 1, time)  # (steps, seeds, layers, T)
     assert np.all(np.isfinite(norms)) and np.all(norms[..., -1] > 0)
+
+
+def flow_record(cell, slope, steps=(0, 100), seeds=2, time=30):
+    """A record whose gradient flow decays by `slope` per step back in time."""
+    from test_report import record
+
+    base = record(cell, [0.1] * seeds, config={"trainer": {"steps": steps[-1]}})
+    norms = [
+        [[[(slope**k) * (1.0 + 0.1 * s) for k in range(time)][::-1]] for s in range(seeds)]
+        for _ in steps
+    ]
+    return {
+        **base,
+        "gradient_flow": {"split": "val", "batch_size": 8, "steps": list(steps), "norm": norms},
+    }
+
+
+def test_plot_gradient_flow_draws_a_panel_per_cell_from_the_records(tmp_path, capsys):
+    from seqbench.cli import main as cli_main
+    from seqbench.report.plot import flow_curves
+
+    rnn = flow_record("simple_rnn", 0.5)
+    steps_curves = flow_curves(rnn)
+    assert [step for step, _, _ in steps_curves] == [0, 100]
+    mean = steps_curves[0][1]
+    np.testing.assert_allclose(mean[-1] / mean[-2], 2.0)  # the geometric mean keeps the slope
+    for i, r in enumerate([rnn, flow_record("lstm", 0.95), flow_record("gru", 0.9)]):
+        (tmp_path / "runs" / str(i)).mkdir(parents=True)
+        (tmp_path / "runs" / str(i) / "run.json").write_text(json.dumps(r))
+    prefix = tmp_path / "fig" / "flow"
+    cli_main(["plot", str(tmp_path / "runs"), "--gradient-flow", "--out", str(prefix)])
+    assert capsys.readouterr().out.split() == [f"{prefix}.png", f"{prefix}.svg"]
+    svg = (tmp_path / "fig" / "flow.svg").read_text()
+    assert "adding (T=100) · lstm" in svg and "step 100" in svg
+    with pytest.raises(SystemExit, match="has 1 layer"):
+        cli_main(["plot", str(tmp_path / "runs"), "--gradient-flow", "--layer", "1"])
+
+
+def test_plot_gradient_flow_without_measurements_is_one_line(tmp_path):
+    from test_report import record
+
+    from seqbench.cli import main as cli_main
+
+    (tmp_path / "r").mkdir()
+    (tmp_path / "r" / "run.json").write_text(json.dumps(record("gru", [0.1])))
+    with pytest.raises(SystemExit, match="no finished run measured its gradient flow"):
+        cli_main(["plot", str(tmp_path), "--gradient-flow"])

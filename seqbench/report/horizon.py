@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from seqbench.records import flatten_config, metric_key
+from seqbench.report.plot import PLOT_FORMATS, save_figure
 from seqbench.report.table import (
     Entry,
     Selection,
@@ -32,7 +33,6 @@ from seqbench.report.table import (
 )
 
 DEFAULT_THRESHOLD = 0.1
-PLOT_FORMATS = ("png", "svg")
 #: config keys that describe the budget; named under the table when every record shares them
 BUDGET_KEYS = ("model.param_budget", "trainer.steps", "trainer.batch_size")
 
@@ -386,19 +386,4 @@ def plot_horizon(
         ax.set_ylabel(f"{split} {name} / baseline ({result.which})")
         ax.grid(alpha=0.3)
         ax.legend(fontsize="small")
-    out = Path(out_prefix)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    written = []
-    try:
-        for fmt in formats:
-            path = out.with_name(f"{out.name}.{fmt}")
-            tmp = path.with_name(f".{path.name}.tmp")
-            try:
-                fig.savefig(tmp, format=fmt, dpi=150)
-                tmp.replace(path)
-            finally:
-                tmp.unlink(missing_ok=True)
-            written.append(path)
-    finally:
-        plt.close(fig)
-    return written
+    return save_figure(fig, out_prefix, formats)

@@ -1,4 +1,6 @@
-"""Learning curves of run records: one panel per task, one line per model, a band over seeds.
+"""Figures of run records: learning curves (a panel per task, a line per model, a band over
+seeds) and gradient flow (a panel per task and cell, ||dL/dh_t|| against t, a line per training
+step at which it was measured).
 
 Each line is the mean over a run's seeds of an evaluation metric (the test split unless the name
 says "val/...") at every evaluation step (seeds that diverged drop out from their divergence on),
@@ -108,14 +110,106 @@ def plot_curves(
         ax.set_ylabel(shown_metric or "")
         ax.grid(alpha=0.3)
         ax.legend(fontsize="small")
+    return save_figure(fig, out, formats)
+
+
+def save_figure(fig: Any, out: str | Path, formats: tuple[str, ...] = PLOT_FORMATS) -> list[Path]:
+    """Write `fig` to `<out>.<format>` for each format (each through a temporary file renamed into
+    place, so a failed write leaves no partial file), create the folder, close the figure."""
+    import matplotlib.pyplot as plt
+
     out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
     written = []
-    for fmt in formats:
-        path = out.with_name(f"{out.name}.{fmt}")
-        tmp = path.with_name(f".{path.name}.tmp")
-        fig.savefig(tmp, format=fmt, dpi=150)
-        tmp.replace(path)
-        written.append(path)
-    plt.close(fig)
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        for fmt in formats:
+            path = out.with_name(f"{out.name}.{fmt}")
+            tmp = path.with_name(f".{path.name}.tmp")
+            try:
+                fig.savefig(tmp, format=fmt, dpi=150)
+                tmp.replace(path)
+            finally:
+                tmp.unlink(missing_ok=True)
+            written.append(path)
+    finally:
+        plt.close(fig)
     return written
+
+
+def flow_curves(record: dict[str, Any], layer: int = 0) -> list[tuple[int, np.ndarray, np.ndarray]]:
+    """[(training step, geometric mean over seeds (T,), (S, T) per seed)] of a record's gradient
+    flow ||dL/dh_t|| for recurrent layer `layer`; seeds with a non-finite value are left out."""
+    flow = record["gradient_flow"]
+    curves = []
+    for step, norms in zip(flow["steps"], flow["norm"], strict=True):
+        per_seed = np.asarray(norms, dtype=float)[:, layer]  # (S, T)
+        usable = per_seed[np.isfinite(per_seed).all(axis=1) & (per_seed > 0).any(axis=1)]
+        if usable.size:
+            with np.errstate(divide="ignore"):
+                mean = np.exp(np.log(usable).mean(axis=0))
+            curves.append((int(step), mean, usable))
+    return curves
+
+
+def plot_gradient_flow(
+    records: list[dict[str, Any]],
+    out: str | Path,
+    *,
+    layer: int = 0,
+    formats: tuple[str, ...] = PLOT_FORMATS,
+) -> list[Path]:
+    """Gradient flow of the records that measured it: a row per task, a panel per cell, a line per
+    training step at which it was measured (geometric mean over seeds, the seeds' range shaded),
+    ||dL/dh_t|| against the time step t on a log scale. Return the files written."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    usable = [
+        r
+        for r in records
+        if r.get("status") in ("completed", "diverged") and r.get("gradient_flow")
+    ]
+    if not usable:
+        raise ValueError(
+            "no finished run measured its gradient flow (train with trainer.gradient_flow_steps)"
+        )
+    chosen, selections = choose_per_cell(usable)
+    report_selections(selections)
+    tasks = sorted({task for task, _ in chosen})
+    models = sort_models(m for _, m in chosen)
+    fig, axes = plt.subplots(
+        len(tasks),
+        len(models),
+        figsize=(4.2 * len(models), 3.4 * len(tasks)),
+        squeeze=False,
+        sharey="row",
+        constrained_layout=True,
+    )
+    cmap = plt.get_cmap("viridis")
+    for row, task in zip(axes, tasks, strict=True):
+        for ax, model in zip(row, models, strict=True):
+            record = chosen.get((task, model))
+            ax.set_title(f"{task} · {model}", fontsize="medium")
+            ax.set_xlabel("time step t")
+            ax.grid(alpha=0.3)
+            if record is None:
+                ax.set_axis_off()
+                continue
+            n_layers = np.asarray(record["gradient_flow"]["norm"][0]).shape[1]
+            if not 0 <= layer < n_layers:
+                raise ValueError(f"--layer {layer}: {task} / {model} has {n_layers} layer(s)")
+            curves = flow_curves(record, layer)
+            final_step = record["config"]["trainer"]["steps"]
+            for step, mean, per_seed in curves:
+                color = cmap(0.85 * step / max(final_step, 1))
+                t = np.arange(mean.size)
+                ax.plot(t, mean, color=color, label=f"step {step:,}")
+                ax.fill_between(
+                    t, per_seed.min(axis=0), per_seed.max(axis=0), color=color, alpha=0.15, lw=0
+                )
+            ax.set_yscale("log")
+            ax.legend(fontsize="small", title=f"n={len(record.get('seeds') or [])} seeds")
+        row[0].set_ylabel(f"||dL/dh_t|| (layer {layer})")
+    return save_figure(fig, out, formats)
