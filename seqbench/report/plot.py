@@ -201,9 +201,8 @@ def plot_gradient_flow(
             if not 0 <= layer < n_layers:
                 raise ValueError(f"--layer {layer}: {task} / {model} has {n_layers} layer(s)")
             curves = flow_curves(record, layer)
-            final_step = record["config"]["trainer"]["steps"]
-            for step, mean, per_seed in curves:
-                color = cmap(0.85 * step / max(final_step, 1))
+            for index, (step, mean, per_seed) in enumerate(curves):
+                color = cmap(0.85 * index / max(len(curves) - 1, 1))
                 t = np.arange(mean.size)
                 ax.plot(t, mean, color=color, label=f"step {step:,}")
                 ax.fill_between(
