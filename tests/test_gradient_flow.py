@@ -184,3 +184,43 @@ def test_plot_gradient_flow_without_measurements_is_one_line(tmp_path):
     (tmp_path / "r" / "run.json").write_text(json.dumps(record("gru", [0.1])))
     with pytest.raises(SystemExit, match="no finished run measured its gradient flow"):
         cli_main(["plot", str(tmp_path), "--gradient-flow"])
+
+
+def test_the_runner_measures_at_the_steps_asked_for_and_a_resumed_run_keeps_them(tmp_path):
+    from seqbench.config import ModelConfig, OptimizerConfig
+    from seqbench.models.build import build_model
+    from seqbench.tasks.synthetic import AddingProblem
+    from seqbench.train.checkpoint import Checkpointer
+    from seqbench.train.gradient_flow import flow_batch
+    from seqbench.train.loop import make_train
+    from seqbench.train.optim import build_optimizer
+    from seqbench.train.runner import run_training
+
+    task = AddingProblem(7, n_eval=16)
+    built = build_model(ModelConfig(cell="lstm", hidden_size=5), task.spec)
+    program = make_train(built.model, task, build_optimizer(OptimizerConfig(), 6), 8)
+    flow, examples = make_gradient_flow(built.model, task), flow_batch(task, 4)
+    seen = []
+
+    def run(checkpointer):
+        return run_training(
+            program, task, [0, 1], steps=6, eval_every=2, batch_size=8, progress=False,
+            checkpointer=checkpointer, gradient_flow=flow, flow_batch=examples,
+            flow_steps=(0, 6), on_flow=lambda step, norms: seen.append((step, norms.shape)),
+        )  # fmt: skip
+
+    checkpointer = Checkpointer(tmp_path / "checkpoints")
+    first = run(checkpointer)
+    checkpointer.close()
+    assert sorted(first.gradient_flow) == [0, 6] and seen == [(0, (2, 1, 7)), (6, (2, 1, 7))]
+    trained = flow(jax.tree.map(lambda x: x[1], first.state.params), examples)
+    np.testing.assert_allclose(first.gradient_flow[6][1], trained, rtol=1e-5)
+    initial = flow(program.init(jnp.int32(1)).params, examples)
+    np.testing.assert_allclose(first.gradient_flow[0][1], initial, rtol=1e-5)
+    assert not np.allclose(first.gradient_flow[0], first.gradient_flow[6])
+    again = Checkpointer(tmp_path / "checkpoints")
+    resumed = run(again)  # finished: restored, nothing re-run or re-measured
+    again.close()
+    assert len(seen) == 2
+    for step in (0, 6):
+        np.testing.assert_array_equal(resumed.gradient_flow[step], first.gradient_flow[step])
