@@ -88,7 +88,11 @@ def test_bad_logger_values_are_refused(compose_config, bad):
 
 
 def test_offline_two_seeds_give_two_runs_with_what_was_logged(compose_config, tmp_path):
-    record = train(compose_config, tmp_path, ["logger=wandb", "logger.mode=offline", "seeds=[0,1]"])
+    record = train(
+        compose_config,
+        tmp_path,
+        ["logger=wandb", "logger.mode=offline", "seeds=[0,1]", "trainer.gradient_flow_steps=[0,4]"],
+    )
     files = wandb_files(tmp_path / "wandb")
     assert len(files) == 2
     runs = {}
@@ -105,6 +109,10 @@ def test_offline_two_seeds_give_two_runs_with_what_was_logged(compose_config, tm
         assert run["config"]["param_count"] == record["model"]["param_count"]
         logged = {row["_step"]: row for row in run["history"]}
         assert sorted(logged) == list(steps)
+        for step in (0, 4):  # the gradient flow: a line plot (table t, layer, grad_norm) per step
+            table = f"gradient_flow/step_{step}_table"
+            assert logged[step][f"{table}._type"] == "table-file"
+            assert logged[step][f"{table}.nrows"] == record["task"]["spec"]["seq_len"]
         for k, step in enumerate(steps):
             for split in ("val", "test"):
                 expected = record["curves"]["eval"][f"{split}/{primary}"][k][index]
