@@ -26,6 +26,8 @@ from seqbench.report.table import (
 )
 
 PLOT_FORMATS = ("png", "svg")
+#: learning-curve panels per row; more tasks wrap onto further rows
+MAX_COLUMNS = 4
 
 
 def curve(
@@ -75,12 +77,16 @@ def plot_curves(
     tasks = sorted({task for task, _ in chosen})
     if not tasks:
         raise ValueError("no finished run with learning curves to plot")
+    columns = min(len(tasks), MAX_COLUMNS)
+    rows = -(-len(tasks) // columns)
     fig, axes = plt.subplots(
-        1, len(tasks), figsize=(5.0 * len(tasks), 3.8), squeeze=False, constrained_layout=True
+        rows, columns, figsize=(5.0 * columns, 3.8 * rows), squeeze=False, constrained_layout=True
     )
+    for ax in axes.flat[len(tasks) :]:
+        ax.set_axis_off()
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     models = sort_models(m for _, m in chosen)
-    for ax, task in zip(axes[0], tasks, strict=True):
+    for ax, task in zip(axes.flat, tasks, strict=False):
         shown_metric, baseline, lows = None, None, []
         for model in models:
             record = chosen.get((task, model))
