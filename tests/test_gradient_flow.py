@@ -186,7 +186,7 @@ def test_plot_gradient_flow_without_measurements_is_one_line(tmp_path):
         cli_main(["plot", str(tmp_path), "--gradient-flow"])
 
 
-def test_the_runner_measures_at_the_steps_asked_for_and_a_resumed_run_keeps_them(tmp_path):
+def test_the_runner_measures_at_the_steps_asked_for_and_checkpoints_keep_them(tmp_path):
     from seqbench.config import ModelConfig, OptimizerConfig
     from seqbench.models.build import build_model
     from seqbench.tasks.synthetic import AddingProblem
@@ -204,8 +204,8 @@ def test_the_runner_measures_at_the_steps_asked_for_and_a_resumed_run_keeps_them
 
     def run(checkpointer):
         return run_training(
-            program, task, [0, 1], steps=6, eval_every=2, batch_size=8, progress=False,
-            checkpointer=checkpointer, gradient_flow=flow, flow_batch=examples,
+            program, task, [0, 1], steps=6, eval_every=3, batch_size=8, progress=False,
+            checkpointer=checkpointer, checkpoint_every=6, gradient_flow=flow, flow_batch=examples,
             flow_steps=(0, 6), on_flow=lambda step, norms: seen.append((step, norms.shape)),
         )  # fmt: skip
 
@@ -218,9 +218,11 @@ def test_the_runner_measures_at_the_steps_asked_for_and_a_resumed_run_keeps_them
     initial = flow(program.init(jnp.int32(1)).params, examples)
     np.testing.assert_allclose(first.gradient_flow[0][1], initial, rtol=1e-5)
     assert not np.allclose(first.gradient_flow[0], first.gradient_flow[6])
-    again = Checkpointer(tmp_path / "checkpoints")
-    resumed = run(again)  # finished: restored, nothing re-run or re-measured
+    again = Checkpointer(tmp_path / "checkpoints")  # what a resumed run starts from
+    _, history = again.restore(first.state)
     again.close()
-    assert len(seen) == 2
+    assert sorted(history["gradient_flow"]) == ["0", "6"]
     for step in (0, 6):
-        np.testing.assert_array_equal(resumed.gradient_flow[step], first.gradient_flow[step])
+        np.testing.assert_array_equal(
+            history["gradient_flow"][str(step)], first.gradient_flow[step]
+        )
