@@ -93,6 +93,11 @@ def test_offline_two_seeds_give_two_runs_with_what_was_logged(compose_config, tm
         tmp_path,
         ["logger=wandb", "logger.mode=offline", "seeds=[0,1]", "trainer.gradient_flow_steps=[0,4]"],
     )
+    flow = record["gradient_flow"]  # also in the run record: (S, L, T) per measured step
+    assert flow["steps"] == [0, 4] and flow["split"] == "val" and flow["batch_size"] == 64
+    norms = np.asarray(flow["norm"])
+    assert norms.shape == (2, 2, 1, record["task"]["spec"]["seq_len"])
+    assert np.all(np.isfinite(norms)) and np.all(norms[..., -1] > 0)
     files = wandb_files(tmp_path / "wandb")
     assert len(files) == 2
     runs = {}
