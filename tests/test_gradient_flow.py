@@ -163,6 +163,7 @@ def test_plot_gradient_flow_without_measurements_is_one_line(tmp_path):
         cli_main(["plot", str(tmp_path), "--gradient-flow"])
 
 
+@pytest.mark.slow  # about 10 s of compilation; the wandb offline test checks a recorded flow
 def test_the_runner_measures_at_the_steps_asked_for_and_checkpoints_keep_them(tmp_path):
     from seqbench.config import ModelConfig, OptimizerConfig
     from seqbench.models.build import build_model
@@ -190,9 +191,10 @@ def test_the_runner_measures_at_the_steps_asked_for_and_checkpoints_keep_them(tm
     first = run(checkpointer)
     checkpointer.close()
     assert sorted(first.gradient_flow) == [0, 6] and seen == [(0, (2, 1, 7)), (6, (2, 1, 7))]
-    trained = flow(jax.tree.map(lambda x: x[1], first.state.params), examples)
+    direct = jax.jit(flow)
+    trained = direct(jax.tree.map(lambda x: x[1], first.state.params), examples)
     np.testing.assert_allclose(first.gradient_flow[6][1], trained, rtol=1e-5)
-    initial = flow(program.init(jnp.int32(1)).params, examples)
+    initial = direct(program.init(jnp.int32(1)).params, examples)
     np.testing.assert_allclose(first.gradient_flow[0][1], initial, rtol=1e-5)
     assert not np.allclose(first.gradient_flow[0], first.gradient_flow[6])
     again = Checkpointer(tmp_path / "checkpoints")  # what a resumed run starts from
