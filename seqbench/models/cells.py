@@ -201,32 +201,30 @@ class _RecurrentLayer(nn.Module):
         else:
             carry = tuple(initial_carry) if isinstance(initial_carry, tuple) else (initial_carry,)
         rules = self._rules()
-        if hidden_offsets is not None:
-            # autodiff through the plain step; the offset rides along as extra input columns
-            def offset_step(carry, x_and_offset):
-                x_t, offset_t = x_and_offset[:, :f], x_and_offset[:, f:]
-                new, _ = rules.forward(w_hh, b_hh, carry, x_t @ w_ih + b_ih)
-                new = (new[0] + offset_t, *new[1:])
-                return new, new[0]
-
-            xs = jnp.concatenate([inputs, hidden_offsets.astype(inputs.dtype)], axis=-1)
-            step = jax.checkpoint(offset_step, prevent_cse=False) if self.remat else offset_step
-            final, outputs = masked_scan(step, carry, xs, seq_lengths, reverse)
-        elif not self.remat:
+        if not self.remat and hidden_offsets is None:
             mask = None if seq_lengths is None else length_mask(seq_lengths, inputs.shape[1]).T
             weights = (w_ih, b_ih, w_hh, b_hh)
             xs = jnp.swapaxes(inputs, 0, 1)
             final, ys = fused_scan(rules, weights, carry, xs, mask, reverse)
             outputs = jnp.swapaxes(ys, 0, 1)
         else:
-            # Long sequences: keep only the carry per step and recompute projection and gates
-            # in the backward pass (no (T, B, G*H) buffers).
+            # Autodiff through the plain step: for long sequences (remat: keep only the carry per
+            # step and recompute projection and gates in the backward pass, no (T, B, G*H)
+            # buffers), or to add hidden offsets, which ride along as extra input columns.
             def projected_step(carry, x_t):
+                x_t, offset_t = x_t[:, :f], x_t[:, f:]
                 new, _ = rules.forward(w_hh, b_hh, carry, x_t @ w_ih + b_ih)
+                if hidden_offsets is not None:
+                    new = (new[0] + offset_t, *new[1:])
                 return new, new[0]
 
-            remat_step = jax.checkpoint(projected_step, prevent_cse=False)
-            final, outputs = masked_scan(remat_step, carry, inputs, seq_lengths, reverse)
+            xs = inputs
+            if hidden_offsets is not None:
+                xs = jnp.concatenate([inputs, hidden_offsets.astype(inputs.dtype)], axis=-1)
+            step = (
+                jax.checkpoint(projected_step, prevent_cse=False) if self.remat else projected_step
+            )
+            final, outputs = masked_scan(step, carry, xs, seq_lengths, reverse)
         return outputs, (final if len(final) > 1 else final[0])
 
 
