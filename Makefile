@@ -23,7 +23,7 @@ bench: $(STAMP)
 test: $(STAMP)
 	$(BIN)/ruff check seqbench tests experiments
 	$(BIN)/ruff format --check seqbench tests experiments
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n auto --dist worksteal
 
 # Training-step throughput against plain Flax and PyTorch (installs the PyTorch CPU wheel).
 speed: $(STAMP)

@@ -11,6 +11,11 @@ from pathlib import Path
 from seqbench.records import find_records, load_record, metric_key
 from seqbench.report.table import format_value, task_label
 
+HEADER = (
+    "| data set | train / val / test | steps per epoch | training s per epoch | steps/s "
+    "| test (best val) |"
+)
+
 
 def row(record: dict) -> str:
     sizes = record["task"].get("sizes", {})
@@ -34,15 +39,19 @@ def row(record: dict) -> str:
     )
 
 
+def table_lines(records: list[dict]) -> list[str]:
+    """The table's Markdown lines: one row per finished record, sorted by data set."""
+    finished = [r for r in records if r.get("status") in ("completed", "diverged")]
+    return [
+        HEADER,
+        "|---|---|---|---|---|---|",
+        *(row(r) for r in sorted(finished, key=task_label)),
+    ]
+
+
 def main(paths: list[str]) -> None:
     records = [load_record(p) for path in paths for p in find_records(Path(path))]
-    records = [r for r in records if r.get("status") in ("completed", "diverged")]
-    print(
-        "| data set | train / val / test | steps per epoch | training s per epoch | steps/s | test (best val) |"
-    )
-    print("|---|---|---|---|---|---|")
-    for record in sorted(records, key=task_label):
-        print(row(record))
+    print("\n".join(table_lines(records)))
 
 
 if __name__ == "__main__":

@@ -17,7 +17,9 @@ import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
+from seqbench import lifecycle
 from seqbench.config import Config, ConfigError, register_configs, validate
+from seqbench.diskfull import disk_fault, fail_on_disk_fault, guard_hydra, quiet_disk_faults
 from seqbench.records import SELECT_SPLIT, metric_key, use_deterministic_flags
 from seqbench.resume import FINISHED, ResumeError, previous_run
 from seqbench.tasks.build import build_task, check_batch_size
@@ -47,8 +49,34 @@ def prepare_output_dir(path: Path) -> Path:
     return path
 
 
-def train_from_config(cfg: Config, resolved: dict[str, Any], output_dir: Path) -> dict[str, Any]:
-    """Build, train and record one run; return the run record (also written to run.json)."""
+def lock_found_folder(
+    guard: lifecycle.JobGuard, folder: Path, cfg: Config, resolved: dict[str, Any]
+) -> tuple[Path, dict[str, Any]] | None:
+    """Lock the earlier run's folder that resume=auto found, then read its record again (it may
+    have changed before the lock was taken)."""
+    try:
+        guard.lock(folder)
+        return previous_run(folder, resolved, list(cfg.seeds), "dir", Path(cfg.paths.outputs))
+    except lifecycle.FolderBusy as error:
+        fail(f"{error} (found by resume=auto)")
+    except ResumeError as error:
+        fail(str(error))
+    except OSError as error:
+        fail(f"output directory {folder} is not writable: {error.strerror or error}")
+
+
+def train_from_config(
+    cfg: Config,
+    resolved: dict[str, Any],
+    output_dir: Path,
+    guard: lifecycle.JobGuard | None = None,
+) -> dict[str, Any]:
+    """Build, train and record one run; return the run record (also written to run.json).
+
+    With a `guard` (see `seqbench.lifecycle`), a folder found by resume=auto is locked too, and a
+    stop request ends training at the next chunk boundary: the record becomes "interrupted" and
+    `lifecycle.Interrupted` is raised.
+    """
     from seqbench.models.build import build_model
     from seqbench.records import (
         RECORD_NAME,
@@ -66,6 +94,7 @@ def train_from_config(cfg: Config, resolved: dict[str, Any], output_dir: Path) -
     from seqbench.train.checkpoint import Checkpointer, CheckpointError
     from seqbench.train.gradient_flow import FLOW_SPLIT, flow_batch, make_gradient_flow
     from seqbench.train.loop import make_train
+    from seqbench.train.memory import out_of_memory_message
     from seqbench.train.optim import build_optimizer
     from seqbench.train.runner import enable_compilation_cache, run_training
 
@@ -77,6 +106,8 @@ def train_from_config(cfg: Config, resolved: dict[str, Any], output_dir: Path) -
     except ResumeError as error:
         fail(str(error))
     previous: dict[str, Any] | None = None
+    if found is not None and guard is not None and found[0] != output_dir:
+        found = lock_found_folder(guard, found[0], cfg, resolved)
     if found is not None:
         output_dir, previous = found
         if previous.get("status") in FINISHED:
@@ -139,7 +170,12 @@ def train_from_config(cfg: Config, resolved: dict[str, Any], output_dir: Path) -
         try:
             optimizer = build_optimizer(cfg.optimizer, cfg.trainer.steps)
             program = make_train(
-                built.model, task, optimizer, cfg.trainer.batch_size, cfg.trainer.eval_batch_size
+                built.model,
+                task,
+                optimizer,
+                cfg.trainer.batch_size,
+                cfg.trainer.eval_batch_size,
+                blowup_factor=cfg.trainer.blowup_factor,
             )
             result = run_training(
                 program,
@@ -156,18 +192,46 @@ def train_from_config(cfg: Config, resolved: dict[str, Any], output_dir: Path) -
                 flow_batch=flow_examples,
                 flow_steps=flow_steps,
                 on_flow=tracker.log_gradient_flow,
+                should_stop=guard.requested if guard is not None else None,
+                memory_limit_gb=cfg.trainer.memory_limit_gb,
             )
         except CheckpointError as error:  # before any training: keep the earlier record
             earlier = {k: v for k, v in (previous or record).items() if k != "path"}
             record = {**earlier, "status": "failed", "error": str(error)}
             write_json_atomic(record_path, record)
             fail(str(error))
-        except BaseException as error:
+        except lifecycle.TrainingStopped as stopped:
+            stop = guard.stop
             record.update(
-                status="failed", finished=now_iso(), error=f"{type(error).__name__}: {error}"
+                status="interrupted",
+                interrupted={"by": stop.by, "step": stopped.step, "at": now_iso()},
             )
             record["timing"] = {"wall_s": time.perf_counter() - wall_start}
             write_json_atomic(record_path, record)
+            line = lifecycle.interrupted_line(
+                stop, stopped.step, cfg.trainer.steps, stopped.checkpointed
+            )
+            raise lifecycle.Interrupted(line, stop.exit_code) from None
+        except BaseException as error:
+            if isinstance(error, Exception) and disk_fault(error) is not None:
+                record["timing"] = {"wall_s": time.perf_counter() - wall_start}
+                fail_on_disk_fault(error, record_path, record, checkpointer)
+            # an exit asked for from outside (submitit's requeue, Ctrl-C without our handler)
+            # leaves the last checkpoint to continue from
+            stopped = isinstance(error, KeyboardInterrupt | SystemExit)
+            out_of_memory = out_of_memory_message(error)  # one line, or None for other errors
+            record.update(
+                status="interrupted" if stopped else "failed",
+                error=out_of_memory or f"{type(error).__name__}: {error}",
+            )
+            if stopped:
+                record["interrupted"] = {"by": type(error).__name__, "step": None, "at": now_iso()}
+            else:
+                record["finished"] = now_iso()
+            record["timing"] = {"wall_s": time.perf_counter() - wall_start}
+            write_json_atomic(record_path, record)
+            if out_of_memory is not None:
+                fail(out_of_memory)
             raise
         per_seed = seed_summaries(
             result.seeds,
@@ -198,7 +262,12 @@ def train_from_config(cfg: Config, resolved: dict[str, Any], output_dir: Path) -
                 "steps": steps,
                 "norm": [result.gradient_flow[step] for step in steps],  # (S, L, T) each
             }
-        write_json_atomic(record_path, record)
+        try:
+            write_json_atomic(record_path, record)
+        except OSError as error:
+            if disk_fault(error) is None:
+                raise
+            fail_on_disk_fault(error, record_path, record, checkpointer)
         return record
     finally:
         tracker.finish(record)
@@ -208,24 +277,44 @@ def train_from_config(cfg: Config, resolved: dict[str, Any], output_dir: Path) -
 
 def summary_line(record: dict[str, Any]) -> str:
     """`name status: test metric mean ± std (baseline b) ...` for the console: the test metrics at
-    each seed's best validation step."""
+    each seed's best validation step; `n/a` where no seed has a finite value (every seed diverged
+    before its first finite evaluation) or the record lacks it."""
+
+    def number(value: float | None, spec: str) -> str:
+        return "n/a" if value is None else format(value, spec)
+
     parts = []
-    best = record["summary"]["best"]
+    best = (record.get("summary") or {}).get("best") or {}
     for metric in record["task"]["metrics"]:
         key = metric_key(metric)
-        stats = best.get(key) or {"mean": None}
-        base = record["task"]["baseline"].get(metric)
-        if stats["mean"] is None:
+        stats = best.get(key) or {}
+        if stats.get("mean") is None:
             parts.append(f"{key} n/a")
             continue
-        parts.append(f"{key} {stats['mean']:.4g} ± {stats['std']:.2g} (baseline {base:.4g})")
-    timing = record["timing"]
+        base = record["task"]["baseline"].get(metric)
+        parts.append(
+            f"{key} {number(stats['mean'], '.4g')} ± {number(stats.get('std'), '.2g')} "
+            f"(baseline {number(base, '.4g')})"
+        )
+    timing = record.get("timing") or {}
     return (
         f"[seqbench] {record['name']} {record['status']}: "
         + ", ".join(parts)
-        + f" | compile {timing['compile_s']:.1f}s, {timing['steps_per_s']:.1f} steps/s, "
-        f"wall {timing['wall_s']:.1f}s"
+        + f" | compile {number(timing.get('compile_s'), '.1f')}s, "
+        f"{number(timing.get('steps_per_s'), '.1f')} steps/s, "
+        f"wall {number(timing.get('wall_s'), '.1f')}s"
     )
+
+
+def sweeper_value(record: dict[str, Any]) -> float:
+    """What `seqbench-train` returns to a Hydra sweeper (Optuna minimises or maximises it): the
+    mean over seeds of the validation primary metric at each seed's best evaluation, never a test
+    value; NaN when no seed has a finite one (every seed diverged from its first evaluation), which
+    Optuna records as a failed trial and a sweep carries on past."""
+    primary = metric_key(record["task"]["primary_metric"], SELECT_SPLIT)
+    best = (record.get("summary") or {}).get("best") or {}
+    mean = (best.get(primary) or {}).get("mean")
+    return float("nan") if mean is None else float(mean)
 
 
 #: the cores this process may use, read before any job narrows them (joblib reuses workers)
@@ -246,9 +335,10 @@ def pin_to_share_of_cores() -> None:
 
 
 @hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="config")
-def hydra_main(cfg: DictConfig) -> float | None:
+def hydra_main(cfg: DictConfig) -> float:
     logging.getLogger("jax._src.xla_bridge").setLevel(logging.WARNING)
     logging.getLogger("absl").setLevel(logging.WARNING)  # orbax's per-checkpoint INFO lines
+    quiet_disk_faults()
     pin_to_share_of_cores()
     if cfg.trainer.get("deterministic"):
         use_deterministic_flags()
@@ -258,12 +348,24 @@ def hydra_main(cfg: DictConfig) -> float | None:
         fail(str(error))
     resolved = OmegaConf.to_container(cfg, resolve=True)
     output_dir = Path(checked.output_dir or HydraConfig.get().runtime.output_dir)
-    prepare_output_dir(output_dir)
-    record = train_from_config(checked, resolved, output_dir)
-    print(summary_line(record), file=sys.stderr)
-    # what a sweeper (e.g. Optuna) optimises: the validation value, never the test value
-    primary = metric_key(record["task"]["primary_metric"], SELECT_SPLIT)
-    return record["summary"]["best"][primary]["mean"]
+    with lifecycle.JobGuard() as guard:  # the folder lock, stop requests: until the job ends
+        try:
+            guard.lock(output_dir)
+        except lifecycle.FolderBusy as error:
+            fail(str(error))
+        except OSError as error:
+            fail(f"output directory {output_dir} is not writable: {error.strerror or error}")
+        prepare_output_dir(output_dir)
+        try:
+            record = train_from_config(checked, resolved, output_dir, guard)
+        except lifecycle.Interrupted as stopped:
+            print(stopped.line, file=sys.stderr)
+            guard.end_process(stopped.exit_code)
+        print(summary_line(record), file=sys.stderr)
+        if guard.stop is not None:  # asked to stop as the run ended: no further job
+            print(f"seqbench-train: stopped by {guard.stop.by} as the run ended", file=sys.stderr)
+            guard.end_process(guard.stop.exit_code)
+    return sweeper_value(record)
 
 
 def main() -> None:
@@ -274,6 +376,8 @@ def main() -> None:
         preflight(sys.argv[1:], CONF_DIR)
     except ConfigError as error:
         fail(str(error))
+    guard_hydra()  # a full disk under Hydra's own writes: one line, not a traceback
+    quiet_disk_faults()
     hydra_main()
 
 

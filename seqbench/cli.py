@@ -14,11 +14,15 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections import Counter
 from pathlib import Path
 from typing import Any, NoReturn
 
 from seqbench.records import (
+    REPORT_SPLIT,
     SELECT_SPLIT,
+    STATUSES,
+    check_record,
     find_records,
     flatten_config,
     load_record,
@@ -34,6 +38,7 @@ from seqbench.report.table import (
     load_references,
     model_label,
     seed_stats,
+    sort_models,
     task_label,
 )
 
@@ -61,9 +66,17 @@ def _records(paths: list[str], wandb_project: str | None = None) -> list[dict]:
             records = records_from_wandb(wandb_project)
         except ValueError as error:
             fail(str(error))
-        if not records:
+        checked = []
+        for record in records:
+            try:
+                check_record(record, record.get("path", wandb_project))
+            except ValueError as error:
+                print(f"seqbench: warning: skipping {error}", file=sys.stderr)
+            else:
+                checked.append(record)
+        if not checked:
             fail(f"no seqbench runs in wandb project {wandb_project}")
-        return records
+        return checked
     if not paths:
         fail("give at least one run folder (or --wandb ENTITY/PROJECT)")
     records = []
@@ -133,11 +146,37 @@ def _csv(text: str | None) -> list[str] | None:
     return [part for part in text.split(",") if part] if text else None
 
 
+def _finished(records: list[dict]) -> list[dict]:
+    """The completed and diverged records; stop with one line when none of them is."""
+    finished = [r for r in records if r["status"] in ("completed", "diverged")]
+    if not finished:
+        counts = Counter(r["status"] for r in records)
+        order = sorted(counts, key=lambda s: STATUSES.index(s) if s in STATUSES else len(STATUSES))
+        detail = ", ".join(f"{counts[s]} {s}" for s in order)
+        fail(f"no finished run among the {len(records)} selected ({detail})")
+    return finished
+
+
+def _check_metrics(records: list[dict], names: list[str], splits: tuple[str, ...]) -> None:
+    """Stop with one line when a `--metrics` name (bare: its test value) is a metric of none of
+    the records' tasks, or names a split other than `splits`."""
+    known = sorted({m for r in records for m in r["task"]["metrics"]})
+    for name in names:
+        split, _, bare = metric_key(name).partition("/")
+        if bare not in known:
+            fail(
+                f"--metrics: no metric {name!r} in the selected runs (they have {', '.join(known)})"
+            )
+        if split not in splits:
+            fail(f"--metrics {name}: the split must be {' or '.join(splits)} (bare {bare}: test)")
+
+
 def cmd_runs(args: argparse.Namespace) -> None:
     records = sorted(
         select(_records(args.paths, args.wandb), args),
         key=lambda r: (r.get("started") or "", r["path"]),
     )
+    _check_metrics(records, _csv(args.metrics) or [], (SELECT_SPLIT, REPORT_SPLIT))
     # what tells the listed runs apart beyond their task and model labels
     flat = [flatten_config(r["config"]) for r in records]
     varying = differing_keys(flat, skip=LABEL_KEYS) if len(records) > 1 else []
@@ -177,8 +216,16 @@ def cmd_table(args: argparse.Namespace) -> None:
     records = select(_records(args.paths, args.wandb), args)
     if not records:
         fail("no run matches the filters")
+    finished = _finished(records)
+    _check_metrics(finished, _csv(args.metrics) or [], (REPORT_SPLIT,))
+    found = sort_models({model_label(r) for r in finished})
+    unknown = [m for m in _csv(args.models) or [] if m not in found]
+    if unknown:
+        fail(
+            f"--models: no column {', '.join(map(repr, unknown))} (the runs have {', '.join(found)})"
+        )
     table = build_table(
-        records,
+        finished,
         which=args.which,
         models=_csv(args.models),
         metrics=_csv(args.metrics),
@@ -209,6 +256,7 @@ def cmd_plot(args: argparse.Namespace) -> None:
         fail("no run matches the filters")
     if args.gradient_flow and args.metric:
         fail("--gradient-flow draws ||dL/dh_t||; it takes no --metric")
+    records = _finished(records)
     try:
         if args.gradient_flow:
             written = plot_gradient_flow(records, args.out, layer=args.layer, formats=formats)
@@ -235,6 +283,8 @@ def cmd_horizon(args: argparse.Namespace) -> None:
     records = select(_records(args.paths, args.wandb), args)
     if not records:
         fail("no run matches the filters")
+    records = _finished(records)
+    _check_metrics(records, metrics, (SELECT_SPLIT, REPORT_SPLIT))
     try:
         result = build_horizon(
             records,
@@ -271,7 +321,9 @@ def _add_filters(
     parser.add_argument("--model", action="append", help="model column label (repeatable)")
     parser.add_argument("--tag", action="append", help="keep runs carrying this tag (repeatable)")
     parser.add_argument(
-        "--status", action="append", choices=("running", "completed", "diverged", "failed")
+        "--status",
+        action="append",
+        choices=("running", "completed", "diverged", "failed", "interrupted"),
     )
     parser.add_argument("--since", help="started on or after this date (YYYY-MM-DD[Thh:mm])")
     parser.add_argument("--until", help="started on or before this date (YYYY-MM-DD[Thh:mm])")

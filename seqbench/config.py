@@ -3,16 +3,21 @@
 Each YAML option in `conf/<group>/` lists its schema first in its defaults list, so Hydra rejects an
 unknown key or a value of the wrong type while composing. Value checks (ranges, choices) live in
 `__post_init__` and run when `validate` turns the composed config into these dataclasses, before
-anything is built or compiled.
+anything is built or compiled. `validate` also refuses what composing lets through: keys added with
+`+`/`++` that no schema has, and non-finite floats in any field.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import difflib
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
 from hydra.core.config_store import ConfigStore
-from omegaconf import MISSING, DictConfig, OmegaConf
+from omegaconf import MISSING, DictConfig, ListConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
 
 
 class ConfigError(ValueError):
@@ -26,6 +31,14 @@ def _require(condition: bool, key: str, message: str) -> None:
 
 def _choice(value: str, key: str, choices: tuple[str, ...]) -> None:
     _require(value in choices, key, f"got {value!r}, expected one of {', '.join(choices)}")
+
+
+#: seeds reach JAX as int32 (the trainer's seed array, `jax.random.key`) or NumPy generators
+SEED_MAX = 2**31 - 1
+
+
+def _seed(value: int, key: str) -> None:
+    _require(0 <= value <= SEED_MAX, key, f"must be in [0, {SEED_MAX}] (int32), got {value}")
 
 
 CELLS = ("simple_rnn", "lstm", "gru")
@@ -108,6 +121,7 @@ class SyntheticTaskConfig(TaskConfig):
     def __post_init__(self) -> None:
         _require(self.length > 0, "task.length", f"must be positive, got {self.length}")
         _require(self.n_eval > 0, "task.n_eval", f"must be positive, got {self.n_eval}")
+        _seed(self.eval_seed, "task.eval_seed")
 
 
 SOURCES = ("offline", "files")
@@ -126,6 +140,7 @@ class DatasetTaskConfig(TaskConfig):
 
     def __post_init__(self) -> None:
         _choice(self.source, "task.source", SOURCES)
+        _seed(self.split_seed, "task.split_seed")
 
 
 @dataclass
@@ -141,6 +156,7 @@ class MnistConfig(DatasetTaskConfig):
     def __post_init__(self) -> None:
         super().__post_init__()
         _choice(self.mode, "task.mode", ("pixel", "row"))
+        _seed(self.permutation_seed, "task.permutation_seed")
         if self.n_val is not None:
             _require(self.n_val > 0, "task.n_val", f"must be positive, got {self.n_val}")
 
@@ -225,6 +241,12 @@ class TrainerConfig:
     without them); the run record lists the flags in force. `gradient_flow_steps` lists the
     steps (0, multiples of `eval_every`, or `steps`) at which ||dL/dh_t|| is measured for every
     time step on the first `gradient_flow_batch` validation examples (run record and logger).
+    `blowup_factor`: a seed diverges (frozen at its parameters before that step, like a seed whose
+    loss stops being finite) at the first step whose training loss exceeds `blowup_factor` times its
+    first training loss, that loss taken as at least 0.001 (null: only non-finite losses diverge).
+    `memory_limit_gb`: the memory (GB, 1e9 bytes) a compiled program may need; null: the device's
+    (CPU: physical memory or cgroup limit; GPU/TPU: the allocator's limit). A program estimated to
+    need more is refused, before it runs, with one line.
     """
 
     steps: int = 2000
@@ -239,9 +261,23 @@ class TrainerConfig:
     deterministic: bool = False
     gradient_flow_steps: list[int] = field(default_factory=list)
     gradient_flow_batch: int = 64
+    blowup_factor: float | None = 1e4
+    memory_limit_gb: float | None = None
 
     def __post_init__(self) -> None:
         _require(self.steps > 0, "trainer.steps", f"must be positive, got {self.steps}")
+        if self.blowup_factor is not None:
+            _require(
+                self.blowup_factor > 1,
+                "trainer.blowup_factor",
+                f"must be > 1 (or null: off), got {self.blowup_factor}",
+            )
+        if self.memory_limit_gb is not None:
+            _require(
+                self.memory_limit_gb > 0,
+                "trainer.memory_limit_gb",
+                f"must be positive (or null: the device's memory), got {self.memory_limit_gb}",
+            )
         _require(
             self.gradient_flow_batch > 0,
             "trainer.gradient_flow_batch",
@@ -330,7 +366,8 @@ class Config:
         _choice(self.resume, "resume", RESUME_MODES)
         _require(len(self.seeds) > 0, "seeds", "give at least one seed")
         _require(len(set(self.seeds)) == len(self.seeds), "seeds", f"repeated seed in {self.seeds}")
-        _require(all(s >= 0 for s in self.seeds), "seeds", "must be non-negative integers")
+        for seed in self.seeds:
+            _seed(seed, "seeds")
 
 
 @dataclass
@@ -446,8 +483,46 @@ def register_configs() -> None:
         cs.store(group="task", name=f"{name}_schema", node=schema)
 
 
+def unknown_key(full_key: str, key: str, schema: type) -> str:
+    """The one-line refusal of `key` (at `full_key`), which `schema` has no field for, with the
+    nearest field name as a hint."""
+    names = [f.name for f in dataclasses.fields(schema) if not f.name.startswith("_")]
+    close = difflib.get_close_matches(key, names, n=1)
+    parent = full_key.rpartition(".")[0]
+    where = f"of {parent}" if parent else "at the top level"
+    hint = f" (did you mean {close[0]}?)" if close else f" (keys: {', '.join(names)})"
+    return f"{full_key}: not a key {where}{hint if names else ''}"
+
+
+def _check_tree(node: DictConfig | ListConfig, path: str) -> None:
+    """Refuse keys that the node's schema lacks (`+`/`++` overrides add them with the struct flag
+    off) and non-finite floats, anywhere below `node`. Values that fail to resolve are left to
+    `OmegaConf.to_object`, which reports them."""
+    schema = OmegaConf.get_type(node)
+    fields = None
+    if isinstance(node, DictConfig) and dataclasses.is_dataclass(schema):
+        fields = {f.name for f in dataclasses.fields(schema)}
+    keys = node.keys() if isinstance(node, DictConfig) else range(len(node))
+    for key in keys:
+        if isinstance(key, int):
+            full_key = f"{path}[{key}]"
+        else:
+            full_key = f"{path}.{key}" if path else str(key)
+        if fields is not None and key not in fields:
+            raise ConfigError(unknown_key(full_key, str(key), schema))
+        try:
+            value = node[key]
+        except OmegaConfBaseException:
+            continue
+        if isinstance(value, DictConfig | ListConfig):
+            _check_tree(value, full_key)
+        elif isinstance(value, float) and not math.isfinite(value):
+            raise ConfigError(f"{full_key}: must be a finite number, got {value}")
+
+
 def validate(cfg: DictConfig) -> Config:
     """Turn a composed config into checked dataclasses; raise ConfigError on the first bad value."""
+    _check_tree(cfg, "")
     try:
         checked = OmegaConf.to_object(cfg)
     except ConfigError:

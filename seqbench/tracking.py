@@ -4,7 +4,9 @@ A tracker receives the metrics at every evaluation and the finished run record. 
 (`logger=none`) does nothing. `WandbTracker` (`logger=wandb`) keeps one wandb run per seed, opened
 with ``reinit="create_new"`` so that jobs sharing one process (Hydra's basic launcher, reused joblib
 workers) never write into each other's runs. Any wandb error prints one warning and turns the
-tracker off; training and the local run record carry on.
+tracker off; training and the local run record carry on. So does a (nearly) full disk under wandb's
+folder, checked at every evaluation: wandb's service writes from its own process and would lose
+the data without a word, and a clean finish still needs room (`WANDB_MIN_FREE`).
 """
 
 from __future__ import annotations
@@ -17,7 +19,18 @@ from typing import Any, Protocol
 import numpy as np
 
 from seqbench.config import LoggerConfig
+from seqbench.diskfull import (
+    describe,
+    disk_fault,
+    free_space,
+    human_size,
+    mount_point,
+    quiet_disk_faults,
+)
 from seqbench.records import config_identity
+
+#: below this many free bytes on its folder's file system, wandb is given up (with one warning)
+WANDB_MIN_FREE = 1 << 20
 
 
 class Tracker(Protocol):
@@ -32,7 +45,7 @@ class Tracker(Protocol):
         layer and time step."""
 
     def finish(self, record: dict[str, Any]) -> None:
-        """Close the runs with the (completed, diverged or failed) run record."""
+        """Close the runs with the (completed, diverged, failed or interrupted) run record."""
 
 
 class NullTracker:
@@ -76,12 +89,16 @@ class WandbTracker:
         self.runs: dict[int, Any] = {}
         self.seeds: list[int] = list(record["seeds"])
         self.active = True
+        self.dir = Path(cfg.dir) if cfg.dir else output_dir
         try:
             import wandb
 
             group = cfg.group or config_group(record["name"], resolved)
-            wandb_dir = Path(cfg.dir) if cfg.dir else output_dir
+            wandb_dir = self.dir
             wandb_dir.mkdir(parents=True, exist_ok=True)
+            quiet_disk_faults()  # wandb's debug.log on a full disk: no "--- Logging error ---"
+            if self._out_of_space("start"):
+                return
             settings = wandb.Settings(init_timeout=cfg.init_timeout, console="off", silent=True)
             tags = [*resolved.get("tags", []), record["task"]["name"], record["model"]["cell"]]
             run_ids = record.get("wandb_run_ids") or {}  # a resumed job continues its runs
@@ -116,9 +133,27 @@ class WandbTracker:
         except Exception as error:  # any wandb failure must not stop training
             self._give_up("start", error)
 
-    def _give_up(self, what: str, error: BaseException) -> None:
+    def _out_of_space(self, what: str) -> bool:
+        """Give wandb up when its folder has less than WANDB_MIN_FREE bytes left."""
+        free = free_space(self.dir)
+        if free is None or free >= WANDB_MIN_FREE:
+            return False
+        self._give_up(
+            what,
+            f"no space left on device under {self.dir}: {human_size(free)} free on "
+            f"{mount_point(self.dir)}, less than the {human_size(WANDB_MIN_FREE)} it needs",
+        )
+        return True
+
+    def _give_up(self, what: str, error: BaseException | str) -> None:
+        if isinstance(error, str):
+            reason = error
+        elif (fault := disk_fault(error)) is not None:
+            reason = describe(fault, fallback=self.dir)
+        else:
+            reason = f"{type(error).__name__}: {error}"
         print(
-            f"seqbench: warning: wandb could not {what} ({type(error).__name__}: {error}); "
+            f"seqbench: warning: wandb could not {what} ({reason}); "
             "training goes on with the local run record only",
             file=sys.stderr,
         )
@@ -131,7 +166,7 @@ class WandbTracker:
         self.runs = {}
 
     def log_eval(self, step, eval_metrics, train_loss) -> None:
-        if not self.active:
+        if not self.active or self._out_of_space("log"):
             return
         try:
             for index, seed in enumerate(self.seeds):
@@ -144,7 +179,7 @@ class WandbTracker:
 
     def log_gradient_flow(self, step, norms) -> None:
         """Per seed: a table (t, layer, norm) and its line plot under "gradient_flow/step_<n>"."""
-        if not self.active:
+        if not self.active or self._out_of_space("log"):
             return
         try:
             import wandb
@@ -169,7 +204,7 @@ class WandbTracker:
             self._give_up("log", error)
 
     def finish(self, record) -> None:
-        if not self.active:
+        if not self.active or self._out_of_space("finish"):
             return
         try:
             per_seed = {s["seed"]: s for s in record.get("per_seed", [])}
@@ -193,7 +228,9 @@ class WandbTracker:
                 if record.get("error"):
                     summary["error"] = record["error"]
                 run.summary.update(summary)
-                run.finish(exit_code=1 if status == "failed" else 0)
+                if status == "interrupted":  # resumed by id when the job is run again
+                    getattr(run, "mark_preempting", lambda: None)()
+                run.finish(exit_code=0 if status in ("completed", "diverged") else 1)
         except Exception as error:
             self._give_up("finish", error)
         finally:
@@ -251,7 +288,10 @@ def records_from_wandb(path: str, api: Any = None, timeout: int = 30) -> list[di
                 }
             )
         statuses = {s["status"] for s in per_seed}
-        status = next((s for s in ("failed", "running", "diverged") if s in statuses), "completed")
+        status = next(
+            (s for s in ("failed", "interrupted", "running", "diverged") if s in statuses),
+            "completed",
+        )
         records.append(
             {
                 "name": info["name"],

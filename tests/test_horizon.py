@@ -177,7 +177,10 @@ def test_cli_prints_the_table_and_writes_md_png_svg(tmp_path, capsys):
         (["--where", "task.length=25"], "runs at one length only"),
         (["--threshold", "0"], r"--threshold must be in \(0, 1\], got 0"),
         (["--threshold", "1.5"], r"--threshold must be in \(0, 1\]"),
-        (["--metrics", "acc"], "has no metric 'acc'"),
+        (
+            ["--metrics", "acc"],
+            r"--metrics: no metric 'acc' in the selected runs \(they have mse\)",
+        ),
         (["--metrics", "mse,acc"], "reads one metric"),
         (["--out", "FILE/horizon"], "cannot write"),
     ],

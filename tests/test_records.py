@@ -57,7 +57,17 @@ def test_direction_max_selects_the_largest_validation_value():
 
 def test_a_format_1_record_is_read_with_its_metrics_as_test_metrics(tmp_path):
     old = {
+        "name": "adding-gru",
         "status": "completed",
+        "config": {"model": {"cell": "gru"}, "task": {"length": 100}},
+        "seeds": [0],
+        "task": {
+            "name": "adding",
+            "metrics": {"mse": "min"},
+            "primary_metric": "mse",
+            "baseline": {"mse": 1 / 6},
+        },
+        "model": {"cell": "gru", "param_count": 5071},
         "per_seed": [{"seed": 0, "final": {"mse": 0.2}, "best": {"mse": 0.1}}],
         "summary": {"final": {"mse": {"mean": 0.2, "std": 0.0, "n": 1}}},
         "curves": {"eval_steps": [0], "eval": {"mse": [[0.2]]}},

@@ -44,6 +44,7 @@ def record(cell, finals, task="adding", length=100, metric="mse", direction="min
         config[group] = {**config.get(group, {}), **values} if isinstance(values, dict) else values
     return {
         "schema_version": 2,
+        "name": f"{task}-{cell}",
         "status": "diverged" if None in finals else "completed",
         "started": extra.get("started", "2026-11-27T10:00:00"),
         "finished": extra.get("finished", "2026-11-27T10:05:00"),
@@ -57,7 +58,10 @@ def record(cell, finals, task="adding", length=100, metric="mse", direction="min
             "primary_metric": metric,
             "baseline": {metric: 1 / 6},
         },
-        "model": {"param_count": {"simple_rnn": 4965, "lstm": 4918, "gru": 5071}[cell]},
+        "model": {
+            "cell": cell,
+            "param_count": {"simple_rnn": 4965, "lstm": 4918, "gru": 5071}[cell],
+        },
         "timing": {"wall_s": 1.0},
     }
 

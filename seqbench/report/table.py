@@ -23,6 +23,7 @@ from typing import Any
 
 from seqbench.records import (
     NON_IDENTITY_KEYS,
+    REPORT_SPLIT,
     SELECT_SPLIT,
     aggregate,
     config_identity,
@@ -41,9 +42,9 @@ CSV_COLUMNS = [
 
 def model_label(record: dict[str, Any]) -> str:
     """The column a record goes in: its cell, marked when it is not the cell's default form."""
-    model = record["config"]["model"]
-    label = model["cell"]
-    if model["cell"] == "simple_rnn":
+    model = record["config"].get("model") or {}
+    label = cell = model.get("cell") or record["model"]["cell"]
+    if cell == "simple_rnn":
         if model.get("recurrent_init") == "identity":
             label = "irnn" if model.get("activation") == "relu" else "simple_rnn (identity)"
         elif model.get("activation") == "relu":
@@ -57,11 +58,13 @@ def model_label(record: dict[str, Any]) -> str:
 
 def task_label(record: dict[str, Any]) -> str:
     """The task's own label (`adding (T=600)`, `seq_mnist (pixel)`); records from before labels
-    were recorded: `name (T=length[, variant])`."""
+    were recorded: `name (T=length[, variant])`, or the bare name without a length."""
     if record["task"].get("label"):
         return record["task"]["label"]
-    task = record["config"]["task"]
+    task = record["config"].get("task") or {}
     name = record["task"]["name"]
+    if task.get("length") is None:
+        return name
     variant = task.get("variant")
     suffix = f", {variant}" if variant and variant != "tcn" else ""
     return f"{name} (T={task['length']}{suffix})"
@@ -252,11 +255,13 @@ def build_table(
     `which`: "best" (each seed's test value at its best validation evaluation) or "final" (at
     its last evaluation); the configuration of each cell is chosen on validation at the same
     point (see `choose_per_cell`). `models`: the model columns to show, in this order (default:
-    all). `metrics`: metric names to show (default: all). `references`: parsed reference YAML
-    (see `load_references`).
+    all). `metrics`: metric names to show, bare or `test/<name>` (default: all).
+    `references`: parsed reference YAML (see `load_references`).
     """
     usable = [r for r in records if r.get("status") in ("completed", "diverged")]
     chosen, selections = choose_per_cell(usable, which)
+    if metrics:
+        metrics = [m.removeprefix(f"{REPORT_SPLIT}/") for m in metrics]
     found = sort_models(m for _, m in chosen)
     columns = [m for m in models if m in found] if models else found
     rows: dict[tuple[str, str], Row] = {}

@@ -1,9 +1,11 @@
 """The pure training program: one seed's step, a chunk of steps under `lax.scan`, seeds under `vmap`.
 
 Everything here is a pure function of arrays; `seqbench.train.runner` drives it from the host, one
-jitted chunk (many steps) per call. A seed whose loss, gradients or updated parameters stop being
-finite is frozen at its last finite parameters and marked with the step where that happened; since
-seeds are separate lanes of a `vmap`, the other seeds never see its values.
+jitted chunk (many steps) per call. A seed diverges at the first step whose loss, gradients or
+updated parameters are not finite, or whose loss blows up (exceeds `blowup_factor` times its first
+training loss, that loss taken as at least `BLOWUP_FLOOR`): it is frozen at the parameters it had
+before that step and marked with the step. Since seeds are separate lanes of a `vmap`, the other
+seeds never see its values.
 """
 
 from __future__ import annotations
@@ -20,6 +22,9 @@ import optax
 from seqbench.tasks.base import Batch, Task
 
 NOT_DIVERGED = -1
+#: the smallest first loss the blow-up rule compares with (a first loss near 0 would make any loss
+#: a blow-up)
+BLOWUP_FLOOR = 1e-3
 
 
 class TrainState(NamedTuple):
@@ -30,7 +35,10 @@ class TrainState(NamedTuple):
     data_key: PRNG key of the seed's data order (with the step, it fixes every training batch).
     dropout_key: PRNG key of the seed's dropout masks (folded with the step).
     step: int32 () steps taken.
-    diverged_step: int32 () first step whose loss or update was not finite, NOT_DIVERGED (-1) if none.
+    diverged_step: int32 () first step whose loss or update was not finite or whose loss blew up,
+        NOT_DIVERGED (-1) if none.
+    initial_loss: float32 () the loss of the seed's first accepted step (the blow-up rule's reference),
+        NaN before it.
     carry: for stateful tasks (truncated backpropagation through time), each layer's recurrent
         state at the end of the last training segment, (B, H) arrays; None otherwise.
     """
@@ -41,6 +49,7 @@ class TrainState(NamedTuple):
     dropout_key: jax.Array
     step: jax.Array
     diverged_step: jax.Array
+    initial_loss: jax.Array
     carry: Any = None
 
 
@@ -69,6 +78,7 @@ def make_train(
     optimizer: optax.GradientTransformation,
     batch_size: int,
     eval_batch_size: int | None = None,
+    blowup_factor: float | None = 1e4,
 ) -> TrainProgram:
     """Build the training program of `model` on `task`.
 
@@ -78,6 +88,10 @@ def make_train(
     `eval_batch_size` examples, weighted by `task.example_weights`. The batched versions take and
     return a leading seed axis on states, seeds, losses and metrics (data and evaluation sets are
     shared).
+
+    A step diverges its seed (see the module docstring) when its loss, gradients or updated
+    parameters are not finite, or when its loss exceeds `blowup_factor` * max(the seed's first
+    training loss, BLOWUP_FLOOR) (None: finite losses never diverge).
 
     Stateful tasks (`task.stateful`, e.g. character-level language modelling) train by truncated
     backpropagation through time: the model's final recurrent state of one step's segments starts
@@ -99,6 +113,7 @@ def make_train(
             dropout_key=dropout_key,
             step=jnp.zeros((), jnp.int32),
             diverged_step=jnp.full((), NOT_DIVERGED, jnp.int32),
+            initial_loss=jnp.full((), jnp.nan, jnp.float32),
             carry=model.initial_carry(batch_size) if stateful else None,
         )
 
@@ -131,8 +146,12 @@ def make_train(
         updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
         params = optax.apply_updates(state.params, updates)
         alive = state.diverged_step == NOT_DIVERGED
-        finite = jnp.isfinite(loss) & all_finite(grads) & all_finite(params)
-        accept = alive & finite
+        healthy = jnp.isfinite(loss) & all_finite(grads) & all_finite(params)
+        first = jnp.isnan(state.initial_loss)
+        if blowup_factor is not None:
+            reference = jnp.where(first, loss, state.initial_loss)
+            healthy &= ~(loss > blowup_factor * jnp.maximum(reference, BLOWUP_FLOOR))
+        accept = alive & healthy
 
         def keep(new: Any, old: Any) -> Any:
             return jax.tree_util.tree_map(lambda n, o: jnp.where(accept, n, o), new, old)
@@ -143,7 +162,8 @@ def make_train(
             data_key=state.data_key,
             dropout_key=state.dropout_key,
             step=state.step + 1,
-            diverged_step=jnp.where(alive & ~finite, state.step, state.diverged_step),
+            diverged_step=jnp.where(alive & ~healthy, state.step, state.diverged_step),
+            initial_loss=jnp.where(accept & first, loss, state.initial_loss).astype(jnp.float32),
             carry=keep(jax.lax.stop_gradient(new_carry), carry) if stateful else None,
         )
         return new_state, jnp.where(accept, loss, jnp.nan)

@@ -17,9 +17,11 @@ import jax.numpy as jnp
 import numpy as np
 from tqdm.auto import tqdm
 
+from seqbench.lifecycle import TrainingStopped
 from seqbench.tasks.base import Task
 from seqbench.train.checkpoint import Checkpointer
 from seqbench.train.loop import NOT_DIVERGED, TrainProgram, TrainState
+from seqbench.train.memory import available_memory, check_compiled, check_lowered
 
 
 @dataclass
@@ -30,7 +32,7 @@ class TrainResult:
     eval_metrics: {"<split>/<metric>": (E, S)} for every held-out split ("val/mse", "test/mse"),
     NaN from a seed's divergence on.
     train_steps: (C,) last step of each chunk; train_loss: (C, S) mean loss over each chunk.
-    diverged_step: (S,) first non-finite step, -1 if none.
+    diverged_step: (S,) first step whose loss or update was not finite or blew up, -1 if none.
     gradient_flow: {step: (S, L, T)} mean ||dL/dh_t|| per seed, layer and time step, at each
     step asked for (see `seqbench.train.gradient_flow`); empty if none was.
     timing: compile_s, train_s, eval_s, flow_s, steps_per_s, tokens_per_s.
@@ -83,6 +85,8 @@ def run_training(
     flow_batch: Any = None,
     flow_steps: tuple[int, ...] = (),
     on_flow: Callable[[int, np.ndarray], None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
+    memory_limit_gb: float | None = None,
 ) -> TrainResult:
     """Train one model per seed, all seeds in one vmapped program, for `steps` steps.
 
@@ -98,6 +102,13 @@ def run_training(
     With `gradient_flow` (`flow(params, batch) -> (L, T)`, see `seqbench.train.gradient_flow`), it
     is measured on `flow_batch` for every seed at each of `flow_steps` (0 or chunk ends), and
     `on_flow(step, (S, L, T))` is called with it.
+
+    `should_stop()` is asked before the first chunk and before every later one: when it answers
+    True, the state reached is checkpointed (if it is not already) and TrainingStopped is raised.
+
+    Every program is checked against the device's memory (or `memory_limit_gb` GB) before it is
+    compiled and again after, and refused with `seqbench.train.memory.OutOfMemory` if it will not
+    fit.
     """
     seed_array = jnp.asarray(seeds, dtype=jnp.int32)
     train_data = jax.device_put(task.train_data())
@@ -112,27 +123,37 @@ def run_training(
 
     timing = {"compile_s": 0.0, "train_s": 0.0, "eval_s": 0.0, "flow_s": 0.0}
 
-    def compile_timed(fn: Callable, *args: Any, static: tuple[int, ...] = ()) -> Callable:
+    memory = available_memory(memory_limit_gb)
+
+    def compile_timed(
+        name: str, fn: Callable, *args: Any, static: tuple[int, ...] = ()
+    ) -> Callable:
         start = time.perf_counter()
-        compiled = jax.jit(fn, static_argnums=static).lower(*args).compile()
+        lowered = jax.jit(fn, static_argnums=static).lower(*args)
+        check_lowered(lowered, name, memory)
+        compiled = lowered.compile()
         timing["compile_s"] += time.perf_counter() - start
+        check_compiled(compiled, name, memory)
         return compiled
 
     if state is None:
-        state = compile_timed(program.batched_init, seed_array)(seed_array)
-    evaluate = compile_timed(evaluate_splits, state.params, eval_sets)
+        state = compile_timed("initialisation", program.batched_init, seed_array)(seed_array)
+    evaluate = compile_timed("evaluation", evaluate_splits, state.params, eval_sets)
     chunks: dict[int, Callable] = {}
     flows: dict[int, np.ndarray] = {}
     measure = None
     if gradient_flow is not None and flow_steps:
         flow_batch = jax.device_put(flow_batch)
         measure = compile_timed(
-            jax.vmap(gradient_flow, in_axes=(0, None)), state.params, flow_batch
+            "gradient-flow", jax.vmap(gradient_flow, in_axes=(0, None)), state.params, flow_batch
         )
 
     eval_steps, eval_history, train_steps, train_loss = [], [], [], []
     done = 0
-    restored = checkpointer.restore(state) if checkpointer is not None else None
+    restored = None
+    if checkpointer is not None:
+        chunk_ends = np.cumsum(_chunk_lengths(steps, eval_every)).tolist()
+        restored = checkpointer.restore(state, chunk_ends)
     if restored is not None:
         state, history = restored
         done = int(history["done"])
@@ -176,8 +197,17 @@ def run_training(
             if on_flow is not None:
                 on_flow(step, flows[step])
 
+    def stop_if_asked() -> None:
+        if should_stop is None or done >= steps or not should_stop():
+            return
+        saved = checkpointer is not None and done > 0
+        if saved and checkpointer.latest_step() != done:
+            save_checkpoint()
+        raise TrainingStopped(done, saved)
+
     if done == 0:
         run_eval(0)
+    stop_if_asked()
     bar = tqdm(
         total=steps, initial=done, disable=not progress, unit="step", dynamic_ncols=True, leave=True
     )
@@ -185,8 +215,9 @@ def run_training(
         for length in _chunk_lengths(steps, eval_every)[len(train_steps) :]:
             if length not in chunks:
                 chunks[length] = compile_timed(
-                    program.batched_chunk, state, train_data, length, static=(2,)
+                    "training", program.batched_chunk, state, train_data, length, static=(2,)
                 )
+            stop_if_asked()
             start = time.perf_counter()
             state, losses = chunks[length](state, train_data)
             losses = np.asarray(jax.device_get(losses), dtype=np.float64)  # (S, length)
