@@ -8,7 +8,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from seqbench.records import find_records, load_record, metric_key
+from seqbench.records import FINISHED, find_records, load_record, metric_key
 from seqbench.report.table import format_value, task_label
 
 HEADER = (
@@ -41,7 +41,7 @@ def row(record: dict) -> str:
 
 def table_lines(records: list[dict]) -> list[str]:
     """The table's Markdown lines: one row per finished record, sorted by data set."""
-    finished = [r for r in records if r.get("status") in ("completed", "diverged")]
+    finished = [r for r in records if r.get("status") in FINISHED]
     return [
         HEADER,
         "|---|---|---|---|---|---|",

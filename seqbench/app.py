@@ -20,8 +20,8 @@ from omegaconf import DictConfig, OmegaConf
 from seqbench import lifecycle
 from seqbench.config import Config, ConfigError, register_configs, validate
 from seqbench.diskfull import disk_fault, fail_on_disk_fault, guard_hydra, quiet_disk_faults
-from seqbench.records import SELECT_SPLIT, metric_key, use_deterministic_flags
-from seqbench.resume import FINISHED, ResumeError, previous_run
+from seqbench.records import FINISHED, SELECT_SPLIT, metric_key, use_deterministic_flags
+from seqbench.resume import ResumeError, previous_run
 from seqbench.tasks.build import build_task, check_batch_size
 
 CONF_DIR = Path(__file__).resolve().parent.parent / "conf"

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from seqbench.records import (
+    FINISHED,
     REPORT_SPLIT,
     SELECT_SPLIT,
     STATUSES,
@@ -148,7 +149,7 @@ def _csv(text: str | None) -> list[str] | None:
 
 def _finished(records: list[dict]) -> list[dict]:
     """The completed and diverged records; stop with one line when none of them is."""
-    finished = [r for r in records if r["status"] in ("completed", "diverged")]
+    finished = [r for r in records if r["status"] in FINISHED]
     if not finished:
         counts = Counter(r["status"] for r in records)
         order = sorted(counts, key=lambda s: STATUSES.index(s) if s in STATUSES else len(STATUSES))
@@ -323,7 +324,7 @@ def _add_filters(
     parser.add_argument(
         "--status",
         action="append",
-        choices=("running", "completed", "diverged", "failed", "interrupted"),
+        choices=STATUSES,
     )
     parser.add_argument("--since", help="started on or after this date (YYYY-MM-DD[Thh:mm])")
     parser.add_argument("--until", help="started on or before this date (YYYY-MM-DD[Thh:mm])")

@@ -53,6 +53,8 @@ NON_IDENTITY_KEYS = (
     "trainer.deterministic",
 )
 STATUSES = ("running", "completed", "diverged", "failed", "interrupted")
+#: the statuses of a run that ended with results (tables and plots read these; resume skips them)
+FINISHED = ("completed", "diverged")
 PACKAGES = (
     "seqbench",
     "jax",
@@ -445,7 +447,7 @@ def _check_fields(record: dict[str, Any]) -> None:
     timing = _field(record, "timing", "", obj_or_null, _or_null(_is_object), False) or {}
     for key in ("compile_s", "steps_per_s", "tokens_per_s", "wall_s"):
         _field(timing, key, "timing", "a number or null", _or_null(_is_number), False)
-    has_results = record["status"] in ("completed", "diverged")
+    has_results = record["status"] in FINISHED
     seeds_ok = _list_of(_is_object) if has_results else _or_null(_list_of(_is_object))
     per_seed = _field(record, "per_seed", "", "a list of objects", seeds_ok, has_results) or []
     for i, seed in enumerate(per_seed):

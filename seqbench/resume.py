@@ -13,9 +13,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from seqbench.records import RECORD_NAME, config_identity, find_records, load_record
-
-FINISHED = ("completed", "diverged")
+from seqbench.records import FINISHED, RECORD_NAME, config_identity, find_records, load_record
 
 
 class ResumeError(ValueError):

@@ -27,7 +27,7 @@ from seqbench.diskfull import (
     mount_point,
     quiet_disk_faults,
 )
-from seqbench.records import config_identity
+from seqbench.records import FINISHED, config_identity
 
 #: below this many free bytes on its folder's file system, wandb is given up (with one warning)
 WANDB_MIN_FREE = 1 << 20
@@ -94,8 +94,7 @@ class WandbTracker:
             import wandb
 
             group = cfg.group or config_group(record["name"], resolved)
-            wandb_dir = self.dir
-            wandb_dir.mkdir(parents=True, exist_ok=True)
+            self.dir.mkdir(parents=True, exist_ok=True)
             quiet_disk_faults()  # wandb's debug.log on a full disk: no "--- Logging error ---"
             if self._out_of_space("start"):
                 return
@@ -124,7 +123,7 @@ class WandbTracker:
                             "model": record["model"],
                         },
                     },
-                    dir=str(wandb_dir),
+                    dir=str(self.dir),
                     mode=wandb_mode(cfg.mode),
                     reinit="create_new",
                     settings=settings,
@@ -230,7 +229,7 @@ class WandbTracker:
                 run.summary.update(summary)
                 if status == "interrupted":  # resumed by id when the job is run again
                     getattr(run, "mark_preempting", lambda: None)()
-                run.finish(exit_code=0 if status in ("completed", "diverged") else 1)
+                run.finish(exit_code=0 if status in FINISHED else 1)
         except Exception as error:
             self._give_up("finish", error)
         finally:

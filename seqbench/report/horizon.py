@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from seqbench.records import flatten_config, metric_key
+from seqbench.records import FINISHED, flatten_config, metric_key
 from seqbench.report.plot import PLOT_FORMATS, save_figure
 from seqbench.report.table import (
     Entry,
@@ -254,7 +254,7 @@ def build_horizon(
         raise ValueError(f"the threshold must be in (0, 1], got {threshold:g}")
     if which not in ("best", "final"):
         raise ValueError(f"which must be 'best' or 'final', got {which!r}")
-    usable = [r for r in records if r.get("status") in ("completed", "diverged")]
+    usable = [r for r in records if r.get("status") in FINISHED]
     if not usable:
         raise ValueError("no completed or diverged run among the records")
     for record in usable:

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from seqbench.records import metric_key
+from seqbench.records import FINISHED, metric_key
 from seqbench.report.table import (
     choose_per_cell,
     model_label,
@@ -69,9 +69,7 @@ def plot_curves(
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    usable = [
-        r for r in records if r.get("status") in ("completed", "diverged") and r.get("curves")
-    ]
+    usable = [r for r in records if r.get("status") in FINISHED and r.get("curves")]
     chosen, selections = choose_per_cell(usable)
     report_selections(selections)
     tasks = sorted({task for task, _ in chosen})
@@ -172,11 +170,7 @@ def plot_gradient_flow(
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    usable = [
-        r
-        for r in records
-        if r.get("status") in ("completed", "diverged") and r.get("gradient_flow")
-    ]
+    usable = [r for r in records if r.get("status") in FINISHED and r.get("gradient_flow")]
     if not usable:
         raise ValueError(
             "no finished run measured its gradient flow (train with trainer.gradient_flow_steps)"

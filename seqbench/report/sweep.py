@@ -16,7 +16,7 @@ from hydra.core.utils import JobReturn, JobStatus
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
-from seqbench.records import find_records, load_record, write_text_atomic
+from seqbench.records import FINISHED, find_records, load_record, write_text_atomic
 from seqbench.report.table import markdown_table
 
 TABLE_NAME = "table.md"
@@ -62,7 +62,7 @@ class SweepTable(Callback):
                     records.append(load_record(path))
                 except (OSError, ValueError) as error:
                     self.warn(f"skipping {error}")
-            finished = [r for r in records if r["status"] in ("completed", "diverged")]
+            finished = [r for r in records if r["status"] in FINISHED]
             if not finished:
                 if announce:
                     self.warn(f"no finished run in {sweep_dir}: no {TABLE_NAME} written")

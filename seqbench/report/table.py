@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from seqbench.records import (
+    FINISHED,
     NON_IDENTITY_KEYS,
     REPORT_SPLIT,
     SELECT_SPLIT,
@@ -258,7 +259,7 @@ def build_table(
     all). `metrics`: metric names to show, bare or `test/<name>` (default: all).
     `references`: parsed reference YAML (see `load_references`).
     """
-    usable = [r for r in records if r.get("status") in ("completed", "diverged")]
+    usable = [r for r in records if r.get("status") in FINISHED]
     chosen, selections = choose_per_cell(usable, which)
     if metrics:
         metrics = [m.removeprefix(f"{REPORT_SPLIT}/") for m in metrics]
