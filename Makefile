@@ -28,7 +28,7 @@ test: $(STAMP)
 # Training-step throughput against plain Flax and PyTorch (installs the PyTorch CPU wheel).
 speed: $(STAMP)
 	$(BIN)/python -m pip install --quiet -e '.[test,data,cluster,bench]'
-	$(BIN)/seqbench-bench --out results/bench/cpu
+	$(BIN)/seqbench-speed --out results/bench/cpu
 
 test-all: $(STAMP)
 	$(BIN)/python -m pytest -m ''

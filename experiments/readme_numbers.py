@@ -117,7 +117,7 @@ def rerun() -> dict:
 
 def seqbench(argv: list[str]) -> tuple[str, str]:
     """Run a `seqbench` command in this process; (stdout, stderr)."""
-    from seqbench.cli import main
+    from seqbench.cli.report import main
 
     out, err = io.StringIO(), io.StringIO()
     with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):

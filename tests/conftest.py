@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from hydra import compose, initialize_config_dir
 
-from seqbench.app import CONF_DIR
+from seqbench.cli.train import CONF_DIR
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -26,12 +26,12 @@ def compose_config():
 
 @pytest.fixture
 def run_cli(tmp_path):
-    """run_cli(*args) runs `python -m seqbench.app args` in a subprocess, inside tmp_path."""
+    """run_cli(*args) runs `python -m seqbench.cli.train args` in a subprocess, inside tmp_path."""
 
     def _run(*args, cwd=None):
         env = {**os.environ, "JAX_PLATFORMS": "cpu", "PYTHONPATH": str(REPO)}
         return subprocess.run(
-            [sys.executable, "-m", "seqbench.app", *args],
+            [sys.executable, "-m", "seqbench.cli.train", *args],
             cwd=cwd or tmp_path,
             env=env,
             capture_output=True,

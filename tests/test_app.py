@@ -105,7 +105,7 @@ def test_bad_input_fails_with_one_line_before_anything_runs(run_cli, tmp_path, o
 
 
 def test_a_run_that_fails_midway_records_the_failure(compose_config, tmp_path, monkeypatch):
-    from seqbench import app
+    from seqbench.cli import train as app
     from seqbench.config import validate
     from seqbench.train import runner
 
@@ -127,7 +127,7 @@ def test_table_and_runs_commands_read_records(run_cli, tmp_path):
     import sys
 
     def seqbench(*args):
-        command = [sys.executable, "-m", "seqbench.cli", *args]
+        command = [sys.executable, "-m", "seqbench.cli.report", *args]
         return subprocess.run(command, capture_output=True, text=True)
 
     out = tmp_path / "run"

@@ -2,7 +2,7 @@
 
 import pytest
 
-from seqbench.app import train_from_config
+from seqbench.cli.train import train_from_config
 from seqbench.config import validate
 
 pytestmark = pytest.mark.slow

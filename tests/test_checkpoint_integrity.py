@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from seqbench.train.checkpoint import Checkpointer, CheckpointError, check_history
-from seqbench.train.loop import TrainState
+from seqbench.train.program import TrainState
 
 # orbax leaves its other reads of a damaged checkpoint unawaited when one fails
 pytestmark = pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")

@@ -6,7 +6,7 @@ import pytest
 from hydra.errors import HydraException
 from omegaconf.errors import OmegaConfBaseException
 
-from seqbench.app import CONF_DIR
+from seqbench.cli.train import CONF_DIR
 from seqbench.config import AddingConfig, Config, ConfigError, CopyMemoryConfig, validate
 from seqbench.models.build import build_model
 from seqbench.tasks.build import build_task

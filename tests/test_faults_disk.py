@@ -91,7 +91,7 @@ def test_a_record_that_cannot_be_rewritten_is_left_as_it_was(tmp_path, monkeypat
 def test_a_full_disk_at_a_checkpoint_fails_the_run_in_one_line_and_it_resumes(
     compose_config, tmp_path, monkeypatch, capsys
 ):
-    from seqbench.app import train_from_config
+    from seqbench.cli.train import train_from_config
     from seqbench.config import validate
     from seqbench.train.checkpoint import Checkpointer
 
@@ -346,7 +346,7 @@ def test_a_full_wandb_folder_warns_once_and_the_run_completes(run_cli, small_tmp
     # writes fail everywhere, and its logging errors must still stay off the console
     fill(full)
     script = "import sys, seqbench.tracking as t; t.WANDB_MIN_FREE = 0; sys.argv[0] = 'x'; "
-    script += "from seqbench.app import main; main()"
+    script += "from seqbench.cli.train import main; main()"
     env = {**os.environ, "JAX_PLATFORMS": "cpu", "PYTHONPATH": str(REPO)}
     more = (f"hydra.run.dir={tmp_path / 'run2'}", f"logger.dir={full / 'wandb2'}")
     again = subprocess.run(

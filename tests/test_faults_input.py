@@ -5,7 +5,7 @@ import typing
 import pytest
 
 from seqbench import config as schemas
-from seqbench.app import CONF_DIR
+from seqbench.cli.train import CONF_DIR
 from seqbench.config import ConfigError, validate
 from seqbench.preflight import preflight
 

@@ -12,7 +12,7 @@ from hydra.core.utils import JobReturn, JobStatus
 from omegaconf import OmegaConf
 
 from seqbench import records
-from seqbench.cli import main as cli_main
+from seqbench.cli.report import main as cli_main
 
 REPO = Path(__file__).resolve().parent.parent
 COMMITTED = REPO / "results" / "default_benchmark"
@@ -215,7 +215,7 @@ def test_records_rebuilt_from_wandb_are_checked_too(monkeypatch, capsys):
 def test_a_run_without_a_finite_value_has_a_summary_line_and_returns_nan(
     compose_config, tmp_path, monkeypatch, capsys
 ):
-    from seqbench import app
+    from seqbench.cli import train as app
 
     record = all_non_finite()
     assert record["summary"]["best"] == {}  # what made `hydra_main` raise KeyError: 'val/mse'
@@ -235,7 +235,7 @@ def test_a_run_without_a_finite_value_has_a_summary_line_and_returns_nan(
 
 
 def test_the_summary_line_of_a_record_without_a_baseline_or_timing(tmp_path):
-    from seqbench import app
+    from seqbench.cli import train as app
 
     record = committed()
     record["task"]["baseline"] = {"mse": None}

@@ -11,8 +11,8 @@ from seqbench.models.build import build_model
 from seqbench.records import load_record
 from seqbench.tasks.synthetic import AddingProblem
 from seqbench.train import memory
-from seqbench.train.loop import BLOWUP_FLOOR, NOT_DIVERGED, make_train
-from seqbench.train.runner import run_training
+from seqbench.train.driver import run_training
+from seqbench.train.program import BLOWUP_FLOOR, NOT_DIVERGED, make_train
 
 ERROR = "seqbench-train: error:"
 
@@ -45,7 +45,7 @@ def test_xla_memory_analysis_counts_temporaries():
 
 
 def test_run_time_out_of_memory_becomes_one_line(compose_config, tmp_path, monkeypatch):
-    from seqbench import app
+    from seqbench.cli import train as app
     from seqbench.config import validate
     from seqbench.train import runner
 

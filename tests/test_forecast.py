@@ -6,7 +6,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from seqbench.app import train_from_config
+from seqbench.cli.train import train_from_config
 from seqbench.config import validate
 from seqbench.tasks.dataset import DataError
 from seqbench.tasks.forecast import Forecasting, windows

@@ -132,7 +132,7 @@ def flow_record(cell, slope, steps=(0, 100), seeds=2, time=30):
 
 
 def test_plot_gradient_flow_draws_a_panel_per_cell_from_the_records(tmp_path, capsys):
-    from seqbench.cli import main as cli_main
+    from seqbench.cli.report import main as cli_main
     from seqbench.report.plot import flow_curves
 
     rnn = flow_record("simple_rnn", 0.5)
@@ -155,7 +155,7 @@ def test_plot_gradient_flow_draws_a_panel_per_cell_from_the_records(tmp_path, ca
 def test_plot_gradient_flow_without_measurements_is_one_line(tmp_path):
     from test_report import record
 
-    from seqbench.cli import main as cli_main
+    from seqbench.cli.report import main as cli_main
 
     (tmp_path / "r").mkdir()
     (tmp_path / "r" / "run.json").write_text(json.dumps(record("gru", [0.1])))
@@ -169,10 +169,10 @@ def test_the_runner_measures_at_the_steps_asked_for_and_checkpoints_keep_them(tm
     from seqbench.models.build import build_model
     from seqbench.tasks.synthetic import AddingProblem
     from seqbench.train.checkpoint import Checkpointer
+    from seqbench.train.driver import run_training
     from seqbench.train.gradient_flow import flow_batch
-    from seqbench.train.loop import make_train
     from seqbench.train.optim import build_optimizer
-    from seqbench.train.runner import run_training
+    from seqbench.train.program import make_train
 
     task = AddingProblem(7, n_eval=16)
     built = build_model(ModelConfig(cell="lstm", hidden_size=5), task.spec)

@@ -5,7 +5,7 @@ import json
 import pytest
 from test_report import record
 
-from seqbench.cli import main as cli_main
+from seqbench.cli.report import main as cli_main
 from seqbench.report.horizon import build_horizon, family_label, render_markdown
 
 BASELINE = 1 / 6  # the fixture's adding baseline

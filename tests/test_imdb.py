@@ -5,7 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from seqbench.app import train_from_config
+from seqbench.cli.train import train_from_config
 from seqbench.config import ModelConfig, validate
 from seqbench.models.build import build_model
 from seqbench.tasks.base import TaskSpec

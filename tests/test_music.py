@@ -15,7 +15,7 @@ from seqbench.config import ConfigError, validate
 from seqbench.tasks import music
 from seqbench.tasks.dataset import DataError
 from seqbench.tasks.music import PolyphonicMusic, load_chorale_rolls, roll_from_notes
-from seqbench.train.loop import make_train
+from seqbench.train.program import make_train
 
 # each piece: a list of steps, each a tuple of active MIDI pitches, as in the published pickles
 PIECES = {
@@ -342,7 +342,7 @@ def test_music_config_composes_and_checks_values(compose_config):
 
 
 def test_smoke_training_on_a_pickle(compose_config, tmp_path):
-    from seqbench.app import train_from_config
+    from seqbench.cli.train import train_from_config
 
     write_pickle(tmp_path)
     overrides = [

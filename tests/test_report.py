@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from seqbench.cli import main as cli_main
+from seqbench.cli.report import main as cli_main
 from seqbench.report.table import (
     build_table,
     load_references,

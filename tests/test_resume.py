@@ -26,7 +26,7 @@ QUICK_RUN = ["experiment=smoke", "trainer.steps=40", "trainer.eval_every=10"]
 
 
 def command(*args):
-    return [sys.executable, "-m", "seqbench.app", *args]
+    return [sys.executable, "-m", "seqbench.cli.train", *args]
 
 
 def environment():

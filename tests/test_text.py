@@ -8,13 +8,13 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from seqbench.app import train_from_config
+from seqbench.cli.train import train_from_config
 from seqbench.config import ModelConfig, OptimizerConfig, validate
 from seqbench.models.build import build_model
 from seqbench.tasks.dataset import DataError
 from seqbench.tasks.text import CharLanguageModel
-from seqbench.train.loop import make_train
 from seqbench.train.optim import build_optimizer
+from seqbench.train.program import make_train
 
 HAS_MUSIC21 = importlib.util.find_spec("music21") is not None
 WORDS = "the cat sat on the mat and the dog ate the hat".split()

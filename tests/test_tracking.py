@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from omegaconf import OmegaConf
 
-from seqbench.app import train_from_config
+from seqbench.cli.train import train_from_config
 from seqbench.config import LoggerConfig, validate
 from seqbench.tracking import NullTracker, config_group, make_tracker, wandb_mode
 
@@ -129,7 +129,7 @@ def test_offline_two_seeds_give_two_runs_with_what_was_logged(compose_config, tm
 
 
 def test_training_error_still_finishes_the_runs(compose_config, tmp_path, monkeypatch):
-    import seqbench.train.runner as runner
+    import seqbench.train.driver as runner
 
     def explode(*args, on_eval=None, **kwargs):
         on_eval(0, {"val/mse": np.array([0.5]), "test/mse": np.array([0.6])}, None)
@@ -211,7 +211,7 @@ def test_runs_and_table_read_back_from_wandb_match_the_local_record(
 ):
     import wandb
 
-    from seqbench.cli import main as cli_main
+    from seqbench.cli.report import main as cli_main
     from seqbench.report.table import build_table, render_markdown
     from seqbench.tracking import records_from_wandb
 

@@ -9,9 +9,9 @@ import pytest
 from seqbench.config import ModelConfig, OptimizerConfig
 from seqbench.models.build import build_model
 from seqbench.tasks.synthetic import AddingProblem, CopyMemory
-from seqbench.train.loop import NOT_DIVERGED, make_train
+from seqbench.train.driver import run_training
 from seqbench.train.optim import build_optimizer, learning_rate_schedule
-from seqbench.train.runner import run_training
+from seqbench.train.program import NOT_DIVERGED, make_train
 
 
 def program_for(task, cell="gru", hidden=8, lr=1e-2, batch=16, eval_batch=None, **opt):
@@ -179,7 +179,7 @@ import jax, jax.numpy as jnp
 from seqbench.config import ModelConfig, OptimizerConfig
 from seqbench.models.build import build_model
 from seqbench.tasks.synthetic import AddingProblem
-from seqbench.train.loop import make_train
+from seqbench.train.program import make_train
 from seqbench.train.optim import build_optimizer
 task = AddingProblem(10, n_eval=8)
 built = build_model(ModelConfig(cell="gru", hidden_size=64, n_layers=2), task.spec)

@@ -8,7 +8,7 @@ import jax
 import numpy as np
 import pytest
 
-from seqbench.app import train_from_config
+from seqbench.cli.train import train_from_config
 from seqbench.config import ConfigError, ModelConfig, validate
 from seqbench.models.build import build_model
 from seqbench.tasks.dataset import DataError

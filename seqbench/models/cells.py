@@ -9,7 +9,7 @@ so ``w_ih.T`` is PyTorch's ``weight_ih_l0``. Writing x W for ``x @ W`` (row vect
 equations are exactly those of ``torch.nn.RNN`` / ``LSTM`` / ``GRU``.
 
 Each cell's step equations live in a rules object: the forward step and its hand-derived
-backward, run by :func:`seqbench.models.fused_recurrence.fused_scan` (input projection inside
+backward, run by :func:`seqbench.models.fused_scan.fused_scan` (input projection inside
 the step, one matmul per step each way, weight gradients as one matmul over all steps). With
 ``remat=True`` (long sequences) the same forward step is differentiated by autodiff under
 ``jax.checkpoint``, so memory holds the carries only, O(T B H), instead of O(T B G H) gate
@@ -25,8 +25,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from seqbench.models.fused_recurrence import fused_scan
-from seqbench.models.recurrence import length_mask, masked_scan
+from seqbench.models.fused_scan import fused_scan
+from seqbench.models.scan import length_mask, masked_scan
 
 _ACTIVATIONS = {"tanh": jnp.tanh, "relu": jax.nn.relu}
 

@@ -9,7 +9,7 @@ import jax
 import jax.numpy as jnp
 
 from seqbench.models.cells import CELLS
-from seqbench.models.recurrence import length_mask, take_last_valid
+from seqbench.models.scan import length_mask, take_last_valid
 
 ENCODERS = ("none", "linear", "embedding", "one_hot")
 READOUTS = ("last", "every_step")

@@ -32,7 +32,7 @@ from typing import Any
 import jax
 import numpy as np
 
-from seqbench.train.loop import TrainState
+from seqbench.train.program import TrainState
 
 _KEY_FIELDS = ("data_key", "dropout_key")
 #: state fields added since checkpoints were first written, with the value an older checkpoint gets

@@ -133,7 +133,7 @@ def fused_scan(
         carry: initial carry, a tuple of (B, H) arrays, hidden state first.
         xs: (T, B, F) inputs, time-major.
         mask: (T, B) validity (1 valid, 0 padding) or None. Padded steps keep the carry and
-            output zeros, as in :func:`seqbench.models.recurrence.masked_scan`.
+            output zeros, as in :func:`seqbench.models.scan.masked_scan`.
         reverse: process time from the end.
 
     Returns:

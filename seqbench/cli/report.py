@@ -18,6 +18,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any, NoReturn
 
+from seqbench.cli import fail as cli_fail
 from seqbench.records import (
     FINISHED,
     REPORT_SPLIT,
@@ -48,13 +49,8 @@ LABEL_KEYS = ("model.cell", "task.length", "task._target_")
 
 
 def fail(message: str) -> NoReturn:
-    """Stop on bad input: one line `seqbench: error: ...` on stderr and exit status 2 (as
-    argparse's usage errors); the raised SystemExit carries the line as its message."""
-    line = f"seqbench: error: {message}"
-    print(line, file=sys.stderr)
-    error = SystemExit(line)
-    error.code = 2
-    raise error
+    """One line `seqbench: error: ...` and exit status 2 (see `seqbench.cli.fail`)."""
+    cli_fail("seqbench", message)
 
 
 def _records(paths: list[str], wandb_project: str | None = None) -> list[dict]:

@@ -20,8 +20,8 @@ from tqdm.auto import tqdm
 from seqbench.lifecycle import TrainingStopped
 from seqbench.tasks.base import Task
 from seqbench.train.checkpoint import Checkpointer
-from seqbench.train.loop import NOT_DIVERGED, TrainProgram, TrainState
 from seqbench.train.memory import available_memory, check_compiled, check_lowered
+from seqbench.train.program import NOT_DIVERGED, TrainProgram, TrainState
 
 
 @dataclass

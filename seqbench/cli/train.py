@@ -11,30 +11,31 @@ import os
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
 from seqbench import lifecycle
+from seqbench.cli import fail as cli_fail
 from seqbench.config import Config, ConfigError, register_configs, validate
 from seqbench.diskfull import disk_fault, fail_on_disk_fault, guard_hydra, quiet_disk_faults
 from seqbench.records import FINISHED, SELECT_SPLIT, metric_key, use_deterministic_flags
 from seqbench.resume import ResumeError, previous_run
 from seqbench.tasks.build import build_task, check_batch_size
 
-CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
+CONF_DIR = Path(__file__).resolve().parents[2] / "conf"
 
 if not OmegaConf.has_resolver("seqbench.pid"):
     OmegaConf.register_new_resolver("seqbench.pid", lambda: os.getpid())
 register_configs()
 
 
-def fail(message: str) -> None:
-    """Print one clear line to stderr and exit 2 (bad input; nothing has been computed)."""
-    print(f"seqbench-train: error: {message}", file=sys.stderr)
-    raise SystemExit(2)
+def fail(message: str) -> NoReturn:
+    """One line `seqbench-train: error: ...` and exit status 2 (bad input; nothing has been
+    computed; see `seqbench.cli.fail`)."""
+    cli_fail("seqbench-train", message)
 
 
 def prepare_output_dir(path: Path) -> Path:
@@ -92,11 +93,11 @@ def train_from_config(
     )
     from seqbench.tracking import make_tracker
     from seqbench.train.checkpoint import Checkpointer, CheckpointError
+    from seqbench.train.driver import enable_compilation_cache, run_training
     from seqbench.train.gradient_flow import FLOW_SPLIT, flow_batch, make_gradient_flow
-    from seqbench.train.loop import make_train
     from seqbench.train.memory import out_of_memory_message
     from seqbench.train.optim import build_optimizer
-    from seqbench.train.runner import enable_compilation_cache, run_training
+    from seqbench.train.program import make_train
 
     wall_start = time.perf_counter()
     try:

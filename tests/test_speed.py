@@ -1,12 +1,12 @@
-"""seqbench-bench: the FLOP count, the step of each implementation, and the harness end to end."""
+"""seqbench-speed: the FLOP count, the step of each implementation, and the harness end to end."""
 
 import json
 
 import pytest
 
-from seqbench.bench.configs import CONFIGS, TINY, BenchConfig, step_flops
-from seqbench.bench.implementations import flax_runner, seqbench_runner
-from seqbench.bench.run import main
+from seqbench.speed.configs import CONFIGS, TINY, BenchConfig, step_flops
+from seqbench.speed.implementations import flax_runner, seqbench_runner
+from seqbench.speed.run import main
 
 
 def test_step_flops_is_three_forward_passes_of_the_matmuls():

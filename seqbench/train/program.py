@@ -1,6 +1,6 @@
 """The pure training program: one seed's step, a chunk of steps under `lax.scan`, seeds under `vmap`.
 
-Everything here is a pure function of arrays; `seqbench.train.runner` drives it from the host, one
+Everything here is a pure function of arrays; `seqbench.train.driver` drives it from the host, one
 jitted chunk (many steps) per call. A seed diverges at the first step whose loss, gradients or
 updated parameters are not finite, or whose loss blows up (exceeds `blowup_factor` times its first
 training loss, that loss taken as at least `BLOWUP_FLOOR`): it is frozen at the parameters it had

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from seqbench.bench.configs import N_CLASSES, BenchConfig
+from seqbench.speed.configs import N_CLASSES, BenchConfig
 
 
 @dataclass

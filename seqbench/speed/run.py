@@ -1,10 +1,10 @@
-"""`seqbench-bench`: training-step throughput of seqbench, plain Flax and PyTorch, side by side.
+"""`seqbench-speed`: training-step throughput of seqbench, plain Flax and PyTorch, side by side.
 
-    seqbench-bench                                  # every configuration, cell and implementation
-    seqbench-bench --configs adding --cells lstm    # a subset
-    seqbench-bench --out results/bench/cpu          # writes cpu.json and cpu.md
+    seqbench-speed                                  # every configuration, cell and implementation
+    seqbench-speed --configs adding --cells lstm    # a subset
+    seqbench-speed --out results/bench/cpu          # writes cpu.json and cpu.md
 
-Each measurement runs in a fresh process (`seqbench.bench.worker`): cold compile time with an empty
+Each measurement runs in a fresh process (`seqbench.speed.worker`): cold compile time with an empty
 persistent cache, then compile time again from that cache in another fresh process, the median step
 time after a warm-up, and the process's peak resident memory. The machine's matmul peak (a 2048^2
 float32 matmul under XLA) is measured in the same run, so "% of peak" compares like with like.
@@ -22,8 +22,8 @@ import time
 from importlib import util
 from pathlib import Path
 
-from seqbench.bench.configs import CELLS, CONFIGS, LONG, TINY, BenchConfig, step_flops
 from seqbench.records import device_info, package_versions, write_json_atomic
+from seqbench.speed.configs import CELLS, CONFIGS, LONG, TINY, BenchConfig, step_flops
 
 IMPLS = ("seqbench", "flax", "torch")
 SPEEDUP_TARGET, PEAK_TARGET, SEEDS_TARGET, LONG_LIMIT_MB = 1.5, 0.85, 4.0, 2000
@@ -63,7 +63,7 @@ def run_worker(
     command = [
         sys.executable,
         "-m",
-        "seqbench.bench.worker",
+        "seqbench.speed.worker",
         impl,
         cell,
         config,
@@ -104,7 +104,7 @@ def run_worker(
 
 def measure_one(impl: str, cell: str, config: str, seeds: int, min_seconds: float) -> dict:
     """A cold measurement, plus (JAX implementations) the compile time from the persistent cache."""
-    with tempfile.TemporaryDirectory(prefix="seqbench-bench-cache-") as cache:
+    with tempfile.TemporaryDirectory(prefix="seqbench-speed-cache-") as cache:
         result = run_worker(impl, cell, config, seeds=seeds, cache=cache, min_seconds=min_seconds)
         if impl != "torch" and "error" not in result:
             cached = run_worker(impl, cell, config, seeds=seeds, cache=cache, compile_only=True)
@@ -256,7 +256,7 @@ def long_sequence_rows(cells: list[str], results: list[dict]) -> list[dict]:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="seqbench-bench", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="seqbench-speed", description=__doc__.splitlines()[0])
     parser.add_argument(
         "--configs",
         default=",".join(CONFIGS),
@@ -296,7 +296,7 @@ def main(argv: list[str] | None = None) -> None:
         parser.error(f"unknown --seeds-config {args.seeds_config!r}")
     if "torch" in impls and util.find_spec("torch") is None:
         print(
-            "seqbench-bench: torch is not installed (pip install torch==2.13.0): skipping it",
+            "seqbench-speed: torch is not installed (pip install torch==2.13.0): skipping it",
             file=sys.stderr,
         )
         impls.remove("torch")
@@ -358,7 +358,7 @@ def main(argv: list[str] | None = None) -> None:
             "multi_seed": seed_rows,
             "long_sequence": long_rows,
             "measurements": results,
-            "command": " ".join(["seqbench-bench", *(argv if argv is not None else sys.argv[1:])]),
+            "command": " ".join(["seqbench-speed", *(argv if argv is not None else sys.argv[1:])]),
         }
         write_json_atomic(out.with_suffix(".json"), report)
         out.with_suffix(".md").write_text(table + "\n")

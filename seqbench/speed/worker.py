@@ -1,6 +1,6 @@
 """Measure one (implementation, cell, configuration) in a fresh process; print one JSON line.
 
-Run as `python -m seqbench.bench.worker IMPL CELL CONFIG [--seeds S] [--cache DIR] [--compile-only]`.
+Run as `python -m seqbench.speed.worker IMPL CELL CONFIG [--seeds S] [--cache DIR] [--compile-only]`.
 A fresh process makes the compile time cold (or warm from the persistent cache in DIR) and the
 peak resident memory its own.
 """
@@ -32,8 +32,8 @@ def measure(
     max_calls: int,
     remat: bool = False,
 ) -> dict:
-    from seqbench.bench.configs import CONFIGS, LONG, TINY
-    from seqbench.bench.implementations import IMPLEMENTATIONS
+    from seqbench.speed.configs import CONFIGS, LONG, TINY
+    from seqbench.speed.implementations import IMPLEMENTATIONS
 
     cfg = {"tiny": TINY, "long": LONG}.get(config) or CONFIGS[config]
     if impl == "torch":
@@ -41,7 +41,7 @@ def measure(
 
         torch.set_num_threads(os.cpu_count() or 1)
     else:
-        from seqbench.train.runner import enable_compilation_cache
+        from seqbench.train.driver import enable_compilation_cache
 
         enable_compilation_cache(cache_dir)
     baseline_rss = rss_mb()
@@ -76,7 +76,7 @@ def measure(
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="seqbench.bench.worker")
+    parser = argparse.ArgumentParser(prog="seqbench.speed.worker")
     parser.add_argument("impl")
     parser.add_argument("cell")
     parser.add_argument("config")

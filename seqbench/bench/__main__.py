@@ -1,3 +1,0 @@
-from seqbench.bench.run import main
-
-main()

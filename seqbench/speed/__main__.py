@@ -1,0 +1,3 @@
+from seqbench.speed.run import main
+
+main()
