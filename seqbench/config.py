@@ -1,44 +1,38 @@
-"""Structured-config schemas for every Hydra group, registered in Hydra's ConfigStore.
+"""Structured-config schemas of the run's groups (model stack, optimizer, trainer, logger, paths,
+root) and the checks every schema uses.
 
-Each YAML option in `conf/<group>/` lists its schema first in its defaults list, so Hydra rejects an
-unknown key or a value of the wrong type while composing. Value checks (ranges, choices) live in
-`__post_init__` and run when `validate` turns the composed config into these dataclasses, before
-anything is built or compiled. `validate` also refuses what composing lets through: keys added with
-`+`/`++` that no schema has, and non-finite floats in any field.
+Each architecture's and task's own options live beside their code (`seqbench.models.architectures`,
+`seqbench.tasks`); `seqbench.store` registers all of them with Hydra and validates a composed
+config. Value checks (ranges, choices) live in `__post_init__`, written once per field.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import difflib
-import math
 from dataclasses import dataclass, field
 from typing import Any
 
-from hydra.core.config_store import ConfigStore
-from omegaconf import MISSING, DictConfig, ListConfig, OmegaConf
-from omegaconf.errors import OmegaConfBaseException
+from omegaconf import MISSING
 
 
 class ConfigError(ValueError):
     """A config value that composes but makes no sense (one line, names the key)."""
 
 
-def _require(condition: bool, key: str, message: str) -> None:
+def require(condition: bool, key: str, message: str) -> None:
     if not condition:
         raise ConfigError(f"{key}: {message}")
 
 
-def _choice(value: str, key: str, choices: tuple[str, ...]) -> None:
-    _require(value in choices, key, f"got {value!r}, expected one of {', '.join(choices)}")
+def choice(value: str, key: str, choices: tuple[str, ...]) -> None:
+    require(value in choices, key, f"got {value!r}, expected one of {', '.join(choices)}")
 
 
 #: seeds reach JAX as int32 (the trainer's seed array, `jax.random.key`) or NumPy generators
 SEED_MAX = 2**31 - 1
 
 
-def _seed(value: int, key: str) -> None:
-    _require(0 <= value <= SEED_MAX, key, f"must be in [0, {SEED_MAX}] (int32), got {value}")
+def check_seed(value: int, key: str) -> None:
+    require(0 <= value <= SEED_MAX, key, f"must be in [0, {SEED_MAX}] (int32), got {value}")
 
 
 CELLS = ("simple_rnn", "lstm", "gru")
@@ -75,28 +69,28 @@ class ModelConfig:
     head_sizes: list[int] = field(default_factory=list)
 
     def __post_init__(self) -> None:
-        _choice(self.cell, "model.cell", CELLS)
-        _require(
+        choice(self.cell, "model.cell", CELLS)
+        require(
             all(size > 0 for size in self.head_sizes),
             "model.head_sizes",
             f"must be positive layer sizes, got {self.head_sizes}",
         )
-        _require(
+        require(
             self.hidden_size > 0, "model.hidden_size", f"must be positive, got {self.hidden_size}"
         )
         if self.param_budget is not None:
-            _require(self.param_budget > 0, "model.param_budget", "must be positive")
-        _require(self.n_layers > 0, "model.n_layers", f"must be positive, got {self.n_layers}")
-        _require(
+            require(self.param_budget > 0, "model.param_budget", "must be positive")
+        require(self.n_layers > 0, "model.n_layers", f"must be positive, got {self.n_layers}")
+        require(
             0.0 <= self.dropout < 1.0, "model.dropout", f"must be in [0, 1), got {self.dropout}"
         )
-        _choice(self.encoder, "model.encoder", ENCODERS)
+        choice(self.encoder, "model.encoder", ENCODERS)
         if self.embed_dim is not None:
-            _require(self.embed_dim > 0, "model.embed_dim", "must be positive")
-        _choice(self.readout, "model.readout", READOUTS)
-        _choice(self.activation, "model.activation", ("tanh", "relu"))
+            require(self.embed_dim > 0, "model.embed_dim", "must be positive")
+        choice(self.readout, "model.readout", READOUTS)
+        choice(self.activation, "model.activation", ("tanh", "relu"))
         inits = ("orthogonal", "identity") if self.cell == "simple_rnn" else ("orthogonal",)
-        _choice(self.recurrent_init, "model.recurrent_init", inits)
+        choice(self.recurrent_init, "model.recurrent_init", inits)
 
 
 @dataclass
@@ -119,9 +113,9 @@ class SyntheticTaskConfig(TaskConfig):
     eval_seed: int = 12345
 
     def __post_init__(self) -> None:
-        _require(self.length > 0, "task.length", f"must be positive, got {self.length}")
-        _require(self.n_eval > 0, "task.n_eval", f"must be positive, got {self.n_eval}")
-        _seed(self.eval_seed, "task.eval_seed")
+        require(self.length > 0, "task.length", f"must be positive, got {self.length}")
+        require(self.n_eval > 0, "task.n_eval", f"must be positive, got {self.n_eval}")
+        check_seed(self.eval_seed, "task.eval_seed")
 
 
 SOURCES = ("offline", "files")
@@ -139,8 +133,8 @@ class DatasetTaskConfig(TaskConfig):
     split_seed: int = 0
 
     def __post_init__(self) -> None:
-        _choice(self.source, "task.source", SOURCES)
-        _seed(self.split_seed, "task.split_seed")
+        choice(self.source, "task.source", SOURCES)
+        check_seed(self.split_seed, "task.split_seed")
 
 
 @dataclass
@@ -155,10 +149,10 @@ class MnistConfig(DatasetTaskConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        _choice(self.mode, "task.mode", ("pixel", "row"))
-        _seed(self.permutation_seed, "task.permutation_seed")
+        choice(self.mode, "task.mode", ("pixel", "row"))
+        check_seed(self.permutation_seed, "task.permutation_seed")
         if self.n_val is not None:
-            _require(self.n_val > 0, "task.n_val", f"must be positive, got {self.n_val}")
+            require(self.n_val > 0, "task.n_val", f"must be positive, got {self.n_val}")
 
 
 @dataclass
@@ -169,10 +163,10 @@ class AddingConfig(SyntheticTaskConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        _require(
+        require(
             self.length >= 2, "task.length", f"adding needs at least 2 steps, got {self.length}"
         )
-        _choice(self.variant, "task.variant", ("tcn", "arjovsky"))
+        choice(self.variant, "task.variant", ("tcn", "arjovsky"))
 
 
 @dataclass
@@ -183,7 +177,7 @@ class CopyMemoryConfig(SyntheticTaskConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        _require(self.n_memorize > 0, "task.n_memorize", f"must be positive, got {self.n_memorize}")
+        require(self.n_memorize > 0, "task.n_memorize", f"must be positive, got {self.n_memorize}")
 
 
 OPTIMIZERS = ("adam", "adamw", "rmsprop", "sgd")
@@ -214,16 +208,16 @@ class OptimizerConfig:
     final_lr_fraction: float = 0.0
 
     def __post_init__(self) -> None:
-        _choice(self.name, "optimizer.name", OPTIMIZERS)
-        _require(self.lr > 0, "optimizer.lr", f"must be positive, got {self.lr}")
-        _require(0 <= self.b1 < 1 and 0 <= self.b2 < 1, "optimizer.b1/b2", "must be in [0, 1)")
-        _require(self.eps > 0, "optimizer.eps", "must be positive")
-        _require(0 <= self.momentum < 1, "optimizer.momentum", "must be in [0, 1)")
-        _require(0 <= self.decay < 1, "optimizer.decay", "must be in [0, 1)")
-        _require(self.weight_decay >= 0, "optimizer.weight_decay", "must be non-negative")
-        _choice(self.schedule, "optimizer.schedule", SCHEDULES)
-        _require(self.warmup_steps >= 0, "optimizer.warmup_steps", "must be non-negative")
-        _require(
+        choice(self.name, "optimizer.name", OPTIMIZERS)
+        require(self.lr > 0, "optimizer.lr", f"must be positive, got {self.lr}")
+        require(0 <= self.b1 < 1 and 0 <= self.b2 < 1, "optimizer.b1/b2", "must be in [0, 1)")
+        require(self.eps > 0, "optimizer.eps", "must be positive")
+        require(0 <= self.momentum < 1, "optimizer.momentum", "must be in [0, 1)")
+        require(0 <= self.decay < 1, "optimizer.decay", "must be in [0, 1)")
+        require(self.weight_decay >= 0, "optimizer.weight_decay", "must be non-negative")
+        choice(self.schedule, "optimizer.schedule", SCHEDULES)
+        require(self.warmup_steps >= 0, "optimizer.warmup_steps", "must be non-negative")
+        require(
             0 <= self.final_lr_fraction <= 1, "optimizer.final_lr_fraction", "must be in [0, 1]"
         )
 
@@ -265,41 +259,41 @@ class TrainerConfig:
     memory_limit_gb: float | None = None
 
     def __post_init__(self) -> None:
-        _require(self.steps > 0, "trainer.steps", f"must be positive, got {self.steps}")
+        require(self.steps > 0, "trainer.steps", f"must be positive, got {self.steps}")
         if self.blowup_factor is not None:
-            _require(
+            require(
                 self.blowup_factor > 1,
                 "trainer.blowup_factor",
                 f"must be > 1 (or null: off), got {self.blowup_factor}",
             )
         if self.memory_limit_gb is not None:
-            _require(
+            require(
                 self.memory_limit_gb > 0,
                 "trainer.memory_limit_gb",
                 f"must be positive (or null: the device's memory), got {self.memory_limit_gb}",
             )
-        _require(
+        require(
             self.gradient_flow_batch > 0,
             "trainer.gradient_flow_batch",
             f"must be positive, got {self.gradient_flow_batch}",
         )
         for step in self.gradient_flow_steps:
-            _require(
+            require(
                 0 <= step <= self.steps and (step % self.eval_every == 0 or step == self.steps),
                 "trainer.gradient_flow_steps",
                 f"{step} is not an evaluation step (0, a multiple of trainer.eval_every="
                 f"{self.eval_every} up to trainer.steps={self.steps}, or trainer.steps)",
             )
-        _require(
+        require(
             self.batch_size > 0, "trainer.batch_size", f"must be positive, got {self.batch_size}"
         )
-        _require(
+        require(
             self.eval_every > 0, "trainer.eval_every", f"must be positive, got {self.eval_every}"
         )
         if self.eval_batch_size is not None:
-            _require(self.eval_batch_size > 0, "trainer.eval_batch_size", "must be positive")
+            require(self.eval_batch_size > 0, "trainer.eval_batch_size", "must be positive")
         if self.checkpoint_every is not None:
-            _require(
+            require(
                 self.checkpoint_every > 0 and self.checkpoint_every % self.eval_every == 0,
                 "trainer.checkpoint_every",
                 f"must be a positive multiple of trainer.eval_every={self.eval_every}, "
@@ -327,11 +321,11 @@ class LoggerConfig:
     init_timeout: float = 30.0
 
     def __post_init__(self) -> None:
-        _choice(self.name, "logger.name", LOGGERS)
+        choice(self.name, "logger.name", LOGGERS)
         if self.mode is not None:
-            _choice(self.mode, "logger.mode", WANDB_MODES)
-        _require(bool(self.project), "logger.project", "must not be empty")
-        _require(
+            choice(self.mode, "logger.mode", WANDB_MODES)
+        require(bool(self.project), "logger.project", "must not be empty")
+        require(
             self.init_timeout > 0, "logger.init_timeout", f"must be > 0, got {self.init_timeout}"
         )
 
@@ -363,11 +357,11 @@ class Config:
     resume: str = "dir"
 
     def __post_init__(self) -> None:
-        _choice(self.resume, "resume", RESUME_MODES)
-        _require(len(self.seeds) > 0, "seeds", "give at least one seed")
-        _require(len(set(self.seeds)) == len(self.seeds), "seeds", f"repeated seed in {self.seeds}")
+        choice(self.resume, "resume", RESUME_MODES)
+        require(len(self.seeds) > 0, "seeds", "give at least one seed")
+        require(len(set(self.seeds)) == len(self.seeds), "seeds", f"repeated seed in {self.seeds}")
         for seed in self.seeds:
-            _seed(seed, "seeds")
+            check_seed(seed, "seeds")
 
 
 @dataclass
@@ -380,8 +374,8 @@ class ForecastConfig(DatasetTaskConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        _require(bool(self.series), "task.series", "must not be empty")
-        _require(self.window > 0, "task.window", f"must be positive, got {self.window}")
+        require(bool(self.series), "task.series", "must not be empty")
+        require(self.window > 0, "task.window", f"must be positive, got {self.window}")
 
 
 @dataclass
@@ -395,9 +389,9 @@ class UEAConfig(DatasetTaskConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        _require(bool(self.name.strip()), "task.name", "must name a data set, e.g. JapaneseVowels")
+        require(bool(self.name.strip()), "task.name", "must name a data set, e.g. JapaneseVowels")
         if self.n_val is not None:
-            _require(self.n_val > 0, "task.n_val", f"must be positive, got {self.n_val}")
+            require(self.n_val > 0, "task.n_val", f"must be positive, got {self.n_val}")
 
 
 @dataclass
@@ -412,11 +406,11 @@ class IMDBConfig(DatasetTaskConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        _require(
+        require(
             self.vocab_size >= 3, "task.vocab_size", f"must be at least 3, got {self.vocab_size}"
         )
-        _require(self.max_length > 0, "task.max_length", f"must be positive, got {self.max_length}")
-        _require(self.n_val > 0, "task.n_val", f"must be positive, got {self.n_val}")
+        require(self.max_length > 0, "task.max_length", f"must be positive, got {self.max_length}")
+        require(self.n_val > 0, "task.n_val", f"must be positive, got {self.n_val}")
 
 
 @dataclass
@@ -432,13 +426,11 @@ class MusicConfig(DatasetTaskConfig):
     def __post_init__(self) -> None:
         super().__post_init__()
         if self.source == "offline":
-            _choice(self.name, "task.name", ("bach_chorales",))
+            choice(self.name, "task.name", ("bach_chorales",))
         else:
-            _choice(
-                self.name, "task.name", ("jsb_chorales", "nottingham", "musedata", "piano_midi")
-            )
+            choice(self.name, "task.name", ("jsb_chorales", "nottingham", "musedata", "piano_midi"))
         if self.max_steps is not None:
-            _require(self.max_steps >= 2, "task.max_steps", f"must be >= 2, got {self.max_steps}")
+            require(self.max_steps >= 2, "task.max_steps", f"must be >= 2, got {self.max_steps}")
 
 
 @dataclass
@@ -453,10 +445,10 @@ class TextConfig(DatasetTaskConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        _require(bool(self.corpus), "task.corpus", "must name a corpus")
+        require(bool(self.corpus), "task.corpus", "must name a corpus")
         for key in ("bptt", "eval_streams", "eval_segment"):
             value = getattr(self, key)
-            _require(value > 0, f"task.{key}", f"must be positive, got {value}")
+            require(value > 0, f"task.{key}", f"must be positive, got {value}")
 
 
 TASK_SCHEMAS: dict[str, type[TaskConfig]] = {
@@ -469,68 +461,3 @@ TASK_SCHEMAS: dict[str, type[TaskConfig]] = {
     "imdb": IMDBConfig,
     "text": TextConfig,
 }
-
-
-def register_configs() -> None:
-    """Store every schema so YAML options can name it in their defaults list."""
-    cs = ConfigStore.instance()
-    cs.store(name="config_schema", node=Config)
-    cs.store(group="model", name="model_schema", node=ModelConfig)
-    cs.store(group="optimizer", name="optimizer_schema", node=OptimizerConfig)
-    cs.store(group="trainer", name="trainer_schema", node=TrainerConfig)
-    cs.store(group="logger", name="logger_schema", node=LoggerConfig)
-    for name, schema in TASK_SCHEMAS.items():
-        cs.store(group="task", name=f"{name}_schema", node=schema)
-
-
-def unknown_key(full_key: str, key: str, schema: type) -> str:
-    """The one-line refusal of `key` (at `full_key`), which `schema` has no field for, with the
-    nearest field name as a hint."""
-    names = [f.name for f in dataclasses.fields(schema) if not f.name.startswith("_")]
-    close = difflib.get_close_matches(key, names, n=1)
-    parent = full_key.rpartition(".")[0]
-    where = f"of {parent}" if parent else "at the top level"
-    hint = f" (did you mean {close[0]}?)" if close else f" (keys: {', '.join(names)})"
-    return f"{full_key}: not a key {where}{hint if names else ''}"
-
-
-def _check_tree(node: DictConfig | ListConfig, path: str) -> None:
-    """Refuse keys that the node's schema lacks (`+`/`++` overrides add them with the struct flag
-    off) and non-finite floats, anywhere below `node`. Values that fail to resolve are left to
-    `OmegaConf.to_object`, which reports them."""
-    schema = OmegaConf.get_type(node)
-    fields = None
-    if isinstance(node, DictConfig) and dataclasses.is_dataclass(schema):
-        fields = {f.name for f in dataclasses.fields(schema)}
-    keys = node.keys() if isinstance(node, DictConfig) else range(len(node))
-    for key in keys:
-        if isinstance(key, int):
-            full_key = f"{path}[{key}]"
-        else:
-            full_key = f"{path}.{key}" if path else str(key)
-        if fields is not None and key not in fields:
-            raise ConfigError(unknown_key(full_key, str(key), schema))
-        try:
-            value = node[key]
-        except OmegaConfBaseException:
-            continue
-        if isinstance(value, DictConfig | ListConfig):
-            _check_tree(value, full_key)
-        elif isinstance(value, float) and not math.isfinite(value):
-            raise ConfigError(f"{full_key}: must be a finite number, got {value}")
-
-
-def validate(cfg: DictConfig) -> Config:
-    """Turn a composed config into checked dataclasses; raise ConfigError on the first bad value."""
-    _check_tree(cfg, "")
-    try:
-        checked = OmegaConf.to_object(cfg)
-    except ConfigError:
-        raise
-    except Exception as error:  # omegaconf's own errors: missing values, type conversions
-        message = str(error).splitlines()[0]
-        raise ConfigError(message) from error
-    assert isinstance(checked, Config)
-    if not isinstance(checked.task, TaskConfig):
-        raise ConfigError("task: not a known task config (use task=<option> from conf/task/)")
-    return checked

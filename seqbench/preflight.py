@@ -31,8 +31,9 @@ from omegaconf.errors import (
     OmegaConfBaseException,
 )
 
-from seqbench.config import ConfigError, unknown_key, validate
+from seqbench.config import ConfigError
 from seqbench.records import use_deterministic_flags
+from seqbench.store import unknown_key, validate
 
 #: flags after which preflight steps aside and lets Hydra answer (help, config printing, another
 #: primary config, ...)

@@ -106,7 +106,7 @@ def test_bad_input_fails_with_one_line_before_anything_runs(run_cli, tmp_path, o
 
 def test_a_run_that_fails_midway_records_the_failure(compose_config, tmp_path, monkeypatch):
     from seqbench.cli import train as app
-    from seqbench.config import validate
+    from seqbench.store import validate
     from seqbench.train import runner
 
     def explode(*args, **kwargs):

@@ -3,7 +3,7 @@
 import pytest
 
 from seqbench.cli.train import train_from_config
-from seqbench.config import validate
+from seqbench.store import validate
 
 pytestmark = pytest.mark.slow
 

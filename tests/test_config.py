@@ -7,7 +7,8 @@ from hydra.errors import HydraException
 from omegaconf.errors import OmegaConfBaseException
 
 from seqbench.cli.train import CONF_DIR
-from seqbench.config import AddingConfig, Config, ConfigError, CopyMemoryConfig, validate
+from seqbench.config import AddingConfig, Config, ConfigError, CopyMemoryConfig
+from seqbench.store import validate
 from seqbench.models.build import build_model
 from seqbench.tasks.build import build_task
 

@@ -92,7 +92,7 @@ def test_a_full_disk_at_a_checkpoint_fails_the_run_in_one_line_and_it_resumes(
     compose_config, tmp_path, monkeypatch, capsys
 ):
     from seqbench.cli.train import train_from_config
-    from seqbench.config import validate
+    from seqbench.store import validate
     from seqbench.train.checkpoint import Checkpointer
 
     save = Checkpointer.save

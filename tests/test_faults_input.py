@@ -6,8 +6,9 @@ import pytest
 
 from seqbench import config as schemas
 from seqbench.cli.train import CONF_DIR
-from seqbench.config import ConfigError, validate
+from seqbench.config import ConfigError
 from seqbench.preflight import preflight
+from seqbench.store import validate
 
 
 def float_fields():

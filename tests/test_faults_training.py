@@ -46,7 +46,7 @@ def test_xla_memory_analysis_counts_temporaries():
 
 def test_run_time_out_of_memory_becomes_one_line(compose_config, tmp_path, monkeypatch):
     from seqbench.cli import train as app
-    from seqbench.config import validate
+    from seqbench.store import validate
     from seqbench.train import runner
 
     def exhaust(*args, **kwargs):

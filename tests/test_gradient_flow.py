@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 from reference import random_variables, torch_step
 
-from seqbench.config import ConfigError, validate
+from seqbench.config import ConfigError
 from seqbench.models.sequence import SequenceModel
+from seqbench.store import validate
 from seqbench.tasks.base import Batch
 from seqbench.train.gradient_flow import make_gradient_flow
 

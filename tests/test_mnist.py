@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from seqbench.cli.train import train_from_config
-from seqbench.config import validate
+from seqbench.store import validate
 from seqbench.tasks.dataset import DataError
 from seqbench.tasks.mnist import MEAN, STD, SequentialMNIST, read_idx
 

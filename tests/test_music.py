@@ -11,7 +11,8 @@ import numpy as np
 import optax
 import pytest
 
-from seqbench.config import ConfigError, validate
+from seqbench.config import ConfigError
+from seqbench.store import validate
 from seqbench.tasks import music
 from seqbench.tasks.dataset import DataError
 from seqbench.tasks.music import PolyphonicMusic, load_chorale_rolls, roll_from_notes

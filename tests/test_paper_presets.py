@@ -2,8 +2,8 @@
 
 import pytest
 
-from seqbench.config import validate
 from seqbench.models.build import build_model
+from seqbench.store import validate
 from seqbench.tasks.base import TaskSpec
 from seqbench.tasks.synthetic import AddingProblem, CopyMemory
 

@@ -19,10 +19,11 @@ from omegaconf import DictConfig, OmegaConf
 
 from seqbench import lifecycle
 from seqbench.cli import fail as cli_fail
-from seqbench.config import Config, ConfigError, register_configs, validate
+from seqbench.config import Config, ConfigError
 from seqbench.diskfull import disk_fault, fail_on_disk_fault, guard_hydra, quiet_disk_faults
 from seqbench.records import FINISHED, SELECT_SPLIT, metric_key, use_deterministic_flags
 from seqbench.resume import ResumeError, previous_run
+from seqbench.store import register_configs, validate
 from seqbench.tasks.build import build_task, check_batch_size
 
 CONF_DIR = Path(__file__).resolve().parents[2] / "conf"
