@@ -8,7 +8,10 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 export SEQBENCH_JAX_CACHE ?= $(CURDIR)/.cache/jax
 
-.PHONY: bench test test-all speed lint format clean
+.PHONY: help bench test test-all speed lint format clean
+
+help:  ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-9s %s\n", $$1, $$2}'
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -c 'import sys; sys.exit("seqbench needs Python >= 3.11") if sys.version_info < (3, 11) else None'
@@ -17,28 +20,28 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[test,data,cluster]'
 	touch $(STAMP)
 
-bench: $(STAMP)
+bench: $(STAMP)  ## the default benchmark (experiments/default_benchmark.sh): 3 cells x 2 tasks x 3 seeds, table
 	BIN=$(BIN) experiments/default_benchmark.sh
 
-test: $(STAMP)
+test: $(STAMP)  ## lint, format check and the test suite (tests marked slow deselected)
 	$(BIN)/ruff check seqbench tests experiments
 	$(BIN)/ruff format --check seqbench tests experiments
 	$(BIN)/python -m pytest -n auto --dist worksteal
 
 # Training-step throughput against plain Flax and PyTorch (installs the PyTorch CPU wheel).
-speed: $(STAMP)
+speed: $(STAMP)  ## training-step throughput against plain Flax and PyTorch (results/bench/cpu)
 	$(BIN)/python -m pip install --quiet -e '.[test,data,cluster,bench]'
 	$(BIN)/seqbench-speed --out results/bench/cpu
 
-test-all: $(STAMP)
+test-all: $(STAMP)  ## every test, the slow ones included
 	$(BIN)/python -m pytest -m ''
 
-lint: $(STAMP)
+lint: $(STAMP)  ## ruff check
 	$(BIN)/ruff check seqbench tests experiments
 
-format: $(STAMP)
+format: $(STAMP)  ## ruff format and fixes
 	$(BIN)/ruff format seqbench tests experiments
 	$(BIN)/ruff check --fix seqbench tests experiments
 
-clean:
+clean:  ## remove .venv and caches
 	rm -rf $(VENV) .cache .pytest_cache .ruff_cache

@@ -8,7 +8,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from seqbench.records import FINISHED, find_records, load_record, metric_key
+from seqbench.records import FINISHED, RunRecord, find_records, load_record, metric_key
 from seqbench.report.table import format_value, task_label
 
 HEADER = (
@@ -17,35 +17,35 @@ HEADER = (
 )
 
 
-def row(record: dict) -> str:
-    sizes = record["task"].get("sizes", {})
-    batch = record["config"]["trainer"]["batch_size"]
+def row(record: RunRecord) -> str:
+    sizes = record.task.extra.get("sizes", {})
+    batch = record.config["trainer"]["batch_size"]
     steps_per_epoch = max(sizes.get("train", 0) // batch, 1)
-    if record["task"]["name"].startswith("text_"):  # one epoch: one pass of the streams
-        steps_per_epoch = max((sizes["train"] // batch - 1) // record["config"]["task"]["bptt"], 1)
-    epoch_s = steps_per_epoch / record["timing"]["steps_per_s"]
+    if record.task.name.startswith("text_"):  # one epoch: one pass of the streams
+        steps_per_epoch = max((sizes["train"] // batch - 1) // record.config["task"]["bptt"], 1)
+    epoch_s = steps_per_epoch / record.timing.steps_per_s
     metrics = []
-    for name, direction in record["task"]["metrics"].items():
-        stats = record["summary"]["best"].get(metric_key(name)) or {}
-        baseline = record["task"]["baseline"].get(name)
+    for name, direction in record.task.metrics.items():
+        stats = record.summary.best.get(metric_key(name))
+        baseline = record.task.baseline.get(name)
         metrics.append(
-            f"{name} {'↓' if direction == 'min' else '↑'} {format_value(stats.get('mean'))} "
-            f"(baseline {format_value(baseline)})"
+            f"{name} {'↓' if direction == 'min' else '↑'} "
+            f"{format_value(stats.mean if stats else None)} (baseline {format_value(baseline)})"
         )
     split = " / ".join(f"{sizes.get(k, 0):,}" for k in ("train", "val", "test"))
     return (
         f"| {task_label(record)} | {split} | {steps_per_epoch:,} | {epoch_s:.2g} | "
-        f"{record['timing']['steps_per_s']:.1f} | {'; '.join(metrics)} |"
+        f"{record.timing.steps_per_s:.1f} | {'; '.join(metrics)} |"
     )
 
 
-def table_lines(records: list[dict]) -> list[str]:
+def table_lines(records: list[RunRecord]) -> list[str]:
     """The table's Markdown lines: one row per finished record, sorted by data set."""
-    finished = [r for r in records if r.get("status") in FINISHED]
+    finished = [r for r in records if r.status in FINISHED]
     return [
         HEADER,
         "|---|---|---|---|---|---|",
-        *(row(r) for r in sorted(finished, key=task_label)),
+        *(row(r) for r in sorted(finished, key=lambda r: r.task.sort_key())),
     ]
 
 

@@ -35,7 +35,6 @@ def check_seed(value: int, key: str) -> None:
     require(0 <= value <= SEED_MAX, key, f"must be in [0, {SEED_MAX}] (int32), got {value}")
 
 
-CELLS = ("simple_rnn", "lstm", "gru")
 #: dir: continue an unfinished run found in the output folder, skip a finished one; auto: also look
 #: for the latest run of the same configuration under paths.outputs; never: refuse a used folder
 RESUME_MODES = ("dir", "auto", "never")
@@ -47,14 +46,18 @@ READOUTS = ("auto", "last", "every_step")
 
 @dataclass
 class ModelConfig:
-    """A stacked (bi)directional recurrent network around one cell type.
+    """A stacked (bi)directional recurrent network of one architecture.
 
+    `architecture` names a registered architecture (`seqbench.models.architectures.ARCHITECTURES`)
+    and `cell` holds that architecture's options dataclass (its YAML lists `- cell:
+    <name>_schema`); `seqbench.store.validate` checks the pair, so this module needs no registry.
     `param_budget`, when set, overrides `hidden_size`: the hidden size is chosen so that the whole
     model lands within 2% of that many parameters (the equal-budget protocol of Bai et al. 2018).
     `head_sizes`: Dense + ReLU layers between the recurrent output and the readout.
     """
 
-    cell: str = MISSING
+    architecture: str = MISSING  # a name in seqbench.models.architectures.ARCHITECTURES
+    cell: Any = None  # that architecture's options (its Spec.options dataclass): model.cell.*
     hidden_size: int = 128
     param_budget: int | None = None
     n_layers: int = 1
@@ -63,13 +66,9 @@ class ModelConfig:
     encoder: str = "auto"
     embed_dim: int | None = None
     readout: str = "auto"
-    activation: str = "tanh"
-    recurrent_init: str = "orthogonal"
-    forget_bias: float = 1.0
     head_sizes: list[int] = field(default_factory=list)
 
     def __post_init__(self) -> None:
-        choice(self.cell, "model.cell", CELLS)
         require(
             all(size > 0 for size in self.head_sizes),
             "model.head_sizes",
@@ -88,96 +87,6 @@ class ModelConfig:
         if self.embed_dim is not None:
             require(self.embed_dim > 0, "model.embed_dim", "must be positive")
         choice(self.readout, "model.readout", READOUTS)
-        choice(self.activation, "model.activation", ("tanh", "relu"))
-        inits = ("orthogonal", "identity") if self.cell == "simple_rnn" else ("orthogonal",)
-        choice(self.recurrent_init, "model.recurrent_init", inits)
-
-
-@dataclass
-class TaskConfig:
-    """Fields every task shares. `_target_` names the Task class that `build_task` instantiates."""
-
-    _target_: str = MISSING
-
-
-@dataclass
-class SyntheticTaskConfig(TaskConfig):
-    """A generated task of `length` steps.
-
-    `n_eval`: examples in each held-out split ("val" and "test"); `eval_seed`: the seed they are
-    drawn from.
-    """
-
-    length: int = MISSING
-    n_eval: int = 1000
-    eval_seed: int = 12345
-
-    def __post_init__(self) -> None:
-        require(self.length > 0, "task.length", f"must be positive, got {self.length}")
-        require(self.n_eval > 0, "task.n_eval", f"must be positive, got {self.n_eval}")
-        check_seed(self.eval_seed, "task.eval_seed")
-
-
-SOURCES = ("offline", "files")
-
-
-@dataclass
-class DatasetTaskConfig(TaskConfig):
-    """A real data set. `source`: "offline" (the copy shipped in a PyPI package, see the task) or
-    "files" (the standard files in `data_dir`); `split_seed` fixes how validation (and, where the
-    source has none, test) examples are held out; `cache_dir` keeps preprocessed arrays."""
-
-    source: str = "offline"
-    data_dir: str = MISSING
-    cache_dir: str = MISSING
-    split_seed: int = 0
-
-    def __post_init__(self) -> None:
-        choice(self.source, "task.source", SOURCES)
-        check_seed(self.split_seed, "task.split_seed")
-
-
-@dataclass
-class MnistConfig(DatasetTaskConfig):
-    """Sequential (or permuted) MNIST; see seqbench.tasks.mnist."""
-
-    _target_: str = "seqbench.tasks.mnist.SequentialMNIST"
-    mode: str = "pixel"
-    permute: bool = False
-    permutation_seed: int = 0
-    n_val: int | None = None
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        choice(self.mode, "task.mode", ("pixel", "row"))
-        check_seed(self.permutation_seed, "task.permutation_seed")
-        if self.n_val is not None:
-            require(self.n_val > 0, "task.n_val", f"must be positive, got {self.n_val}")
-
-
-@dataclass
-class AddingConfig(SyntheticTaskConfig):
-    _target_: str = "seqbench.tasks.synthetic.AddingProblem"
-    length: int = 200
-    variant: str = "tcn"
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        require(
-            self.length >= 2, "task.length", f"adding needs at least 2 steps, got {self.length}"
-        )
-        choice(self.variant, "task.variant", ("tcn", "arjovsky"))
-
-
-@dataclass
-class CopyMemoryConfig(SyntheticTaskConfig):
-    _target_: str = "seqbench.tasks.synthetic.CopyMemory"
-    length: int = 100
-    n_memorize: int = 10
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        require(self.n_memorize > 0, "task.n_memorize", f"must be positive, got {self.n_memorize}")
 
 
 OPTIMIZERS = ("adam", "adamw", "rmsprop", "sgd")
@@ -345,6 +254,7 @@ class Config:
     """The root config composed by `conf/config.yaml`."""
 
     model: ModelConfig = MISSING
+    #: one task's options, a TaskConfig (each beside its task; see seqbench.tasks.registry)
     task: Any = MISSING
     optimizer: OptimizerConfig = MISSING
     trainer: TrainerConfig = MISSING
@@ -362,102 +272,3 @@ class Config:
         require(len(set(self.seeds)) == len(self.seeds), "seeds", f"repeated seed in {self.seeds}")
         for seed in self.seeds:
             check_seed(seed, "seeds")
-
-
-@dataclass
-class ForecastConfig(DatasetTaskConfig):
-    """One-step-ahead forecasting of a real series; see seqbench.tasks.forecast."""
-
-    _target_: str = "seqbench.tasks.forecast.Forecasting"
-    series: str = "sunspots"
-    window: int = 24
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        require(bool(self.series), "task.series", "must not be empty")
-        require(self.window > 0, "task.window", f"must be positive, got {self.window}")
-
-
-@dataclass
-class UEAConfig(DatasetTaskConfig):
-    """A UEA/UCR time-series classification data set (.ts files); see seqbench.tasks.uea."""
-
-    _target_: str = "seqbench.tasks.uea.UEAClassification"
-    name: str = "JapaneseVowels"
-    n_val: int | None = None
-    normalise: bool = True
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        require(bool(self.name.strip()), "task.name", "must name a data set, e.g. JapaneseVowels")
-        if self.n_val is not None:
-            require(self.n_val > 0, "task.n_val", f"must be positive, got {self.n_val}")
-
-
-@dataclass
-class IMDBConfig(DatasetTaskConfig):
-    """IMDB sentiment from the aclImdb folder in data_dir; see seqbench.tasks.imdb."""
-
-    _target_: str = "seqbench.tasks.imdb.IMDBSentiment"
-    source: str = "files"
-    vocab_size: int = 1000
-    max_length: int = 256
-    n_val: int = 5000
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        require(
-            self.vocab_size >= 3, "task.vocab_size", f"must be at least 3, got {self.vocab_size}"
-        )
-        require(self.max_length > 0, "task.max_length", f"must be positive, got {self.max_length}")
-        require(self.n_val > 0, "task.n_val", f"must be positive, got {self.n_val}")
-
-
-@dataclass
-class MusicConfig(DatasetTaskConfig):
-    """Polyphonic music (next-step piano rolls); see seqbench.tasks.music. `name`: bach_chorales
-    (source offline, music21's corpus) or jsb_chorales, nottingham, musedata, piano_midi (source
-    files); `max_steps` crops longer pieces (null: whole pieces)."""
-
-    _target_: str = "seqbench.tasks.music.PolyphonicMusic"
-    name: str = "bach_chorales"
-    max_steps: int | None = None
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        if self.source == "offline":
-            choice(self.name, "task.name", ("bach_chorales",))
-        else:
-            choice(self.name, "task.name", ("jsb_chorales", "nottingham", "musedata", "piano_midi"))
-        if self.max_steps is not None:
-            require(self.max_steps >= 2, "task.max_steps", f"must be >= 2, got {self.max_steps}")
-
-
-@dataclass
-class TextConfig(DatasetTaskConfig):
-    """Character-level language modelling by truncated BPTT; see seqbench.tasks.text."""
-
-    _target_: str = "seqbench.tasks.text.CharLanguageModel"
-    corpus: str = "abc_folk"
-    bptt: int = 100
-    eval_streams: int = 8
-    eval_segment: int = 500
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        require(bool(self.corpus), "task.corpus", "must name a corpus")
-        for key in ("bptt", "eval_streams", "eval_segment"):
-            value = getattr(self, key)
-            require(value > 0, f"task.{key}", f"must be positive, got {value}")
-
-
-TASK_SCHEMAS: dict[str, type[TaskConfig]] = {
-    "music": MusicConfig,
-    "uea": UEAConfig,
-    "adding": AddingConfig,
-    "copy_memory": CopyMemoryConfig,
-    "mnist": MnistConfig,
-    "forecast": ForecastConfig,
-    "imdb": IMDBConfig,
-    "text": TextConfig,
-}

@@ -1,7 +1,8 @@
 """Check a whole `seqbench-train` command line before Hydra starts any job.
 
 Every override is parsed first (grammar errors, unquoted non-ASCII values). Every job a command
-would launch (each combination of a `--multirun` sweep) is composed with the Compose API, validated
+would launch (each combination of a `--multirun` sweep) is composed with the Compose API (with the
+command's `hydra.searchpath`, so options in added config folders are found), validated
 against the schemas and built (task and model, shapes only). The first job is composed once more
 with Hydra's own node and the command's `hydra…` overrides (launcher, sweeper and the like), and
 the run (or sweep) folder it resolves to, interpolations included, is checked for write access, as
@@ -194,12 +195,13 @@ def preflight(argv: list[str], conf_dir: Path) -> None:
         check_grammar(override)
     hydra_overrides = [o for o in overrides if is_hydra_override(o)]
     user_overrides = [o for o in overrides if not is_hydra_override(o)]
+    # config folders added with hydra.searchpath=[...] hold options the jobs may select
+    searchpath = [o for o in hydra_overrides if o.lstrip("+~").startswith("hydra.searchpath")]
     try:
         jobs = list(expand_jobs(user_overrides, multirun))
     except HydraException as error:
         raise ConfigError(one_line(error)) from None
-    from seqbench.models.build import build_model
-    from seqbench.tasks.build import build_task, check_batch_size
+    from seqbench.job import Job
 
     def where(job: list[str]) -> str:
         return f" (in job {' '.join(job)})" if multirun and len(jobs) > 1 else ""
@@ -208,7 +210,7 @@ def preflight(argv: list[str], conf_dir: Path) -> None:
     with initialize_config_dir(config_dir=str(conf_dir), version_base="1.3"):
         for job in jobs:
             try:
-                configs.append(validate(compose("config", overrides=job)))
+                configs.append(validate(compose("config", overrides=[*searchpath, *job])))
             except ConfigError as error:
                 raise ConfigError(f"{error}{where(job)}") from None
             except (HydraException, OmegaConfBaseException) as error:
@@ -226,8 +228,6 @@ def preflight(argv: list[str], conf_dir: Path) -> None:
         use_deterministic_flags()  # before the first JAX computation below starts a backend
     for job, cfg in zip(jobs, configs, strict=True):
         try:
-            task = build_task(cfg.task)
-            check_batch_size(task, cfg.trainer.batch_size)
-            build_model(cfg.model, task.spec)
+            Job.build(cfg)
         except ValueError as error:  # ConfigError and data errors alike
             raise ConfigError(f"{error}{where(job)}") from None

@@ -13,7 +13,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from seqbench.records import FINISHED, RECORD_NAME, config_identity, find_records, load_record
+from seqbench.records import (
+    FINISHED,
+    RECORD_NAME,
+    RunRecord,
+    config_identity,
+    find_records,
+    load_record,
+)
 
 
 class ResumeError(ValueError):
@@ -24,9 +31,13 @@ def job_key(config: dict[str, Any], seeds: list[int]) -> tuple[str, tuple[int, .
     return config_identity(config), tuple(seeds)
 
 
+def _job_key(record: RunRecord) -> tuple[str, tuple[int, ...]]:
+    return job_key(record.config, record.seeds)
+
+
 def previous_run(
     output_dir: Path, config: dict[str, Any], seeds: list[int], mode: str, outputs_root: Path
-) -> tuple[Path, dict[str, Any]] | None:
+) -> tuple[Path, RunRecord] | None:
     """(folder, record) of the earlier run this job should continue or skip, or None (start anew).
 
     Raises ResumeError when `output_dir` holds a run of another job, or any run with mode "never".
@@ -40,10 +51,10 @@ def previous_run(
             raise ResumeError(f"{error}; move it away or choose another output directory") from None
         if mode == "never":
             raise ResumeError(
-                f"output directory {output_dir} already holds a run ({record.get('status')}); "
+                f"output directory {output_dir} already holds a run ({record.status}); "
                 "resume=dir continues or skips it"
             )
-        if job_key(record.get("config") or {}, record.get("seeds") or []) != key:
+        if _job_key(record) != key:
             raise ResumeError(
                 f"output directory {output_dir} holds a run of another configuration; "
                 "choose another output directory (nothing was changed)"
@@ -59,11 +70,11 @@ def previous_run(
             record = load_record(path)
         except ValueError:
             continue
-        if record.get("status") == "failed" and not (path.parent / "checkpoints").is_dir():
+        if record.status == "failed" and not (path.parent / "checkpoints").is_dir():
             continue
-        if job_key(record.get("config") or {}, record.get("seeds") or []) == key:
-            finished = record.get("status") in FINISHED
-            candidates.append((finished, record.get("started") or "", path.parent, record))
+        if _job_key(record) == key:
+            finished = record.status in FINISHED
+            candidates.append((finished, record.started or "", path.parent, record))
     if not candidates:
         return None
     _, _, folder, record = max(candidates, key=lambda c: (c[0], c[1]))  # finished first, latest

@@ -18,15 +18,16 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from seqbench.config import (
-    TASK_SCHEMAS,
     Config,
     ConfigError,
     LoggerConfig,
     ModelConfig,
     OptimizerConfig,
-    TaskConfig,
     TrainerConfig,
 )
+from seqbench.models.architectures import ARCHITECTURES, check_options
+from seqbench.tasks.base import TaskConfig
+from seqbench.tasks.registry import TASKS
 
 
 def register_configs() -> None:
@@ -34,10 +35,12 @@ def register_configs() -> None:
     cs = ConfigStore.instance()
     cs.store(name="config_schema", node=Config)
     cs.store(group="model", name="model_schema", node=ModelConfig)
+    for spec in ARCHITECTURES.values():  # each model option lists `- cell: <name>_schema`
+        cs.store(group="model/cell", name=f"{spec.name}_schema", node=spec.options)
     cs.store(group="optimizer", name="optimizer_schema", node=OptimizerConfig)
     cs.store(group="trainer", name="trainer_schema", node=TrainerConfig)
     cs.store(group="logger", name="logger_schema", node=LoggerConfig)
-    for name, schema in TASK_SCHEMAS.items():
+    for name, schema in TASKS.items():
         cs.store(group="task", name=f"{name}_schema", node=schema)
 
 
@@ -89,6 +92,7 @@ def validate(cfg: DictConfig) -> Config:
         message = str(error).splitlines()[0]
         raise ConfigError(message) from error
     assert isinstance(checked, Config)
+    check_options(checked.model.architecture, checked.model.cell)
     if not isinstance(checked.task, TaskConfig):
         raise ConfigError("task: not a known task config (use task=<option> from conf/task/)")
     return checked

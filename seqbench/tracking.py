@@ -7,12 +7,17 @@ workers) never write into each other's runs. Any wandb error prints one warning 
 tracker off; training and the local run record carry on. So does a (nearly) full disk under wandb's
 folder, checked at every evaluation: wandb's service writes from its own process and would lose
 the data without a word, and a clean finish still needs room (`WANDB_MIN_FREE`).
+
+The tracker is the writer's: it takes the record the trainer is building, a plain dict in run.json's
+layout (the wandb run ids are added to it), not a `RunRecord`. Reading back goes the other way:
+`records_from_wandb` rebuilds typed `RunRecord`s from the logged runs.
 """
 
 from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -27,7 +32,7 @@ from seqbench.diskfull import (
     mount_point,
     quiet_disk_faults,
 )
-from seqbench.records import FINISHED, config_identity
+from seqbench.records import FINISHED, RunRecord, config_identity
 
 #: below this many free bytes on its folder's file system, wandb is given up (with one warning)
 WANDB_MIN_FREE = 1 << 20
@@ -45,7 +50,8 @@ class Tracker(Protocol):
         layer and time step."""
 
     def finish(self, record: dict[str, Any]) -> None:
-        """Close the runs with the (completed, diverged, failed or interrupted) run record."""
+        """Close the runs with the (completed, diverged, failed or interrupted) run record (the
+        writer's dict, run.json's layout)."""
 
 
 class NullTracker:
@@ -76,6 +82,11 @@ def _finite(value: Any) -> float | None:
     return value if np.isfinite(value) else None
 
 
+def _architecture(model: dict[str, Any]) -> str:
+    """The model section's architecture (`cell` in records of format 1 and 2)."""
+    return model["architecture"] if "architecture" in model else model["cell"]
+
+
 class WandbTracker:
     """One wandb run per seed of one job; see the module docstring."""
 
@@ -99,7 +110,11 @@ class WandbTracker:
             if self._out_of_space("start"):
                 return
             settings = wandb.Settings(init_timeout=cfg.init_timeout, console="off", silent=True)
-            tags = [*resolved.get("tags", []), record["task"]["name"], record["model"]["cell"]]
+            tags = [
+                *resolved.get("tags", []),
+                record["task"]["name"],
+                _architecture(record["model"]),
+            ]
             run_ids = record.get("wandb_run_ids") or {}  # a resumed job continues its runs
             for seed in self.seeds:
                 run_id = run_ids.get(str(seed))
@@ -118,6 +133,7 @@ class WandbTracker:
                         "param_count": record["model"]["param_count"],
                         # what `seqbench runs/table --wandb` needs to rebuild a run record
                         "seqbench": {
+                            "schema_version": record.get("schema_version"),
                             "name": record["name"],
                             "task": record["task"],
                             "model": record["model"],
@@ -240,17 +256,46 @@ class WandbTracker:
 def make_tracker(
     cfg: LoggerConfig, resolved: dict[str, Any], record: dict[str, Any], output_dir: Path
 ) -> Tracker:
-    """The tracker `logger.name` asks for; wandb in mode "disabled" is not even imported."""
+    """The tracker `logger.name` asks for; wandb in mode "disabled" is not even imported.
+
+    `record`: the record being written (a dict in run.json's layout, with at least `name`,
+    `seeds`, `task.name` and `model`); a wandb tracker adds `wandb_run_ids` to it.
+    """
     if cfg.name == "wandb" and wandb_mode(cfg.mode) != "disabled":
         return WandbTracker(cfg, resolved, record, output_dir)
     return NullTracker()
 
 
-def records_from_wandb(path: str, api: Any = None, timeout: int = 30) -> list[dict[str, Any]]:
-    """Run records rebuilt from the wandb runs of `entity/project` that seqbench logged.
+def records_from_wandb(
+    path: str,
+    api: Any = None,
+    timeout: int = 30,
+    skip: Callable[[ValueError], None] | None = None,
+) -> list[RunRecord]:
+    """Run records rebuilt from the wandb runs of `entity/project` that seqbench logged (see
+    `records_json_from_wandb`), each read as a `RunRecord` (its `path`: `wandb:<project>/<group>`).
+
+    A rebuilt record that is malformed is handed to `skip` (its one-line ValueError) and left out;
+    without `skip` the ValueError is raised. ValueError (one line) when the project cannot be read.
+    """
+    records = []
+    for data in records_json_from_wandb(path, api, timeout):
+        try:
+            records.append(RunRecord.from_json(data, data.get("path")))
+        except ValueError as error:
+            if skip is None:
+                raise
+            skip(error)
+    return records
+
+
+def records_json_from_wandb(path: str, api: Any = None, timeout: int = 30) -> list[dict[str, Any]]:
+    """The run records of the wandb runs of `entity/project` that seqbench logged, as JSON objects
+    in run.json's layout (with a "path" entry, `wandb:<project>/<group>`).
 
     The runs of one group (the seeds of one job) become one record with per-seed final and best
-    metrics from each run's summary; runs without seqbench's own config entry are skipped.
+    metrics from each run's summary; runs without seqbench's own config entry are skipped. The
+    record's format is the one the runs were logged with (2 for runs that did not log it).
     Raises ValueError (one line) when the project cannot be read.
     """
     if api is None:
@@ -293,6 +338,7 @@ def records_from_wandb(path: str, api: Any = None, timeout: int = 30) -> list[di
         )
         records.append(
             {
+                "schema_version": info.get("schema_version") or 2,
                 "name": info["name"],
                 "status": status,
                 "started": min(str(r.created_at) for r in members),

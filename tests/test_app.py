@@ -5,14 +5,14 @@ import math
 
 import pytest
 
-from seqbench.records import load_record
+from seqbench.records import SCHEMA_VERSION, load_record
 
 
 def test_a_short_run_writes_a_complete_run_record(run_cli, tmp_path):
     out = tmp_path / "run"
     done = run_cli("experiment=smoke", "model=gru", f"hydra.run.dir={out}")
     assert done.returncode == 0, done.stderr
-    record = load_record(out)
+    record = load_record(out).to_json()  # checked, in run.json's layout
     assert record["status"] == "completed"
     for key in (
         "config",
@@ -29,12 +29,12 @@ def test_a_short_run_writes_a_complete_run_record(run_cli, tmp_path):
         "finished",
     ):
         assert key in record, key
-    assert record["config"]["model"]["cell"] == "gru"
+    assert record["config"]["model"]["architecture"] == "gru"
     assert record["model"]["param_count"] > 0
     assert record["task"]["baseline"]["mse"] == pytest.approx(1 / 6)
     assert [s["seed"] for s in record["per_seed"]] == [0, 1]
     assert record["curves"]["eval_steps"] == [0, 2, 4]
-    assert record["schema_version"] == 2
+    assert json.loads((out / "run.json").read_text())["schema_version"] == SCHEMA_VERSION
     assert set(record["curves"]["eval"]) == {"val/mse", "test/mse"}
     assert all(len(record["curves"]["eval"][k]) == 3 for k in ("val/mse", "test/mse"))
     assert record["curves"]["eval"]["val/mse"] != record["curves"]["eval"]["test/mse"]
@@ -70,7 +70,7 @@ def test_a_multirun_sweep_writes_one_record_per_job_and_a_table_and_reruns_skip_
     assert done.returncode == 0, done.stderr
     records = sorted(sweep.glob("*/run.json"))
     assert len(records) == 2
-    cells = {json.loads(p.read_text())["config"]["model"]["cell"] for p in records}
+    cells = {json.loads(p.read_text())["config"]["model"]["architecture"] for p in records}
     assert cells == {"simple_rnn", "lstm"}
     table = (sweep / "table.md").read_text()
     assert "simple_rnn" in table and "lstm" in table and "cross_entropy" in table
@@ -107,7 +107,7 @@ def test_bad_input_fails_with_one_line_before_anything_runs(run_cli, tmp_path, o
 def test_a_run_that_fails_midway_records_the_failure(compose_config, tmp_path, monkeypatch):
     from seqbench.cli import train as app
     from seqbench.store import validate
-    from seqbench.train import runner
+    from seqbench.train import driver as runner
 
     def explode(*args, **kwargs):
         raise RuntimeError("device lost")
@@ -117,9 +117,9 @@ def test_a_run_that_fails_midway_records_the_failure(compose_config, tmp_path, m
     with pytest.raises(RuntimeError, match="device lost"):
         app.train_from_config(cfg, {"resolved": True}, tmp_path)
     record = load_record(tmp_path)
-    assert record["status"] == "failed"
-    assert record["error"] == "RuntimeError: device lost"
-    assert record["config"] == {"resolved": True} and record["finished"]
+    assert record.status == "failed"
+    assert record.error == "RuntimeError: device lost"
+    assert record.config == {"resolved": True} and record.finished
 
 
 def test_table_and_runs_commands_read_records(run_cli, tmp_path):

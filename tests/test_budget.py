@@ -6,13 +6,15 @@ import numpy as np
 import pytest
 
 from seqbench.models import (
-    CELLS,
-    GATES,
     SequenceModel,
     count_params,
+    get,
     hidden_size_for_budget,
     model_param_count,
 )
+
+CELLS = ("simple_rnn", "lstm", "gru")
+GATES = {"simple_rnn": 1, "lstm": 4, "gru": 3}
 
 ADDING = ({}, jnp.zeros((1, 1, 2)), 1)  # (model fields, example inputs, output_dim)
 COPY = ({"encoder": "one_hot", "vocab_size": 10}, jnp.zeros((1, 1), jnp.int32), 10)
@@ -36,7 +38,7 @@ def test_count_params_on_pytrees():
 
 @pytest.mark.parametrize("cell", list(CELLS))
 def test_count_matches_hand_formula(cell):
-    model = SequenceModel(cell=cell, hidden_size=7, output_dim=2)
+    model = SequenceModel(architecture=get(cell), hidden_size=7, output_dim=2)
     x = jnp.zeros((1, 1, 3))
     assert model_param_count(model, x) == hand_count(GATES[cell], 3, 7, 2)
     stacked = model.clone(n_layers=2, bidirectional=True)
@@ -50,7 +52,9 @@ def test_budget_within_two_percent(cell, budget, task):
     fields, example, out_dim = task
 
     def make(hidden):
-        return SequenceModel(cell=cell, hidden_size=hidden, output_dim=out_dim, **fields)
+        return SequenceModel(
+            architecture=get(cell), hidden_size=hidden, output_dim=out_dim, **fields
+        )
 
     hidden = hidden_size_for_budget(make, example, budget)
     counts = {h: model_param_count(make(h), example) for h in (hidden - 1, hidden, hidden + 1)}
@@ -62,7 +66,7 @@ def test_budget_within_two_percent(cell, budget, task):
 
 def test_too_small_budget_raises():
     def make(hidden):
-        return SequenceModel(cell="lstm", hidden_size=hidden, output_dim=1)
+        return SequenceModel(architecture=get("lstm"), hidden_size=hidden, output_dim=1)
 
     with pytest.raises(ValueError, match="budget"):
         hidden_size_for_budget(make, ADDING[1], 10)  # smallest LSTM has 4*1*3 + 8 + 2 = 22

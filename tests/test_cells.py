@@ -1,6 +1,8 @@
 """Cells against a float64 NumPy step loop of the PyTorch nn.RNN / nn.LSTM / nn.GRU equations."""
 
+import dataclasses
 import itertools
+import math
 
 import jax
 import jax.numpy as jnp
@@ -8,7 +10,18 @@ import numpy as np
 import pytest
 from reference import random_torch_weights, torch_batch
 
-from seqbench.models.cells import CELLS, GATES, GRU, LSTM, SimpleRNN
+from seqbench.config import ConfigError
+from seqbench.models.architectures import get
+from seqbench.models.architectures.lstm import LSTMOptions
+
+CELLS = ("simple_rnn", "lstm", "gru")  # the architectures the NumPy reference covers
+GATES = {"simple_rnn": 1, "lstm": 4, "gru": 3}
+
+
+def layer(cell, hidden_size, remat=False, **options):
+    """One direction of `cell`'s layer with these options (the rest at their defaults)."""
+    spec = get(cell)
+    return spec.layer(spec.options(**options), hidden_size, remat=remat)
 
 
 def as_flax_params(w_ih, w_hh, b_ih, b_hh):
@@ -29,7 +42,7 @@ def test_cell_matches_numpy_reference(cell, shape):
     x = rng.standard_normal((batch, time, features)).astype(np.float32)
     lengths = rng.integers(0, time + 1, size=batch)
     lengths[0] = time  # always exercise a full-length row
-    module = CELLS[cell](hidden_size=hidden)
+    module = layer(cell, hidden)
 
     @jax.jit  # one compilation for all four variants
     def run(variables, x, lengths):
@@ -62,7 +75,7 @@ def test_gate_order_is_checked(cell):
     x = rng.standard_normal((2, 5, 3)).astype(np.float32)
     perm = np.r_[4:8, 0:4, 8 : GATES[cell] * 4]
     swapped = [w[perm] for w in weights]
-    out, _ = CELLS[cell](hidden_size=4).apply(as_flax_params(*swapped), x)
+    out, _ = layer(cell, 4).apply(as_flax_params(*swapped), x)
     ref, _, _ = torch_batch(cell, x, np.array([5, 5]), *weights)
     assert np.max(np.abs(np.asarray(out) - ref)) > 1e-2
 
@@ -70,7 +83,7 @@ def test_gate_order_is_checked(cell):
 def test_simple_rnn_relu_identity_init():
     rng = np.random.default_rng(1)
     x = rng.standard_normal((2, 6, 3)).astype(np.float32)
-    module = SimpleRNN(hidden_size=4, activation="relu", recurrent_init="identity")
+    module = layer("simple_rnn", 4, activation="relu", recurrent_init="identity")
     params = module.init(jax.random.key(0), x[:, :1])["params"]
     np.testing.assert_array_equal(params["w_hh"], np.eye(4))
 
@@ -88,7 +101,7 @@ def test_simple_rnn_relu_identity_init():
 def test_default_init(cell):
     features, hidden, gates = 3, 4, GATES[cell]
     kwargs = {"forget_bias": 2.5} if cell == "lstm" else {}
-    module = CELLS[cell](hidden_size=hidden, **kwargs)
+    module = layer(cell, hidden, **kwargs)
     params = module.init(jax.random.key(3), jnp.zeros((1, 1, features)))
     p = params["params"]
     assert {k: v.shape for k, v in p.items()} == {
@@ -116,29 +129,40 @@ def test_default_init(cell):
         i, f, g, o = np.split(np.asarray(p["b_ih"]), 4)
         np.testing.assert_array_equal(f, 2.5)
         np.testing.assert_array_equal(np.concatenate([i, g, o]), 0.0)
-        assert LSTM(hidden_size=1).forget_bias == 1.0
+        assert LSTMOptions().forget_bias == 1.0
     else:
         np.testing.assert_array_equal(p["b_ih"], 0.0)
 
 
 @pytest.mark.parametrize(
-    ("cls", "kwargs", "field"),
+    ("cell", "options", "key"),
     [
-        (SimpleRNN, {"recurrent_init": "glorot"}, "recurrent_init"),
-        (LSTM, {"recurrent_init": "identity"}, "recurrent_init"),
-        (GRU, {"recurrent_init": "identity"}, "recurrent_init"),
-        (SimpleRNN, {"activation": "sigmoid"}, "activation"),
-        (LSTM, {"hidden_size": 0}, "hidden_size"),
+        ("simple_rnn", {"recurrent_init": "glorot"}, "model.cell.recurrent_init"),
+        ("simple_rnn", {"activation": "sigmoid"}, "model.cell.activation"),
+        ("lstm", {"forget_bias": math.nan}, "model.cell.forget_bias"),
     ],
 )
-def test_bad_fields_raise(cls, kwargs, field):
-    with pytest.raises(ValueError, match=field):
-        cls(**{"hidden_size": 3, **kwargs}).init(jax.random.key(0), jnp.zeros((1, 2, 2)))
+def test_bad_options_raise_a_config_error_naming_the_key(cell, options, key):
+    with pytest.raises(ConfigError, match=rf"^{key}: "):
+        get(cell).options(**options)
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+def test_identity_init_is_not_an_option_of_the_gated_cells(cell):
+    options = get(cell).options
+    assert "recurrent_init" not in {f.name for f in dataclasses.fields(options)}
+    with pytest.raises(TypeError, match="recurrent_init"):
+        options(recurrent_init="identity")
+
+
+def test_bad_hidden_size_raises():
+    with pytest.raises(ValueError, match="hidden_size"):
+        layer("lstm", 0).init(jax.random.key(0), jnp.zeros((1, 2, 2)))
 
 
 def test_length_zero_row_and_jit():
     """A zero-length row keeps the zero carry and outputs zeros; the cell runs under jit."""
-    module = GRU(hidden_size=3)
+    module = layer("gru", 3)
     x = jnp.ones((2, 4, 2))
     variables = as_flax_params(*random_torch_weights(np.random.default_rng(0), 3, 2, 3))
     out, h = jax.jit(module.apply, static_argnames="reverse")(
@@ -188,7 +212,7 @@ def test_gradients_match_finite_differences_of_reference(cell, reverse):
     expected = [numeric_grad(w, objective) for w in weights] + [numeric_grad(x, objective)]
 
     for remat in (False, True):
-        module = CELLS[cell](hidden_size=hidden, remat=remat)
+        module = layer(cell, hidden, remat=remat)
 
         def loss(variables, inputs, module=module):
             out, carry = module.apply(variables, inputs, jnp.asarray(lengths), reverse)

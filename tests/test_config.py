@@ -1,16 +1,19 @@
 """Every config option composes and validates; bad values fail with one clear line."""
 
+import dataclasses
 from pathlib import Path
 
 import pytest
 from hydra.errors import HydraException
+from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from seqbench.cli.train import CONF_DIR
-from seqbench.config import AddingConfig, Config, ConfigError, CopyMemoryConfig
-from seqbench.store import validate
+from seqbench.config import Config, ConfigError
 from seqbench.models.build import build_model
-from seqbench.tasks.build import build_task
+from seqbench.store import validate
+from seqbench.tasks.registry import TASK_CLASSES, TASKS, build_task
+from seqbench.tasks.synthetic import AddingConfig, CopyMemoryConfig
 
 
 def options(group):
@@ -23,6 +26,41 @@ def test_every_option_of_every_group_composes_and_validates(compose_config, grou
     for option in options(group):
         cfg = validate(compose_config([f"{group}={option}"]))
         assert isinstance(cfg, Config)
+
+
+#: YAML values that deliberately differ from their schema's default: (option, field)
+INTENDED_DIFFERENCES = {("pmnist", "permute")}
+
+
+@pytest.mark.parametrize("option", options("task"))
+def test_every_task_option_lists_its_schemas_fields_at_their_defaults(compose_config, option):
+    """Each conf/task YAML names a registered schema, lists every field of it (a comment each),
+    and gives each the dataclass default unless the difference is intended (paths interpolate)."""
+    raw = OmegaConf.load(Path(CONF_DIR) / "task" / f"{option}.yaml")
+    (schema_name,) = [d.removesuffix("_schema") for d in raw.defaults if d != "_self_"]
+    schema = TASKS[schema_name]
+    task = validate(compose_config([f"task={option}"])).task
+    assert type(task) is schema and schema in TASK_CLASSES
+    fields = {f.name: f for f in dataclasses.fields(schema)}
+    listed = {key for key in raw if key != "defaults"}
+    assert listed == set(fields), f"{option}.yaml lists {sorted(listed)}, not {sorted(fields)}"
+    text = (Path(CONF_DIR) / "task" / f"{option}.yaml").read_text()
+    for name, spec in fields.items():
+        line = next(line for line in text.splitlines() if line.startswith(f"{name}:"))
+        assert "#" in line, f"{option}.yaml: {name} has no comment"
+        value = OmegaConf.to_container(raw, resolve=False)[name]
+        if isinstance(value, str) and value.startswith("${paths."):
+            continue
+        if (option, name) in INTENDED_DIFFERENCES:
+            assert value != spec.default
+        else:
+            assert value == spec.default, (
+                f"{option}.yaml: {name}={value!r}, default {spec.default!r}"
+            )
+
+
+def test_synthetic_tasks_draw_held_out_sets_from_one_eval_seed():
+    assert AddingConfig().eval_seed == CopyMemoryConfig().eval_seed == 12345
 
 
 @pytest.mark.parametrize("cell", ["simple_rnn", "lstm", "gru"])
@@ -53,8 +91,10 @@ def test_param_budget_sets_the_hidden_size(compose_config):
         (["model.hidden_size=0"], "model.hidden_size"),
         (["model.n_layers=0"], "model.n_layers"),
         (["model.dropout=1.5"], "model.dropout"),
-        (["model.cell=transformer"], "model.cell"),
-        (["model=lstm", "model.recurrent_init=identity"], "model.recurrent_init"),
+        (["model.architecture=transformer"], "model.architecture"),
+        (["model=lstm", "model.architecture=gru"], "model.architecture"),
+        (["model=simple_rnn", "model.cell.recurrent_init=glorot"], "model.cell.recurrent_init"),
+        (["model=simple_rnn", "model.cell.activation=gelu"], "model.cell.activation"),
         (["trainer.steps=0"], "trainer.steps"),
         (["trainer.batch_size=-1"], "trainer.batch_size"),
         (["trainer.eval_every=0"], "trainer.eval_every"),
@@ -76,7 +116,14 @@ def test_bad_values_raise_a_config_error_naming_the_key(compose_config, override
 
 @pytest.mark.parametrize(
     "overrides",
-    [["task.no_such_key=1"], ["task.length=abc"], ["model=transformer"], ["trainer.steps=1.5"]],
+    [
+        ["task.no_such_key=1"],
+        ["task.length=abc"],
+        ["model=transformer"],
+        ["trainer.steps=1.5"],
+        ["model=lstm", "model.cell.recurrent_init=identity"],  # not an option of the LSTM
+        ["model=gru", "model.cell.forget_bias=2.0"],
+    ],
 )
 def test_unknown_keys_and_wrong_types_fail_while_composing(compose_config, overrides):
     with pytest.raises((HydraException, OmegaConfBaseException)):

@@ -126,15 +126,15 @@ def test_a_full_disk_at_a_checkpoint_fails_the_run_in_one_line_and_it_resumes(
         "to resume from step 2"
     )
     record = load_record(tmp_path)
-    assert record["status"] == "failed" and record["finished"]
-    assert err[-1] == f"seqbench-train: error: {record['error']}; " + err[-1].split("; ", 1)[1]
+    assert record.status == "failed" and record.finished
+    assert err[-1] == f"seqbench-train: error: {record.error}; " + err[-1].split("; ", 1)[1]
     assert sorted(p.name for p in checkpoints.iterdir()) == ["2"], "partial checkpoint left"
     assert not list(tmp_path.glob(".run.json.*")), "temporary record left"
 
     resumed = train_from_config(cfg, resolved, tmp_path)  # with room again: from step 2
     assert resumed["status"] == "completed"
     assert resumed["timing"]["resumed_from_step"] == 2
-    assert load_record(tmp_path)["curves"]["eval_steps"] == [0, 2, 4, 6]
+    assert load_record(tmp_path).curves.eval_steps == [0, 2, 4, 6]
 
 
 def test_hydra_s_own_writes_on_a_full_disk_are_one_line(monkeypatch, capsys):
@@ -341,7 +341,7 @@ def test_a_full_wandb_folder_warns_once_and_the_run_completes(run_cli, small_tmp
     assert len(lines) == 1 and lines[0].startswith("seqbench: warning: wandb could not start ("), (
         done.stderr
     )
-    assert load_record(tmp_path / "run")["status"] == "completed"
+    assert load_record(tmp_path / "run").status == "completed"
     # below the margin wandb is not even started; on a disk full from the start wandb's own
     # writes fail everywhere, and its logging errors must still stay off the console
     fill(full)

@@ -7,8 +7,10 @@ import pytest
 from seqbench import config as schemas
 from seqbench.cli.train import CONF_DIR
 from seqbench.config import ConfigError
+from seqbench.models.architectures import ARCHITECTURES
 from seqbench.preflight import preflight
 from seqbench.store import validate
+from seqbench.tasks.registry import TASKS
 
 
 def float_fields():
@@ -21,8 +23,10 @@ def float_fields():
         "paths": schemas.PathsConfig,
     }
     cases = [([], group, schema) for group, schema in groups.items()]
-    for name, schema in schemas.TASK_SCHEMAS.items():
+    for name, schema in TASKS.items():
         cases.append(([f"task={'smnist' if name == 'mnist' else name}"], "task", schema))
+    for name, spec in ARCHITECTURES.items():  # conf/model/<name>.yaml selects each
+        cases.append(([f"model={name}"], "model.cell", spec.options))
     found = []
     for option, group, schema in cases:
         for key, hint in typing.get_type_hints(schema).items():
@@ -83,7 +87,7 @@ def test_legitimate_overrides_still_pass(argv):
     [
         ("optimizer.lr=inf", "optimizer.lr: must be a finite number, got inf"),
         ("optimizer.lr=nan", "optimizer.lr: must be a finite number, got nan"),
-        ("model.forget_bias=nan", "model.forget_bias: must be a finite number, got nan"),
+        ("model.cell.forget_bias=nan", "model.cell.forget_bias: must be a finite number, got nan"),
         ("optimizer.grad_clip=nan", "optimizer.grad_clip: must be a finite number, got nan"),
         ("optimizer.grad_clip=-inf", "optimizer.grad_clip: must be a finite number, got -inf"),
         ("logger.init_timeout=inf", "logger.init_timeout: must be a finite number, got inf"),
@@ -112,7 +116,7 @@ def test_every_float_field_is_covered():
     assert {
         "optimizer.lr",
         "optimizer.grad_clip",
-        "model.forget_bias",
+        "model.cell.forget_bias",
         "logger.init_timeout",
     } <= keys
 
@@ -140,10 +144,16 @@ def test_any_non_finite_float_in_any_schema_is_refused(compose_config, option, k
         (["hydra/launcher=foo"], "available: basic, joblib, local_parallel, slurm, submitit_local"),
         (["hydra.launcher.n_job=2"], "hydra.launcher.n_job: not a key of hydra.launcher"),
         (["hydra.run.dir=/proc/x/${now:%H}"], "output directory /proc/x/"),
-        (["hydra.run.dir=/proc/${model.cell}"], "output directory /proc/lstm cannot be written"),
+        (
+            ["hydra.run.dir=/proc/${model.architecture}"],
+            "output directory /proc/lstm cannot be written",
+        ),
         (["hydra.run.dir=out/${no_such_key}"], "hydra.run.dir: Interpolation key 'no_such_key'"),
         (["--multirun", "hydra.sweep.dir=/proc/${now:%Y}"], "output directory /proc/"),
-        (["output_dir=/proc/${model.cell}"], "output directory /proc/lstm cannot be written"),
+        (
+            ["output_dir=/proc/${model.architecture}"],
+            "output directory /proc/lstm cannot be written",
+        ),
     ],
 )
 def test_command_line_problems_are_one_line(argv, message):

@@ -174,7 +174,7 @@ def test_a_format_1_record_of_the_wrong_shape_is_malformed_not_a_crash(tmp_path)
 def test_unfinished_records_need_no_results_and_every_committed_record_is_valid(tmp_path):
     for status in ("running", "failed"):
         write(tmp_path / status, unfinished(status))
-        assert records.load_record(tmp_path / status)["status"] == status
+        assert records.load_record(tmp_path / status).status == status
     for path in sorted(COMMITTED.glob("*/run.json")):
         records.check_record(json.loads(path.read_text()), path)
     write(tmp_path / "flow", {**committed(), "gradient_flow": {"steps": [0], "norm": [[[1.0]]]}})
@@ -199,7 +199,7 @@ def test_records_rebuilt_from_wandb_are_checked_too(monkeypatch, capsys):
 
     good = {**committed(), "path": "wandb:me/proj/a"}
     bad = {**without(committed(), "task"), "path": "wandb:me/proj/b"}
-    monkeypatch.setattr(tracking, "records_from_wandb", lambda project: [good, bad])
+    monkeypatch.setattr(tracking, "records_json_from_wandb", lambda *args: [good, bad])
     cli_main(["runs", "--wandb", "me/proj"])
     captured = capsys.readouterr()
     assert captured.err == (

@@ -6,10 +6,10 @@ import numpy as np
 import optax
 import pytest
 
-from seqbench.config import ModelConfig
+from seqbench.config import ModelConfig, TrainerConfig
 from seqbench.models.build import build_model
 from seqbench.records import load_record
-from seqbench.tasks.synthetic import AddingProblem
+from seqbench.tasks.synthetic import AddingConfig, AddingProblem
 from seqbench.train import memory
 from seqbench.train.driver import run_training
 from seqbench.train.program import BLOWUP_FLOOR, NOT_DIVERGED, make_train
@@ -20,11 +20,12 @@ ERROR = "seqbench-train: error:"
 def test_a_program_larger_than_the_machine_is_refused_before_compiling(monkeypatch):
     monkeypatch.setattr(memory, "machine_memory", lambda: 1000)
     monkeypatch.setattr(memory, "check_compiled", pytest.fail)  # never gets that far
-    task = AddingProblem(6, n_eval=16)
-    built = build_model(ModelConfig(cell="lstm", hidden_size=8), task.spec)
+    task = AddingProblem(AddingConfig(length=6, n_eval=16))
+    built = build_model(ModelConfig(architecture="lstm", hidden_size=8), task.spec)
     program = make_train(built.model, task, optax.adam(1e-2), 8)
     with pytest.raises(memory.OutOfMemory) as refused:
-        run_training(program, task, [0, 1], steps=2, eval_every=1, batch_size=8, progress=False)
+        trainer = TrainerConfig(steps=2, eval_every=1, batch_size=8, progress=False)
+        run_training(program, task, [0, 1], trainer)
     message = str(refused.value)
     assert "\n" not in message
     assert message.startswith("the initialisation program needs at least ")
@@ -47,7 +48,7 @@ def test_xla_memory_analysis_counts_temporaries():
 def test_run_time_out_of_memory_becomes_one_line(compose_config, tmp_path, monkeypatch):
     from seqbench.cli import train as app
     from seqbench.store import validate
-    from seqbench.train import runner
+    from seqbench.train import driver as runner
 
     def exhaust(*args, **kwargs):
         raise jax.errors.JaxRuntimeError(
@@ -60,8 +61,8 @@ def test_run_time_out_of_memory_becomes_one_line(compose_config, tmp_path, monke
         app.train_from_config(cfg, {}, tmp_path)
     assert exited.value.code == 2
     record = load_record(tmp_path)
-    assert record["status"] == "failed"
-    assert record["error"] == (
+    assert record.status == "failed"
+    assert record.error == (
         "ran out of memory while training (INTERNAL: Error dispatching computation: Out of memory "
         "allocating 115200000000 bytes.); reduce model.hidden_size, trainer.batch_size or "
         "task.length"
@@ -79,8 +80,8 @@ def test_a_billion_hidden_units_are_refused_in_one_line(run_cli, tmp_path):
     assert len(errors) == 1 and "Traceback" not in done.stderr, done.stderr[-2000:]
     assert "the initialisation program needs at least 96 EB of memory" in errors[0]
     record = load_record(out)
-    assert record["status"] == "failed"
-    assert errors[0] == f"{ERROR} {record['error']}"
+    assert record.status == "failed"
+    assert errors[0] == f"{ERROR} {record.error}"
 
 
 LR, BOOSTED, STEPS = 1e-2, 1e9, 4
@@ -90,8 +91,8 @@ LR, BOOSTED, STEPS = 1e-2, 1e9, 4
 def blowup_runs():
     """Seeds 0 and 1 in one vmap, seed 1 with learning rate 1e9: per step, the states and losses
     with the blow-up rule (factor 1e4) and without it."""
-    task = AddingProblem(6, n_eval=16)
-    built = build_model(ModelConfig(cell="lstm", hidden_size=8), task.spec)
+    task = AddingProblem(AddingConfig(length=6, n_eval=16))
+    built = build_model(ModelConfig(architecture="lstm", hidden_size=8), task.spec)
     optimizer = optax.inject_hyperparams(optax.adam)(learning_rate=LR)
     data = jax.device_put(task.train_data())
     rule = make_train(built.model, task, optimizer, 16, blowup_factor=1e4)

@@ -5,26 +5,20 @@ import importlib.util
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from datafiles import write_csv
 
-from seqbench.cli.train import train_from_config
-from seqbench.store import validate
 from seqbench.tasks.dataset import DataError
-from seqbench.tasks.forecast import Forecasting, windows
+from seqbench.tasks.forecast import ForecastConfig, Forecasting, windows
 
 HAS_STATSMODELS = importlib.util.find_spec("statsmodels") is not None
-
-
-def write_csv(tmp_path, values, name="toy"):
-    folder = tmp_path / "forecast"
-    folder.mkdir(parents=True, exist_ok=True)
-    lines = ["date,value", *(f"2000-{i},{v}" for i, v in enumerate(values))]
-    (folder / f"{name}.csv").write_text("\n".join(lines) + "\n")
 
 
 def test_windows_and_chronological_split_recomputed(tmp_path):
     values = np.sin(np.arange(60) / 3.0) * 10 + np.arange(60)
     write_csv(tmp_path, values)
-    task = Forecasting(source="files", data_dir=str(tmp_path), series="toy", window=5)
+    task = Forecasting(
+        ForecastConfig(source="files", data_dir=str(tmp_path), series="toy", window=5)
+    )
     targets = values[5:]  # 55 windows: 38 train, 8 val, 9 test
     assert task.sizes() == {"train": 38, "val": 8, "test": 9}
     train_values = values[: 5 + 38]
@@ -42,7 +36,9 @@ def test_windows_and_chronological_split_recomputed(tmp_path):
 def test_persistence_baseline_and_metrics_in_the_series_units(tmp_path):
     values = np.cumsum(np.random.default_rng(0).normal(size=80)) * 7 + 100
     write_csv(tmp_path, values)
-    task = Forecasting(source="files", data_dir=str(tmp_path), series="toy", window=4)
+    task = Forecasting(
+        ForecastConfig(source="files", data_dir=str(tmp_path), series="toy", window=4)
+    )
     n_test = len(task.splits["test"])
     last, nxt = values[-n_test - 1 : -1], values[-n_test:]
     assert task.baseline()["mse"] == pytest.approx(np.mean((last - nxt) ** 2), rel=1e-5)
@@ -70,32 +66,23 @@ def test_bad_csv_files(tmp_path, content, message):
     (tmp_path / "forecast").mkdir()
     (tmp_path / "forecast" / "bad.csv").write_text(content)
     with pytest.raises(DataError, match=message):
-        Forecasting(source="files", data_dir=str(tmp_path), series="bad")
+        Forecasting(ForecastConfig(source="files", data_dir=str(tmp_path), series="bad"))
 
 
 def test_missing_file_and_too_short_series(tmp_path):
     with pytest.raises(DataError, match=r"missing toy.csv .*task.source=offline"):
-        Forecasting(source="files", data_dir=str(tmp_path), series="toy")
+        Forecasting(ForecastConfig(source="files", data_dir=str(tmp_path), series="toy"))
     write_csv(tmp_path, np.arange(12.0))
     with pytest.raises(DataError, match="too few for windows of 8"):
-        Forecasting(source="files", data_dir=str(tmp_path), series="toy", window=8)
+        Forecasting(ForecastConfig(source="files", data_dir=str(tmp_path), series="toy", window=8))
 
 
 @pytest.mark.skipif(not HAS_STATSMODELS, reason="statsmodels (seqbench[data]) not installed")
 def test_offline_series_load():
-    sunspots = Forecasting(series="sunspots", window=24)
+    sunspots = Forecasting(ForecastConfig(series="sunspots", window=24))
     assert sum(sunspots.sizes().values()) == 309 - 24
-    co2 = Forecasting(series="co2", window=52)
+    co2 = Forecasting(ForecastConfig(series="co2", window=52))
     assert sum(co2.sizes().values()) == 2284 - 52
     assert all(np.isfinite(s.inputs).all() for s in co2.splits.values())
     with pytest.raises(DataError, match="no offline series 'ftse'"):
-        Forecasting(series="ftse")
-
-
-@pytest.mark.skipif(not HAS_STATSMODELS, reason="statsmodels (seqbench[data]) not installed")
-def test_smoke_training_on_sunspots(compose_config, tmp_path):
-    overrides = ["task=forecast", "trainer=smoke", "model=lstm", "model.hidden_size=8"]
-    record = train_from_config(validate(compose_config(overrides)), {}, tmp_path)
-    assert record["status"] == "completed" and record["task"]["label"] == "sunspots (window 24)"
-    assert np.isfinite(record["summary"]["best"]["test/mse"]["mean"])
-    assert record["task"]["baseline"]["mse"] > 0
+        Forecasting(ForecastConfig(series="ftse"))

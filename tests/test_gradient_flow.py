@@ -9,6 +9,7 @@ import pytest
 from reference import random_variables, torch_step
 
 from seqbench.config import ConfigError
+from seqbench.models.architectures import get
 from seqbench.models.sequence import SequenceModel
 from seqbench.store import validate
 from seqbench.tasks.base import Batch
@@ -74,7 +75,7 @@ def test_flow_matches_finite_differences_of_a_numpy_step_loop(cell, n_layers, re
     lengths = np.array([6, 4, 1])
     targets = rng.standard_normal(batch)
     model = SequenceModel(
-        cell=cell, hidden_size=hidden, output_dim=1, n_layers=n_layers, remat=remat
+        architecture=get(cell), hidden_size=hidden, output_dim=1, n_layers=n_layers, remat=remat
     )
     variables = random_variables(model, jnp.asarray(x, jnp.float32))
     flow = make_gradient_flow(model, SquaredErrorTask())
@@ -91,7 +92,9 @@ def test_flow_matches_finite_differences_of_a_numpy_step_loop(cell, n_layers, re
 @pytest.mark.parametrize(("cell", "remat"), [("simple_rnn", False), ("lstm", True), ("gru", False)])
 def test_zero_offsets_leave_the_outputs_unchanged(cell, remat):
     x = jax.random.normal(jax.random.key(1), (2, 5, 3))
-    model = SequenceModel(cell=cell, hidden_size=4, output_dim=2, readout="every_step", remat=remat)
+    model = SequenceModel(
+        architecture=get(cell), hidden_size=4, output_dim=2, readout="every_step", remat=remat
+    )
     variables = model.init(jax.random.key(0), x)
     zeros = (jnp.zeros((2, 5, 4)),)
     plain = model.apply(variables, x, jnp.array([5, 3]))
@@ -102,7 +105,7 @@ def test_zero_offsets_leave_the_outputs_unchanged(cell, remat):
 def test_a_plain_rnn_gradient_vanishes_with_distance_from_the_loss():
     """Small recurrent weights: ||dL/dh_t|| shrinks geometrically going back from the last step."""
     x = jax.random.normal(jax.random.key(2), (8, 40, 2))
-    model = SequenceModel(cell="simple_rnn", hidden_size=16, output_dim=1)
+    model = SequenceModel(architecture=get("simple_rnn"), hidden_size=16, output_dim=1)
     params = model.init(jax.random.key(0), x)["params"]
     params["layer_0_fwd"]["w_hh"] = params["layer_0_fwd"]["w_hh"] * 0.5
     norms = make_gradient_flow(model, SquaredErrorTask())(params, Batch(x, jnp.ones(8)))[0]
@@ -134,10 +137,11 @@ def flow_record(cell, slope, steps=(0, 100), seeds=2, time=30):
 
 def test_plot_gradient_flow_draws_a_panel_per_cell_from_the_records(tmp_path, capsys):
     from seqbench.cli.report import main as cli_main
+    from seqbench.records import RunRecord
     from seqbench.report.plot import flow_curves
 
     rnn = flow_record("simple_rnn", 0.5)
-    steps_curves = flow_curves(rnn)
+    steps_curves = flow_curves(RunRecord.from_json(rnn))
     assert [step for step, _, _ in steps_curves] == [0, 100]
     mean = steps_curves[0][1]
     np.testing.assert_allclose(mean[-1] / mean[-2], 2.0)  # the geometric mean keeps the slope
@@ -166,26 +170,29 @@ def test_plot_gradient_flow_without_measurements_is_one_line(tmp_path):
 
 @pytest.mark.slow  # about 10 s of compilation; the wandb offline test checks a recorded flow
 def test_the_runner_measures_at_the_steps_asked_for_and_checkpoints_keep_them(tmp_path):
-    from seqbench.config import ModelConfig, OptimizerConfig
+    from seqbench.config import ModelConfig, OptimizerConfig, TrainerConfig
     from seqbench.models.build import build_model
-    from seqbench.tasks.synthetic import AddingProblem
+    from seqbench.tasks.synthetic import AddingConfig, AddingProblem
     from seqbench.train.checkpoint import Checkpointer
-    from seqbench.train.driver import run_training
+    from seqbench.train.driver import GradientFlow, Hooks, run_training
     from seqbench.train.gradient_flow import flow_batch
     from seqbench.train.optim import build_optimizer
     from seqbench.train.program import make_train
 
-    task = AddingProblem(7, n_eval=16)
-    built = build_model(ModelConfig(cell="lstm", hidden_size=5), task.spec)
+    task = AddingProblem(AddingConfig(length=7, n_eval=16))
+    built = build_model(ModelConfig(architecture="lstm", hidden_size=5), task.spec)
     program = make_train(built.model, task, build_optimizer(OptimizerConfig(), 6), 8)
     flow, examples = make_gradient_flow(built.model, task), flow_batch(task, 4)
     seen = []
 
+    trainer = TrainerConfig(steps=6, eval_every=3, batch_size=8, progress=False, checkpoint_every=6)
+    probe = GradientFlow(flow, examples, (0, 6))
+    hooks = Hooks(on_flow=lambda step, norms: seen.append((step, norms.shape)))
+
     def run(checkpointer):
         return run_training(
-            program, task, [0, 1], steps=6, eval_every=3, batch_size=8, progress=False,
-            checkpointer=checkpointer, checkpoint_every=6, gradient_flow=flow, flow_batch=examples,
-            flow_steps=(0, 6), on_flow=lambda step, norms: seen.append((step, norms.shape)),
+            program, task, [0, 1], trainer,
+            hooks=hooks, checkpointer=checkpointer, gradient_flow=probe,
         )  # fmt: skip
 
     checkpointer = Checkpointer(tmp_path / "checkpoints")

@@ -3,10 +3,11 @@
 import json
 
 import pytest
-from test_report import record
+from test_report import record, typed
 
 from seqbench.cli.report import main as cli_main
-from seqbench.report.horizon import build_horizon, family_label, render_markdown
+from seqbench.records import RunRecord
+from seqbench.report.horizon import build_horizon, render_markdown
 
 BASELINE = 1 / 6  # the fixture's adding baseline
 BUDGET = {"model": {"param_budget": 5000}, "trainer": {"steps": 3000, "batch_size": 32}}
@@ -40,7 +41,7 @@ RECORDS = [run(c, t, r) for c, by_length in RATIOS.items() for t, r in by_length
 
 
 def test_ratios_per_seed_and_mean_over_the_seeds_with_a_value():
-    (family,) = build_horizon(RECORDS).families
+    (family,) = build_horizon(typed(RECORDS)).families
     assert family.family == "adding" and family.metric == "test/mse"
     assert family.lengths == [25, 50, 100, 200]
     assert family.models == ["simple_rnn", "lstm", "gru"]
@@ -53,18 +54,18 @@ def test_ratios_per_seed_and_mean_over_the_seeds_with_a_value():
 
 
 def test_horizon_per_cell_none_when_nothing_solved_and_the_monotone_flag():
-    horizons = build_horizon(RECORDS).families[0].horizons
+    horizons = build_horizon(typed(RECORDS)).families[0].horizons
     assert horizons["simple_rnn"].horizon is None and horizons["simple_rnn"].monotone
     assert horizons["lstm"].horizon == 100 and horizons["lstm"].monotone
     assert horizons["gru"].horizon == 100 and horizons["gru"].fails_below == (50,)
     # a looser threshold: the plain RNN's T=25 (0.5) is solved, gru's T=50 (0.2) too
-    loose = build_horizon(RECORDS, threshold=0.6).families[0].horizons
+    loose = build_horizon(typed(RECORDS), threshold=0.6).families[0].horizons
     assert loose["simple_rnn"].horizon == 25
     assert loose["gru"].horizon == 200 and loose["gru"].monotone
 
 
 def test_markdown_table_and_notes():
-    lines = render_markdown(build_horizon(RECORDS)).splitlines()
+    lines = render_markdown(build_horizon(typed(RECORDS))).splitlines()
     assert lines[0] == "| adding | T=25 | T=50 | T=100 | T=200 | longest T solved (ratio < 0.1) |"
     assert lines[1] == "|---|---|---|---|---|---|"
     assert lines[2] == "| simple_rnn | 0.500 | 0.990 | 1.00 | 1.01 | none |"
@@ -84,12 +85,12 @@ def test_which_final_reads_each_seeds_last_evaluation():
     records = [run("lstm", 25, [0.01]), run("lstm", 50, [0.02])]
     for r in records:
         r["per_seed"][0]["final"]["test/mse"] = 0.5 * BASELINE
-    best = build_horizon(records).families[0]
-    final = build_horizon(records, which="final").families[0]
+    best = build_horizon(typed(records)).families[0]
+    final = build_horizon(typed(records), which="final").families[0]
     assert best.horizons["lstm"].horizon == 50 and final.horizons["lstm"].horizon is None
     assert final.points[("lstm", 25)].ratio == pytest.approx(0.5)
     assert "at each seed's last evaluation (which=final)" in render_markdown(
-        build_horizon(records, which="final")
+        build_horizon(typed(records), which="final")
     )
 
 
@@ -98,7 +99,7 @@ def test_the_configuration_is_chosen_on_validation_at_each_length():
     high = run("lstm", 50, [0.01, 0.01], vals=[0.5, 0.7], lr=0.1)
     low = run("lstm", 50, [0.2, 0.4], vals=[0.02, 0.04], lr=0.01)
     records = [run("lstm", 25, [0.01, 0.01], lr=0.01), high, low]
-    result = build_horizon(records)
+    result = build_horizon(typed(records))
     family = result.families[0]
     assert family.points[("lstm", 50)].ratio == pytest.approx(0.3)
     assert family.horizons["lstm"].horizon == 25
@@ -110,12 +111,15 @@ def test_the_configuration_is_chosen_on_validation_at_each_length():
 
 
 def test_task_families_without_the_length():
-    assert family_label(run("gru", 100, [0.1])) == "adding"
+    def family(r):
+        return RunRecord.from_json(r).task.family
+
+    assert family(run("gru", 100, [0.1])) == "adding"
     variant = run("gru", 100, [0.1], config={"task": {"length": 100, "variant": "arjovsky"}})
-    assert family_label(variant) == "adding (arjovsky)"
+    assert family(variant) == "adding (arjovsky)"
     copy = record("gru", [0.1], task="copy_memory", length=50)
     copy["task"]["label"] = "copy_memory (T=50, n=5)"
-    assert family_label(copy) == "copy_memory (n=5)"
+    assert family(copy) == "copy_memory (n=5)"
 
 
 def test_records_that_cannot_make_a_horizon():
@@ -123,26 +127,26 @@ def test_records_that_cannot_make_a_horizon():
     for r in acc:
         r["task"]["metrics"] = {"mse": "min", "acc": "max"}
     with pytest.raises(ValueError, match="acc is a metric to maximise"):
-        build_horizon(acc, metric="acc")
+        build_horizon(typed(acc), metric="acc")
     with pytest.raises(ValueError, match="has no metric 'nll'"):
-        build_horizon(acc, metric="nll")
+        build_horizon(typed(acc), metric="nll")
     no_baseline = [run("gru", t, [0.1]) for t in (25, 50)]
     no_baseline[1]["task"]["baseline"] = {}
     with pytest.raises(ValueError, match="no positive trivial baseline"):
-        build_horizon(no_baseline)
+        build_horizon(typed(no_baseline))
     with pytest.raises(ValueError, match=r"one length only \(T=25\)"):
-        build_horizon([run("gru", 25, [0.1]), run("lstm", 25, [0.1])])
+        build_horizon(typed([run("gru", 25, [0.1]), run("lstm", 25, [0.1])]))
     for threshold in (0.0, 1.5, float("nan")):
         with pytest.raises(ValueError, match=r"threshold must be in \(0, 1\]"):
-            build_horizon(RECORDS, threshold=threshold)
+            build_horizon(typed(RECORDS), threshold=threshold)
     data_set = record("gru", [0.1], task="seq_mnist")
     data_set["config"]["task"] = {"mode": "pixel"}
     data_set["task"]["label"] = "seq_mnist (pixel)"
     with pytest.raises(ValueError, match=r"no integer task\.length"):
-        build_horizon([data_set, *RECORDS])
+        build_horizon(typed([data_set, *RECORDS]))
     running = [dict(r, status="running") for r in RECORDS]
     with pytest.raises(ValueError, match="no completed or diverged run"):
-        build_horizon(running)
+        build_horizon(typed(running))
 
 
 def write_runs(root, records):

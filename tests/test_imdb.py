@@ -4,27 +4,21 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from datafiles import write_imdb
 
-from seqbench.cli.train import train_from_config
-from seqbench.config import ModelConfig, validate
+from seqbench.config import ConfigError, ModelConfig
 from seqbench.models.build import build_model
+from seqbench.store import validate
 from seqbench.tasks.base import TaskSpec
 from seqbench.tasks.dataset import DataError
-from seqbench.tasks.imdb import OOV, IMDBSentiment, build_vocabulary, encode, standardise
-
-POSITIVE = ["A great, great film!<br /><br />Loved it.", "great acting and a great story", "fine"]
-NEGATIVE = ["Awful. Truly awful film", "boring story; bad acting", "bad bad bad, the worst"]
-
-
-def write_imdb(root, copies=4):
-    """aclImdb/{train,test}/{pos,neg}/<id>_<rating>.txt with the reviews above, `copies` times."""
-    for split in ("train", "test"):
-        for label, texts, rating in (("pos", POSITIVE, 9), ("neg", NEGATIVE, 2)):
-            folder = root / "aclImdb" / split / label
-            folder.mkdir(parents=True)
-            for k in range(copies):
-                for i, text in enumerate(texts):
-                    (folder / f"{k * 10 + i}_{rating}.txt").write_text(f"{text} review{k}")
+from seqbench.tasks.imdb import (
+    OOV,
+    IMDBConfig,
+    IMDBSentiment,
+    build_vocabulary,
+    encode,
+    standardise,
+)
 
 
 def test_standardise_like_textvectorization():
@@ -46,7 +40,9 @@ def test_splits_vocabulary_from_training_reviews_only_and_cache(tmp_path):
     write_imdb(tmp_path)
     cache = tmp_path / "cache"
     task = IMDBSentiment(
-        data_dir=str(tmp_path), cache_dir=str(cache), vocab_size=12, max_length=6, n_val=4
+        IMDBConfig(
+            data_dir=str(tmp_path), cache_dir=str(cache), vocab_size=12, max_length=6, n_val=4
+        )
     )
     assert task.sizes() == {"train": 20, "val": 4, "test": 24}
     assert task.spec.input_kind == "tokens" and task.spec.seq_len == 6 and task.spec.output_dim == 1
@@ -56,12 +52,16 @@ def test_splits_vocabulary_from_training_reviews_only_and_cache(tmp_path):
     assert train.inputs.max() < 12 and 0 < task.truncated < 1
     (cached,) = cache.glob("imdb/tokens-*.npz")
     again = IMDBSentiment(
-        data_dir=str(tmp_path), cache_dir=str(cache), vocab_size=12, max_length=6, n_val=4
+        IMDBConfig(
+            data_dir=str(tmp_path), cache_dir=str(cache), vocab_size=12, max_length=6, n_val=4
+        )
     )
     np.testing.assert_array_equal(again.splits["test"].inputs, task.splits["test"].inputs)
     cached.write_bytes(b"not a zip file")  # a damaged cache is rebuilt, not trusted
     rebuilt = IMDBSentiment(
-        data_dir=str(tmp_path), cache_dir=str(cache), vocab_size=12, max_length=6, n_val=4
+        IMDBConfig(
+            data_dir=str(tmp_path), cache_dir=str(cache), vocab_size=12, max_length=6, n_val=4
+        )
     )
     np.testing.assert_array_equal(rebuilt.splits["val"].inputs, task.splits["val"].inputs)
     assert task.baseline()["accuracy"] == pytest.approx(0.5)
@@ -72,18 +72,18 @@ def test_missing_folder_and_no_offline_copy(tmp_path):
         DataError,
         match=r"missing train/pos, train/neg, test/pos, test/neg in .*aclImdb.*No offline copy",
     ):
-        IMDBSentiment(data_dir=str(tmp_path))
-    with pytest.raises(DataError, match=r"task\.source=files"):
-        IMDBSentiment(source="offline", data_dir=str(tmp_path))
+        IMDBSentiment(IMDBConfig(data_dir=str(tmp_path)))
+    with pytest.raises(ConfigError, match=r"task\.source: got 'offline', expected one of files"):
+        IMDBConfig(source="offline", data_dir=str(tmp_path))
     write_imdb(tmp_path)
     (tmp_path / "aclImdb" / "test" / "neg" / "0_2.txt").write_bytes(b"\xff\xfe bad utf-8 \xff")
     with pytest.raises(DataError, match=r"cannot read .*0_2\.txt"):
-        IMDBSentiment(data_dir=str(tmp_path), n_val=4)
+        IMDBSentiment(IMDBConfig(data_dir=str(tmp_path), n_val=4))
 
 
 def test_padding_tokens_never_change_a_bidirectional_models_output():
     model_cfg = ModelConfig(
-        cell="lstm", hidden_size=8, bidirectional=True, encoder="embedding", head_sizes=[5]
+        architecture="lstm", hidden_size=8, bidirectional=True, encoder="embedding", head_sizes=[5]
     )
     model = build_model(model_cfg, TaskSpec("tokens", 20, 1, 7, "last")).model
     tokens = jnp.array([[3, 4, 5, 0, 0, 0, 0], [6, 7, 8, 9, 10, 11, 12]])
@@ -95,24 +95,10 @@ def test_padding_tokens_never_change_a_bidirectional_models_output():
     np.testing.assert_allclose(model.apply(params, noisy, lengths), out, rtol=1e-6, atol=1e-6)
 
 
-def test_tf_tutorial_preset_trains_on_the_fixture(compose_config, tmp_path):
-    write_imdb(tmp_path / "data")
-    overrides = [
-        "experiment=imdb_tf_tutorial",
-        f"paths.data_dir={tmp_path / 'data'}",
-        f"paths.cache_dir={tmp_path / 'cache'}",
-        "task.n_val=4",
-        "task.max_length=8",
-        "trainer.steps=4",
-        "trainer.eval_every=2",
-        "trainer.batch_size=8",
-        "trainer.progress=false",
-        "seeds=[0]",
-    ]
-    (tmp_path / "run").mkdir()
-    record = train_from_config(validate(compose_config(overrides)), {}, tmp_path / "run")
-    assert record["status"] == "completed"
+def test_tf_tutorial_preset_has_the_tutorials_parameter_count(compose_config):
+    cfg = validate(compose_config(["experiment=imdb_tf_tutorial"]))
+    assert (cfg.task.vocab_size, cfg.task.max_length) == (1000, 512)
+    spec = TaskSpec("tokens", cfg.task.vocab_size, 1, cfg.task.max_length, "last")
     # TensorFlow's model has 138,369: embedding 64,000, BiLSTM 66,048, Dense 8,256 + 65; the
     # PyTorch-style LSTM has a second bias vector per gate block (2 x 256 more)
-    assert record["model"]["param_count"] == 138_369 + 512
-    assert 0.0 <= record["summary"]["best"]["test/accuracy"]["mean"] <= 1.0
+    assert build_model(cfg.model, spec).param_count == 138_369 + 512

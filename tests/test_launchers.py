@@ -24,7 +24,7 @@ def test_a_two_job_sweep_runs_under_the_launcher(run_cli, tmp_path, launcher, pl
     assert done.returncode == 0, done.stderr[-3000:]
     records = [json.loads(p.read_text()) for p in sorted(sweep.glob("*/run.json"))]
     assert [r["status"] for r in records] == ["completed", "completed"]
-    assert {r["config"]["model"]["cell"] for r in records} == {"simple_rnn", "gru"}
+    assert {r["config"]["model"]["architecture"] for r in records} == {"simple_rnn", "gru"}
     cores = [r["device"]["cpu_affinity"] for r in records]
     if launcher == "local_parallel" and len(cores[0] or []) + len(cores[1] or []) >= 2:
         assert not set(cores[0]) & set(cores[1]), cores  # each job on its share of the cores

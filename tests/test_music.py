@@ -1,44 +1,20 @@
 """Polyphonic music: piano rolls from the pickles and from music21, loss and metrics against NumPy,
 the constant-predictor baseline, data errors, the offline cache and one smoke training run."""
 
-import gzip
-import math
-import pickle
-
 import flax.linen as nn
 import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
+from datafiles import PIECES, write_pickle
 
 from seqbench.config import ConfigError
 from seqbench.store import validate
 from seqbench.tasks import music
 from seqbench.tasks.dataset import DataError
-from seqbench.tasks.music import PolyphonicMusic, load_chorale_rolls, roll_from_notes
+from seqbench.tasks.formats.pianoroll import roll_from_notes, roll_from_score
+from seqbench.tasks.music import MusicConfig, PolyphonicMusic, load_chorale_rolls
 from seqbench.train.program import make_train
-
-# each piece: a list of steps, each a tuple of active MIDI pitches, as in the published pickles
-PIECES = {
-    "train": [
-        [(60, 64, 67), (60, 64), (), (21, 108), (62,)],
-        [(48,), (48, 55), (72,)],
-        [(60,), (62,), (64,), (65,), (67,), (69,)],
-    ],
-    "valid": [[(60, 64), (59, 62), (60,)], [(40,), (41,)]],
-    "test": [
-        [(60, 64), (60, 64), (62, 65), (64,)],
-        [(60,), (), (67, 72), (60,), (62,), (64,), (60,)],
-    ],
-}
-
-
-def write_pickle(directory, data=PIECES, name="JSB Chorales.pickle", compress=False):
-    path = directory / "music" / (name + (".gz" if compress else ""))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    raw = pickle.dumps(data, protocol=2)
-    path.write_bytes(gzip.compress(raw) if compress else raw)
-    return path
 
 
 def roll(piece):
@@ -67,13 +43,13 @@ def frame_accuracy(logits, targets):
 @pytest.fixture
 def task(tmp_path):
     write_pickle(tmp_path)
-    return PolyphonicMusic("files", data_dir=str(tmp_path), name="jsb_chorales")
+    return PolyphonicMusic(MusicConfig(source="files", data_dir=str(tmp_path), name="jsb_chorales"))
 
 
 @pytest.mark.parametrize("compress", [False, True])
 def test_pickle_gives_rolls_shifted_by_one_step(tmp_path, compress):
     write_pickle(tmp_path, compress=compress)
-    task = PolyphonicMusic("files", data_dir=str(tmp_path), name="jsb_chorales")
+    task = PolyphonicMusic(MusicConfig(source="files", data_dir=str(tmp_path), name="jsb_chorales"))
     assert task.name == "music_jsb_chorales" and task.label == "JSB Chorales"
     assert task.spec.seq_len == 6 and task.spec.readout == "every_step"
     assert (task.spec.input_dim, task.spec.output_dim, task.spec.input_kind) == (88, 88, "real")
@@ -96,7 +72,9 @@ def test_pickle_gives_rolls_shifted_by_one_step(tmp_path, compress):
 
 def test_max_steps_crops_longer_pieces(tmp_path):
     write_pickle(tmp_path)
-    task = PolyphonicMusic("files", data_dir=str(tmp_path), name="jsb_chorales", max_steps=4)
+    task = PolyphonicMusic(
+        MusicConfig(source="files", data_dir=str(tmp_path), name="jsb_chorales", max_steps=4)
+    )
     assert task.spec.seq_len == 3
     np.testing.assert_array_equal(task.splits["test"].lengths, [3, 3])
     np.testing.assert_array_equal(task.splits["val"].lengths, [2, 1])
@@ -184,7 +162,7 @@ def test_baseline_is_the_training_key_frequencies_on_test(task):
 
 def test_missing_file_names_the_path_and_the_offline_source(tmp_path):
     with pytest.raises(DataError) as error:
-        PolyphonicMusic("files", data_dir=str(tmp_path), name="nottingham")
+        PolyphonicMusic(MusicConfig(source="files", data_dir=str(tmp_path), name="nottingham"))
     message = str(error.value)
     assert str(tmp_path / "music" / "Nottingham.pickle") in message
     assert "task.source=offline" in message and "\n" not in message
@@ -194,15 +172,15 @@ def test_corrupt_pickles_raise_data_errors(tmp_path):
     path = write_pickle(tmp_path)
     path.write_bytes(path.read_bytes()[:40])
     with pytest.raises(DataError, match="corrupt or truncated pickle"):
-        PolyphonicMusic("files", data_dir=str(tmp_path), name="jsb_chorales")
+        PolyphonicMusic(MusicConfig(source="files", data_dir=str(tmp_path), name="jsb_chorales"))
     path.write_bytes(b"not a pickle at all")
     with pytest.raises(DataError, match="corrupt or truncated pickle"):
-        PolyphonicMusic("files", data_dir=str(tmp_path), name="jsb_chorales")
+        PolyphonicMusic(MusicConfig(source="files", data_dir=str(tmp_path), name="jsb_chorales"))
     path.unlink()
     gz = write_pickle(tmp_path, compress=True)
     gz.write_bytes(gz.read_bytes()[:30])
     with pytest.raises(DataError, match="gzip"):
-        PolyphonicMusic("files", data_dir=str(tmp_path), name="jsb_chorales")
+        PolyphonicMusic(MusicConfig(source="files", data_dir=str(tmp_path), name="jsb_chorales"))
 
 
 @pytest.mark.parametrize(
@@ -220,16 +198,16 @@ def test_corrupt_pickles_raise_data_errors(tmp_path):
 def test_wrong_structure_raises_a_data_error(tmp_path, data, match):
     write_pickle(tmp_path, data)
     with pytest.raises(DataError, match=match):
-        PolyphonicMusic("files", data_dir=str(tmp_path), name="jsb_chorales")
+        PolyphonicMusic(MusicConfig(source="files", data_dir=str(tmp_path), name="jsb_chorales"))
 
 
 def test_bad_names_and_sources_are_refused(tmp_path):
-    with pytest.raises(ValueError, match="bach_chorales"):
-        PolyphonicMusic("offline", cache_dir=str(tmp_path), name="jsb_chorales")
-    with pytest.raises(ValueError, match="jsb_chorales"):
-        PolyphonicMusic("files", data_dir=str(tmp_path), name="bach_chorales")
-    with pytest.raises(ValueError, match="unknown source"):
-        PolyphonicMusic("web", data_dir=str(tmp_path))
+    with pytest.raises(ConfigError, match=r"task\.name: got 'jsb_chorales', .* bach_chorales"):
+        MusicConfig(source="offline", cache_dir=str(tmp_path), name="jsb_chorales")
+    with pytest.raises(ConfigError, match=r"task\.name: got 'bach_chorales', .* jsb_chorales"):
+        MusicConfig(source="files", data_dir=str(tmp_path), name="bach_chorales")
+    with pytest.raises(ConfigError, match=r"task\.source: got 'web'"):
+        MusicConfig(source="web", data_dir=str(tmp_path))
 
 
 def test_roll_from_notes_takes_what_sounds_at_each_quarter():
@@ -266,10 +244,10 @@ def four_parts(n_steps, base=60):
 
 def test_roll_from_score_merges_every_part():
     score = make_score([[60, 62, 64, 65], [(48, 52), 50, 52, 53]])
-    rolled = music.roll_from_score(score)
+    rolled = roll_from_score(score)
     active = [set(np.flatnonzero(step) + 21) for step in rolled]
     assert active == [{60, 48, 52}, {62, 50}, {64, 52}, {65, 53}]
-    halves = music.roll_from_score(make_score([[60, 62, 64, 65]], quarter_length=0.5))
+    halves = roll_from_score(make_score([[60, 62, 64, 65]], quarter_length=0.5))
     assert [set(np.flatnonzero(step) + 21) for step in halves] == [{60}, {64}]
 
 
@@ -319,14 +297,14 @@ def test_offline_task_splits_the_cached_chorales(tmp_path, monkeypatch):
         raise AssertionError("the cache should have been used")
 
     monkeypatch.setattr(music, "corpus_chorales", no_parsing)
-    task = PolyphonicMusic("offline", cache_dir=str(tmp_path), split_seed=3)
+    task = PolyphonicMusic(MusicConfig(source="offline", cache_dir=str(tmp_path), split_seed=3))
     assert task.sizes() == {"train": 6, "val": 2, "test": 2}
     assert task.label == "Bach chorales (music21)" and task.name == "music_bach_chorales"
     assert task.describe()["skipped"] == {"unparsable": 2}
     assert task.spec.seq_len == max(len(r) for r in rolls) - 1
     seen = sorted(int(n) + 1 for split in task.splits.values() for n in split.lengths)
     assert seen == sorted(len(r) for r in rolls)
-    other = PolyphonicMusic("offline", cache_dir=str(tmp_path), split_seed=3)
+    other = PolyphonicMusic(MusicConfig(source="offline", cache_dir=str(tmp_path), split_seed=3))
     np.testing.assert_array_equal(other.splits["test"].inputs, task.splits["test"].inputs)
 
 
@@ -342,34 +320,9 @@ def test_music_config_composes_and_checks_values(compose_config):
         validate(compose_config(["task=music", "task.max_steps=1"]))
 
 
-def test_smoke_training_on_a_pickle(compose_config, tmp_path):
-    from seqbench.cli.train import train_from_config
-
-    write_pickle(tmp_path)
-    overrides = [
-        "task=music",
-        "task.source=files",
-        "task.name=jsb_chorales",
-        f"paths.data_dir={tmp_path}",
-        f"paths.cache_dir={tmp_path / 'cache'}",
-        "trainer=smoke",
-        "trainer.batch_size=2",
-        "model=gru",
-        "model.hidden_size=8",
-        "seeds=[0]",
-    ]
-    cfg = validate(compose_config(overrides))
-    (tmp_path / "run").mkdir()
-    record = train_from_config(cfg, {}, tmp_path / "run")
-    assert record["status"] == "completed"
-    final = record["per_seed"][0]["final"]
-    assert math.isfinite(final["test/nll"]) and 0 <= final["test/accuracy"] <= 1
-    assert record["task"]["primary_metric"] == "nll"
-
-
 @pytest.mark.slow
 def test_offline_bach_chorales_from_music21(tmp_path):
-    task = PolyphonicMusic("offline", cache_dir=str(tmp_path))
+    task = PolyphonicMusic(MusicConfig(source="offline", cache_dir=str(tmp_path)))
     sizes = task.sizes()
     assert sum(sizes.values()) > 300 and sizes["train"] > sizes["val"] > 0
     assert task.baseline()["nll"] > 0

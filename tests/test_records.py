@@ -1,11 +1,15 @@
-"""Run records: atomic writes, per-seed summaries, aggregation, and the Markdown table."""
+"""Run records: atomic writes, per-seed summaries, aggregation, the typed record and its formats."""
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 from seqbench import records
+from seqbench.records import MetricStats, RunRecord
+
+REPO = Path(__file__).resolve().parent.parent
 
 
 def test_atomic_write_replaces_the_file_and_leaves_no_temporary(tmp_path):
@@ -74,10 +78,16 @@ def test_a_format_1_record_is_read_with_its_metrics_as_test_metrics(tmp_path):
     }
     (tmp_path / "run.json").write_text(json.dumps(old))
     record = records.load_record(tmp_path)
-    assert record["schema_version"] == records.SCHEMA_VERSION
-    assert record["per_seed"][0]["best"] == {"test/mse": 0.1}
-    assert record["summary"]["final"] == {"test/mse": {"mean": 0.2, "std": 0.0, "n": 1}}
-    assert record["curves"]["eval"] == {"test/mse": [[0.2]]}
+    assert record.to_json()["schema_version"] == records.SCHEMA_VERSION
+    assert record.per_seed[0].best == {"test/mse": 0.1}
+    assert record.summary.final == {"test/mse": MetricStats(mean=0.2, std=0.0, n=1)}
+    assert record.curves.eval == {"test/mse": [[0.2]]}
+    assert record.model.architecture == "gru"
+    assert (record.task.label, record.task.family, record.task.length) == (
+        "adding (T=100)",
+        "adding",
+        100,
+    )
 
 
 def test_a_record_from_a_newer_seqbench_is_refused(tmp_path):
@@ -118,3 +128,79 @@ def test_deterministic_flags_are_added_once_and_recorded(monkeypatch):
     flags = records.determinism_info(True)["xla_flags"].split()
     assert flags == ["--xla_cpu_enable_fast_math=false", "--xla_gpu_deterministic_ops=true"]
     assert records.determinism_info(True)["gpu_needs"] == ["--xla_gpu_deterministic_ops=true"]
+
+
+def test_a_committed_format_2_record_loads_with_family_and_length_derived():
+    path = REPO / "results" / "default_benchmark" / "0" / "run.json"
+    raw = json.loads(path.read_text())
+    assert raw["schema_version"] == 2 and "family" not in raw["task"] and "cell" in raw["model"]
+    record = records.load_record(path.parent)
+    assert record.path == str(path.parent)
+    assert (record.task.label, record.task.family, record.task.length) == (
+        "adding (T=100)",
+        "adding",
+        100,
+    )
+    assert record.model.architecture == raw["model"]["cell"] == "simple_rnn"
+    assert record.model.param_count == raw["model"]["param_count"]
+    assert record.task.primary_metric == "mse" and record.task.metrics == {"mse": "min"}
+    assert [s.seed for s in record.per_seed] == raw["seeds"] == record.seeds
+    best = raw["summary"]["best"]["test/mse"]
+    assert record.summary.best["test/mse"] == MetricStats(best["mean"], best["std"], best["n"])
+    assert record.timing.wall_s == raw["timing"]["wall_s"]
+    assert record.curves.eval == raw["curves"]["eval"]
+    # the same in meaning: only the version, the architecture's name and the new task fields differ
+    upgraded = json.loads(json.dumps(raw))
+    upgraded["schema_version"] = records.SCHEMA_VERSION
+    upgraded["model"]["architecture"] = upgraded["model"].pop("cell")
+    upgraded["task"].update(family="adding", length=100)
+    assert record.to_json() == upgraded
+
+
+@pytest.mark.parametrize(
+    ("label", "length", "variant", "family"),
+    [
+        ("copy_memory (T=50, n=5)", 50, None, "copy_memory (n=5)"),
+        ("adding (T=100, arjovsky)", 100, "arjovsky", "adding (arjovsky)"),
+        (None, 200, "arjovsky", "adding (arjovsky)"),  # before labels: from the config
+        ("seq_mnist (pixel)", None, None, "seq_mnist (pixel)"),
+    ],
+)
+def test_an_old_record_gets_its_family_and_length_from_its_label_and_config(
+    label, length, variant, family
+):
+    data = json.loads((REPO / "results" / "default_benchmark" / "0" / "run.json").read_text())
+    data["task"]["label"] = label
+    data["config"]["task"] = {"length": length, "variant": variant}
+    task = RunRecord.from_json(data, "old").task
+    assert (task.family, task.length) == (family, length)
+
+
+def test_a_record_with_its_own_family_and_length_keeps_them():
+    data = json.loads((REPO / "results" / "default_benchmark" / "3" / "run.json").read_text())
+    data["schema_version"] = records.SCHEMA_VERSION
+    data["model"]["architecture"] = data["model"].pop("cell")
+    data["task"].update(family="recall", length=7)
+    task = RunRecord.from_json(data, "new").task
+    assert (task.family, task.length) == ("recall", 7)
+    data["model"]["cell"] = data["model"].pop("architecture")  # format 3 names no cell
+    with pytest.raises(ValueError, match=r"'model\.architecture' is missing"):
+        RunRecord.from_json(data, "new")
+
+
+@pytest.mark.parametrize("path", sorted((REPO / "results").rglob("run.json")), ids=str)
+def test_from_json_of_to_json_is_the_identity_for_every_committed_record(path):
+    record = records.load_record(path)
+    data = record.to_json()
+    again = RunRecord.from_json(data, path)
+    assert again == record
+    assert again.to_json() == data
+    assert json.loads(json.dumps(data)) == data  # plain JSON
+
+
+def test_write_record_writes_run_json_atomically(tmp_path):
+    record = records.load_record(REPO / "results" / "default_benchmark" / "1")
+    records.write_record(tmp_path, record)
+    assert [p.name for p in tmp_path.iterdir()] == ["run.json"]
+    assert records.load_record(tmp_path) == record
+    assert json.loads((tmp_path / "run.json").read_text()) == record.to_json()

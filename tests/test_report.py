@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from seqbench.cli.report import main as cli_main
+from seqbench.records import RunRecord
 from seqbench.report.table import (
     build_table,
     load_references,
@@ -66,6 +67,11 @@ def record(cell, finals, task="adding", length=100, metric="mse", direction="min
     }
 
 
+def typed(records):
+    """Fixture records (run.json's layout) as readers get them: `RunRecord`s."""
+    return [RunRecord.from_json(r) for r in records]
+
+
 RECORDS = [
     record("gru", [0.1, 0.3]),
     record("simple_rnn", [0.17, 0.16, 0.18]),
@@ -76,7 +82,7 @@ RECORDS = [
 
 
 def test_means_stds_seed_counts_and_divergence():
-    table = build_table(RECORDS)
+    table = build_table(typed(RECORDS))
     assert table.models == ["simple_rnn", "lstm", "gru"]
     adding, copy = table.rows[0], table.rows[1]
     assert (adding.task, adding.metric, copy.task) == (
@@ -95,7 +101,7 @@ def test_means_stds_seed_counts_and_divergence():
 
 
 def test_markdown_marks_the_best_and_shows_seeds():
-    text = render_markdown(build_table(RECORDS))
+    text = render_markdown(build_table(typed(RECORDS)))
     lines = text.splitlines()
     assert lines[0] == "| task | metric | baseline | simple_rnn | lstm | gru |"
     assert lines[2] == (
@@ -106,21 +112,44 @@ def test_markdown_marks_the_best_and_shows_seeds():
     assert lines[4] == "| adding (T=100) | parameters |  | 4,965 | 4,918 | 5,071 |"
 
 
+def test_tasks_are_ordered_by_family_then_length_as_a_number():
+    lengths = [10, 100, 1600, 200]  # as strings, T=1600 would come before T=200
+    records = [record("gru", [0.1], length=t) for t in lengths]
+    records.append(record("gru", [0.1], length=50, config={"task": {"variant": "arjovsky"}}))
+    records.append(record("lstm", [0.1], task="copy_memory", length=5))
+    table = build_table(typed(records))
+    tasks = [
+        "adding (T=10)",
+        "adding (T=100)",
+        "adding (T=200)",
+        "adding (T=1600)",
+        "adding (T=50, arjovsky)",
+        "copy_memory (T=5)",
+    ]
+    assert [row.task for row in table.rows] == tasks and list(table.params) == tasks
+    lines = render_markdown(table).splitlines()
+    assert [line.split(" | ")[0] for line in lines[2:8]] == [f"| {t}" for t in tasks]
+    assert [line.split(" | ")[0] for line in lines[8:14]] == [f"| {t}" for t in tasks]
+    assert all(" | parameters | " in line for line in lines[8:14])
+    rows = list(csv.DictReader(io.StringIO(render_csv(table))))
+    assert list(dict.fromkeys(r["task"] for r in rows)) == tasks
+
+
 def test_direction_max_picks_the_largest():
     records = [
         record("lstm", [0.9], metric="acc", direction="max"),
         record("gru", [0.8], metric="acc", direction="max"),
     ]
-    assert build_table(records).rows[0].best() == {"lstm"}
+    assert build_table(typed(records)).rows[0].best() == {"lstm"}
 
 
 def test_all_seeds_diverged_is_shown_not_dropped():
-    text = render_markdown(build_table([record("simple_rnn", [None, None])]))
+    text = render_markdown(build_table(typed([record("simple_rnn", [None, None])])))
     assert "diverged (n=0/2, 2 diverged)" in text
 
 
 def test_model_selection_and_order_and_metric_filter():
-    table = build_table(RECORDS, models=["gru", "lstm"], metrics=["acc"])
+    table = build_table(typed(RECORDS), models=["gru", "lstm"], metrics=["acc"])
     assert table.models == ["gru", "lstm"]
     assert [r.metric for r in table.rows] == ["acc"]
 
@@ -128,7 +157,7 @@ def test_model_selection_and_order_and_metric_filter():
 def test_a_rerun_of_the_same_configuration_counts_once_the_latest(capsys):
     older = record("gru", [0.5], finished="2026-11-27T09:00:00", path="/a")
     newer = record("gru", [0.4], finished="2026-11-27T11:00:00", path="/b", config={"seeds": [7]})
-    table = build_table([newer, older])
+    table = build_table(typed([newer, older]))
     assert table.rows[0].entries["gru"].mean == pytest.approx(0.4)
     assert table.selections == [] and "chose" not in capsys.readouterr().err
 
@@ -138,7 +167,7 @@ def test_the_configuration_is_chosen_on_validation_and_its_test_value_reported()
     high = record("lstm", [0.01, 0.01], vals=[0.05, 0.07], config={"optimizer": {"lr": 0.1}})
     low = record("lstm", [0.03, 0.05], vals=[0.02, 0.02], config={"optimizer": {"lr": 0.01}})
     bad = record("lstm", [None, None], config={"optimizer": {"lr": 1.0}}, finished="2026-12-01")
-    table = build_table([high, low, bad])
+    table = build_table(typed([high, low, bad]))
     entry = table.rows[0].entries["lstm"]
     assert entry.mean == pytest.approx(0.04) and entry.n == 2
     (selection,) = table.selections
@@ -161,8 +190,12 @@ def test_selection_respects_a_metric_to_maximise_and_the_final_evaluation():
 
     a = acc([0.6], [0.9], 1, best_val=[0.5])
     b = acc([0.8], [0.7], 2, best_val=[0.95])
-    assert build_table([a, b], which="final").rows[0].entries["gru"].mean == pytest.approx(0.6)
-    assert build_table([a, b], which="best").rows[0].entries["gru"].mean == pytest.approx(0.8)
+    assert build_table(typed([a, b]), which="final").rows[0].entries["gru"].mean == pytest.approx(
+        0.6
+    )
+    assert build_table(typed([a, b]), which="best").rows[0].entries["gru"].mean == pytest.approx(
+        0.8
+    )
 
 
 def test_reference_columns(tmp_path):
@@ -176,7 +209,7 @@ def test_reference_columns(tmp_path):
         "  TCN [Bai]:\n"
         "    adding (T=600): {mse: 5.8e-5}\n"
     )
-    table = build_table(RECORDS, references=load_references(path))
+    table = build_table(typed(RECORDS), references=load_references(path))
     assert table.references == ["LSTM [Bai]"]  # a column matching no row is left out
     adding = table.rows[0]
     assert adding.references == {"LSTM [Bai]": 0.001}
@@ -198,7 +231,7 @@ def test_bad_reference_file(tmp_path, content):
 
 
 def test_latex_is_booktabs_with_escapes_and_bold_best():
-    text = render_latex(build_table(RECORDS))
+    text = render_latex(build_table(typed(RECORDS)))
     lines = text.splitlines()
     assert lines[0] == r"\begin{tabular}{llrrrr}" and lines[1] == r"\toprule"
     assert lines[2] == r"Task & Metric & Baseline & simple\_rnn & lstm & gru \\"
@@ -210,7 +243,7 @@ def test_latex_is_booktabs_with_escapes_and_bold_best():
 
 
 def test_csv_is_tidy_and_complete():
-    rows = list(csv.DictReader(io.StringIO(render_csv(build_table(RECORDS)))))
+    rows = list(csv.DictReader(io.StringIO(render_csv(build_table(typed(RECORDS))))))
     assert len(rows) == 5
     lstm = next(r for r in rows if r["column"] == "lstm" and r["metric"] == "mse")
     assert (lstm["n"], lstm["n_seeds"], lstm["diverged"], lstm["best"]) == ("2", "3", "1", "1")
@@ -274,6 +307,7 @@ def test_curve_mean_and_band_skip_diverged_seeds():
     from seqbench.report.plot import curve
 
     r = with_curves(record("lstm", [0.1, None]), [[1.0, 3.0], [0.5, np.nan], [np.nan, np.nan]])
+    r = RunRecord.from_json(r)
     steps, mean, low, high = curve(r, "mse")
     np.testing.assert_allclose(curve(r, "val/mse")[1][:2], [3.0, 1.5])
     assert steps.tolist() == [0, 10, 20]

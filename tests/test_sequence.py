@@ -1,8 +1,8 @@
 """SequenceModel: length masking, reverse direction, stacking, readouts, encoders, dropout."""
 
+import dataclasses
 import functools
 
-import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -11,14 +11,26 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from reference import random_variables, torch_direction
 
-from seqbench.models import CELLS, GATES, SequenceModel
+from seqbench.models import SequenceModel
+from seqbench.models.architectures import get
+from seqbench.models.architectures.lstm import LSTMOptions
 
 B, T, F, H, OUT = 3, 6, 3, 4, 2
+CELLS = ("simple_rnn", "lstm", "gru")  # the architectures the NumPy reference covers
+GATES = {"simple_rnn": 1, "lstm": 4, "gru": 3}
+
+
+def make_model(cell="gru", **fields):
+    """SequenceModel of architecture `cell`; the fields its options have go to them."""
+    spec = get(cell)
+    names = {f.name for f in dataclasses.fields(spec.options)}
+    options = spec.options(**{k: fields.pop(k) for k in list(fields) if k in names})
+    return SequenceModel(architecture=spec, cell=options, **fields)
 
 
 @functools.cache
 def jitted_apply(**fields):
-    model = SequenceModel(**fields)
+    model = make_model(**fields)
     return model, jax.jit(model.apply, static_argnames="deterministic")
 
 
@@ -54,7 +66,8 @@ def test_padding_does_not_change_last_readout(cell):
 
 @pytest.mark.parametrize("cell", list(CELLS))
 def test_padding_does_not_change_final_carry(cell):
-    module = CELLS[cell](hidden_size=H)
+    spec = get(cell)
+    module = spec.layer(spec.options(), H)
 
     @jax.jit
     def both_directions(variables, x, lengths=None):
@@ -111,7 +124,7 @@ def test_every_step_readout_masks_padding_and_matches_last():
 
 @pytest.mark.parametrize("cell", list(CELLS))
 def test_stacked_bidirectional_shapes(cell):
-    model = SequenceModel(cell=cell, hidden_size=H, output_dim=OUT, n_layers=3, bidirectional=True)
+    model = make_model(cell, hidden_size=H, output_dim=OUT, n_layers=3, bidirectional=True)
     x = jnp.zeros((B, T, F))
     params = jax.eval_shape(model.init, jax.random.key(0), x)["params"]
     names = {f"layer_{k}_{d}" for k in range(3) for d in ("fwd", "bwd")} | {"readout"}
@@ -177,15 +190,15 @@ def test_learned_encoders(encoder):
 
 
 def test_embed_dim_and_bad_inputs():
-    model = SequenceModel(
-        cell="gru", hidden_size=H, output_dim=OUT, encoder="embedding", vocab_size=7, embed_dim=3
+    model = make_model(
+        "gru", hidden_size=H, output_dim=OUT, encoder="embedding", vocab_size=7, embed_dim=3
     )
     params = jax.eval_shape(model.init, jax.random.key(0), jnp.zeros((1, 2), int))["params"]
     assert params["encoder"]["embedding"].shape == (7, 3)
     assert params["layer_0_fwd"]["w_ih"].shape == (3, 3 * H)
     with pytest.raises(ValueError, match="int tokens"):
         jax.eval_shape(model.init, jax.random.key(0), jnp.zeros((1, 2, 7)))
-    plain = SequenceModel(cell="gru", hidden_size=H, output_dim=OUT)
+    plain = make_model("gru", hidden_size=H, output_dim=OUT)
     with pytest.raises(ValueError, match=r"\(B, T, F\)"):
         jax.eval_shape(plain.init, jax.random.key(0), jnp.zeros((1, 2)))
 
@@ -212,7 +225,7 @@ def test_dropout_only_when_not_deterministic():
 
 def test_dropout_is_between_layers_only():
     x = np.random.default_rng(9).standard_normal((B, T, F)).astype(np.float32)
-    model = SequenceModel(cell="gru", hidden_size=H, output_dim=OUT, dropout=0.5)
+    model = make_model("gru", hidden_size=H, output_dim=OUT, dropout=0.5)
     variables = random_variables(model, x)
     y = model.apply(variables, x, deterministic=False, rngs={"dropout": jax.random.key(1)})
     np.testing.assert_array_equal(y, model.apply(variables, x))
@@ -221,15 +234,14 @@ def test_dropout_is_between_layers_only():
 @pytest.mark.parametrize(
     ("fields", "bad"),
     [
-        ({"cell": "transformer"}, "cell"),
+        ({"cell": "transformer"}, "architecture"),
         ({"encoder": "conv"}, "encoder"),
         ({"readout": "mean"}, "readout"),
         ({"n_layers": 0}, "n_layers"),
         ({"hidden_size": 0}, "hidden_size"),
         ({"dropout": 1.0}, "dropout"),
         ({"dropout": -0.1}, "dropout"),
-        ({"recurrent_init": "identity", "cell": "lstm"}, "recurrent_init"),
-        ({"recurrent_init": "xavier"}, "recurrent_init"),
+        ({"recurrent_init": "xavier", "cell": "simple_rnn"}, "recurrent_init"),
         ({"activation": "gelu", "cell": "simple_rnn"}, "activation"),
         ({"encoder": "one_hot"}, "vocab_size"),
     ],
@@ -237,7 +249,14 @@ def test_dropout_is_between_layers_only():
 def test_bad_fields_raise(fields, bad):
     kwargs = {"cell": "gru", "hidden_size": H, "output_dim": OUT, **fields}
     with pytest.raises(ValueError, match=bad):
-        SequenceModel(**kwargs)
+        make_model(**kwargs)
+
+
+def test_architecture_and_options_must_match():
+    with pytest.raises(ValueError, match="architecture"):
+        SequenceModel(architecture="gru", hidden_size=H, output_dim=OUT)
+    with pytest.raises(ValueError, match="cell"):
+        SequenceModel(architecture=get("gru"), cell=LSTMOptions(), hidden_size=H, output_dim=OUT)
 
 
 @pytest.mark.parametrize(
@@ -249,29 +268,36 @@ def test_bad_fields_raise(fields, bad):
     ],
 )
 def test_cell_options_are_passed_through(cell, options):
-    """Every layer's cell is built with the model's options (checked on shapes only)."""
+    """Every layer is built by the architecture's factory with the model's options (checked on
+    shapes only)."""
+    spec = get(cell)
     built = []
 
-    def record(next_fun, args, kwargs, context):
-        if isinstance(context.module, CELLS[cell]):
-            built.append(context.module)
-        return next_fun(*args, **kwargs)
+    def layer(options, hidden_size, *, remat=False, name=None):
+        module = spec.layer(options, hidden_size, remat=remat, name=name)
+        built.append((options, module))
+        return module
 
-    model = SequenceModel(cell=cell, hidden_size=H, output_dim=OUT, n_layers=2, **options)
-    with nn.intercept_methods(record):
-        jax.eval_shape(model.init, jax.random.key(0), jnp.zeros((1, 1, F)))
-    assert sorted({m.name for m in built}) == ["layer_0_fwd", "layer_1_fwd"]
-    for module in built:
+    recording = dataclasses.replace(spec, layer=layer)
+    model = SequenceModel(
+        architecture=recording,
+        cell=spec.options(**options),
+        hidden_size=H,
+        output_dim=OUT,
+        n_layers=2,
+    )
+    jax.eval_shape(model.init, jax.random.key(0), jnp.zeros((1, 1, F)))
+    assert sorted({m.name for _, m in built}) == ["layer_0_fwd", "layer_1_fwd"]
+    for passed, module in built:
         assert module.hidden_size == H
-        for field, value in options.items():
-            assert getattr(module, field) == value
+        assert passed == spec.options(**options)
 
 
 @pytest.mark.parametrize("cell", ["simple_rnn", "lstm", "gru"])
 def test_remat_changes_memory_not_values_or_gradients(cell):
     lengths = jnp.array([6, 3])
     x = jax.random.normal(jax.random.key(0), (2, 6, 3))
-    plain = SequenceModel(cell=cell, hidden_size=5, output_dim=2, bidirectional=True)
+    plain = make_model(cell, hidden_size=5, output_dim=2, bidirectional=True)
     remat = plain.clone(remat=True)
     variables = plain.init(jax.random.key(1), x, lengths)
 

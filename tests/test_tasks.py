@@ -9,13 +9,14 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from seqbench.tasks.synthetic import AddingProblem, CopyMemory
+from seqbench.config import ConfigError
+from seqbench.tasks.synthetic import AddingConfig, AddingProblem, CopyMemory, CopyMemoryConfig
 
 
 @settings(max_examples=6, deadline=None)
 @given(length=st.integers(2, 60), batch=st.integers(1, 16), seed=st.integers(0, 2**31 - 1))
 def test_adding_batch_is_well_formed(length, batch, seed):
-    task = AddingProblem(length)
+    task = AddingProblem(AddingConfig(length=length))
     inputs, targets, lengths = jax.device_get(task.sample(jax.random.key(seed), batch))
     assert inputs.shape == (batch, length, 2) and targets.shape == (batch, 1)
     assert lengths is None
@@ -28,20 +29,20 @@ def test_adding_batch_is_well_formed(length, batch, seed):
 
 
 def test_adding_markers_are_uniform_over_positions():
-    task = AddingProblem(8)
+    task = AddingProblem(AddingConfig(length=8))
     markers = np.asarray(task.sample(jax.random.key(1), 40_000).inputs[..., 1])
     frequency = markers.sum(axis=0) / markers.shape[0]
     np.testing.assert_allclose(frequency, 2 / 8, atol=0.01)
 
 
 def test_arjovsky_variant_puts_one_marker_in_each_half():
-    task = AddingProblem(10, variant="arjovsky")
+    task = AddingProblem(AddingConfig(length=10, variant="arjovsky"))
     markers = np.asarray(task.sample(jax.random.key(2), 2000).inputs[..., 1])
     assert (markers[:, :5].sum(axis=1) == 1).all() and (markers[:, 5:].sum(axis=1) == 1).all()
 
 
 def test_adding_trivial_baseline_matches_the_data():
-    task = AddingProblem(50, n_eval=20_000)
+    task = AddingProblem(AddingConfig(length=50, n_eval=20_000))
     batch = task.eval_set("test")
     mse_of_one = float(jnp.mean(task.metrics(jnp.ones_like(batch.targets), batch)["mse"]))
     assert task.baseline()["mse"] == pytest.approx(1 / 6)
@@ -51,7 +52,7 @@ def test_adding_trivial_baseline_matches_the_data():
 @settings(max_examples=10, deadline=None)
 @given(length=st.integers(1, 40), n=st.integers(1, 12), seed=st.integers(0, 2**31 - 1))
 def test_copy_memory_batch_is_well_formed(length, n, seed):
-    task = CopyMemory(length, n_memorize=n)
+    task = CopyMemory(CopyMemoryConfig(length=length, n_memorize=n))
     inputs, targets, _ = jax.device_get(task.sample(jax.random.key(seed), 4))
     assert inputs.shape == targets.shape == (4, length + 2 * n)
     digits = inputs[:, :n]
@@ -63,7 +64,7 @@ def test_copy_memory_batch_is_well_formed(length, n, seed):
 
 
 def test_copy_memory_matches_the_published_layout():
-    task = CopyMemory(1000)
+    task = CopyMemory(CopyMemoryConfig(length=1000))
     assert task.spec.seq_len == 1020 and task.spec.readout == "every_step"
     inputs = np.asarray(task.sample(jax.random.key(0), 1).inputs[0])
     assert (inputs[1009:] == 9).all() and inputs[1008] == 0 and len(inputs[1009:]) == 11
@@ -71,11 +72,13 @@ def test_copy_memory_matches_the_published_layout():
 
 @pytest.mark.parametrize(("length", "expected"), [(500, 0.0400), (1000, 0.0204), (2000, 0.0103)])
 def test_copy_memory_baseline_is_the_published_number(length, expected):
-    assert CopyMemory(length).baseline()["cross_entropy"] == pytest.approx(expected, abs=6e-5)
+    assert CopyMemory(CopyMemoryConfig(length=length)).baseline()["cross_entropy"] == pytest.approx(
+        expected, abs=6e-5
+    )
 
 
 def test_copy_memory_memoryless_predictor_scores_the_baseline():
-    task = CopyMemory(30, n_eval=4000)
+    task = CopyMemory(CopyMemoryConfig(length=30, n_eval=4000))
     batch = task.eval_set("test")
     n, total = task.n_memorize, task.total_length
     logits = np.full((4000, total, 10), -1e9, np.float32)
@@ -89,7 +92,7 @@ def test_copy_memory_memoryless_predictor_scores_the_baseline():
 
 
 def test_copy_memory_perfect_recall_scores_zero_loss():
-    task = CopyMemory(5)
+    task = CopyMemory(CopyMemoryConfig(length=5))
     batch = task.sample(jax.random.key(3), 16)
     logits = 50.0 * jax.nn.one_hot(batch.targets, 10)
     metrics = task.metrics(logits, batch)
@@ -98,7 +101,11 @@ def test_copy_memory_perfect_recall_scores_zero_loss():
     assert math.isclose(float(task.loss(logits, batch)), 0.0, abs_tol=1e-6)
 
 
-@pytest.mark.parametrize("task", [AddingProblem(20), CopyMemory(20)], ids=["adding", "copy"])
+@pytest.mark.parametrize(
+    "task",
+    [AddingProblem(AddingConfig(length=20)), CopyMemory(CopyMemoryConfig(length=20))],
+    ids=["adding", "copy"],
+)
 def test_same_key_same_batch_and_fixed_eval_set(task):
     a, b = task.sample(jax.random.key(7), 8), task.sample(jax.random.key(7), 8)
     c = task.sample(jax.random.key(8), 8)
@@ -108,7 +115,11 @@ def test_same_key_same_batch_and_fixed_eval_set(task):
     np.testing.assert_array_equal(task.eval_set("test").inputs, task.eval_set("test").inputs)
 
 
-@pytest.mark.parametrize("task", [AddingProblem(30), CopyMemory(30)], ids=["adding", "copy"])
+@pytest.mark.parametrize(
+    "task",
+    [AddingProblem(AddingConfig(length=30)), CopyMemory(CopyMemoryConfig(length=30))],
+    ids=["adding", "copy"],
+)
 def test_validation_and_test_sets_share_no_example(task):
     sets = {k: np.asarray(b.inputs).reshape(task.n_eval, -1) for k, b in task.eval_sets().items()}
     assert set(sets) == {"val", "test"}
@@ -119,7 +130,7 @@ def test_validation_and_test_sets_share_no_example(task):
 
 
 def test_sampling_runs_under_jit():
-    task = CopyMemory(12)
+    task = CopyMemory(CopyMemoryConfig(length=12))
     batch = jax.jit(task.sample, static_argnums=1)(jax.random.key(0), 4)
     np.testing.assert_array_equal(batch.inputs, task.sample(jax.random.key(0), 4).inputs)
 
@@ -127,12 +138,37 @@ def test_sampling_runs_under_jit():
 @pytest.mark.parametrize(
     ("make", "message"),
     [
-        (lambda: AddingProblem(1), "length"),
-        (lambda: AddingProblem(10, variant="halves"), "variant"),
-        (lambda: CopyMemory(0), "length"),
-        (lambda: CopyMemory(10, n_memorize=0), "n_memorize"),
+        (lambda: AddingConfig(length=1), "task.length: adding needs at least 2 steps"),
+        (lambda: AddingConfig(length=10, variant="halves"), "task.variant"),
+        (lambda: CopyMemoryConfig(length=0), "task.length"),
+        (lambda: CopyMemoryConfig(length=10, n_memorize=0), "task.n_memorize"),
+        (lambda: AddingConfig(n_eval=0), "task.n_eval"),
+        (lambda: CopyMemoryConfig(eval_seed=-1), "task.eval_seed"),
     ],
 )
-def test_bad_task_arguments_raise(make, message):
-    with pytest.raises(ValueError, match=message):
+def test_bad_task_options_raise_a_config_error(make, message):
+    with pytest.raises(ConfigError, match=message):
         make()
+
+
+@pytest.mark.parametrize(
+    ("task", "label", "family"),
+    [
+        (AddingProblem(AddingConfig(length=600)), "adding (T=600)", "adding"),
+        (
+            AddingProblem(AddingConfig(length=60, variant="arjovsky")),
+            "adding (T=60, arjovsky)",
+            "adding (arjovsky)",
+        ),
+        (CopyMemory(CopyMemoryConfig(length=100)), "copy_memory (T=100)", "copy_memory"),
+        (
+            CopyMemory(CopyMemoryConfig(length=50, n_memorize=5)),
+            "copy_memory (T=50, n=5)",
+            "copy_memory (n=5)",
+        ),
+    ],
+)
+def test_describe_gives_the_family_and_the_swept_length(task, label, family):
+    described = task.describe()
+    assert described["label"] == label and described["family"] == family
+    assert described["length"] == task.config.length

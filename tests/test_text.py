@@ -7,44 +7,25 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from datafiles import WORDS, write_ptb
 
-from seqbench.cli.train import train_from_config
-from seqbench.config import ModelConfig, OptimizerConfig, validate
+from seqbench.config import ConfigError, ModelConfig, OptimizerConfig
 from seqbench.models.build import build_model
+from seqbench.tasks.base import StatefulTask
 from seqbench.tasks.dataset import DataError
-from seqbench.tasks.text import CharLanguageModel
+from seqbench.tasks.registry import build_task
+from seqbench.tasks.text import CharLanguageModel, TextConfig
 from seqbench.train.optim import build_optimizer
 from seqbench.train.program import make_train
 
 HAS_MUSIC21 = importlib.util.find_spec("music21") is not None
-WORDS = "the cat sat on the mat and the dog ate the hat".split()
-
-
-def ptb_char_line(rng, n_words=8):
-    """A line in the PTB character format: characters separated by spaces, `_` between words."""
-    words = rng.choice(WORDS, n_words)
-    return " _ ".join(" ".join(word) for word in words)
-
-
-def write_ptb(tmp_path, lines=(200, 40, 40), extra_test=""):
-    folder = tmp_path / "text"
-    folder.mkdir(parents=True, exist_ok=True)
-    rng = np.random.default_rng(0)
-    texts = {}
-    for part, n in zip(("train", "valid", "test"), lines, strict=True):
-        text = (
-            "\n".join(ptb_char_line(rng) for _ in range(n))
-            + "\n"
-            + (extra_test if part == "test" else "")
-        )
-        (folder / f"ptb.char.{part}.txt").write_text(text)
-        texts[part] = text
-    return texts
 
 
 def ptb_task(tmp_path, **kwargs):
     options = {"bptt": 10, "eval_streams": 2, "eval_segment": 20, **kwargs}
-    return CharLanguageModel(source="files", data_dir=str(tmp_path), corpus="ptb_char", **options)
+    return CharLanguageModel(
+        TextConfig(source="files", data_dir=str(tmp_path), corpus="ptb_char", **options)
+    )
 
 
 def test_ptb_char_files_vocabulary_and_unknown_characters(tmp_path):
@@ -76,7 +57,7 @@ def test_training_segments_follow_the_streams_in_order(tmp_path):
 
 
 def test_a_carried_state_continues_the_sequence_exactly():
-    model = build_model(ModelConfig(cell="lstm", hidden_size=6, n_layers=2), _spec()).model
+    model = build_model(ModelConfig(architecture="lstm", hidden_size=6, n_layers=2), _spec()).model
     tokens = jax.random.randint(jax.random.key(1), (3, 24), 0, 7)
     params = model.init(jax.random.key(0), tokens[:, :1])
     whole = model.apply(params, tokens)
@@ -98,7 +79,7 @@ def _spec():
 def test_stream_evaluation_equals_one_pass_over_each_whole_stream(tmp_path):
     write_ptb(tmp_path)
     task = ptb_task(tmp_path)
-    built = build_model(ModelConfig(cell="gru", hidden_size=8), task.spec)
+    built = build_model(ModelConfig(architecture="gru", hidden_size=8), task.spec)
     program = make_train(built.model, task, build_optimizer(OptimizerConfig(), 10), 4)
     params = jax.jit(program.batched_init)(jnp.asarray([0], jnp.int32)).params
     got = jax.jit(program.batched_evaluate)(params, task.eval_set("test"))["bpc"][0]
@@ -112,7 +93,7 @@ def test_stream_evaluation_equals_one_pass_over_each_whole_stream(tmp_path):
 def test_training_carries_state_and_lowers_the_loss(tmp_path):
     write_ptb(tmp_path, lines=(400, 40, 40))
     task = ptb_task(tmp_path)
-    built = build_model(ModelConfig(cell="lstm", hidden_size=16), task.spec)
+    built = build_model(ModelConfig(architecture="lstm", hidden_size=16), task.spec)
     program = make_train(built.model, task, build_optimizer(OptimizerConfig(lr=1e-2), 100), 4)
     state = jax.jit(program.batched_init)(jnp.asarray([0], jnp.int32))
     assert all(float(jnp.abs(c).max()) == 0 for c in jax.tree_util.tree_leaves(state.carry))
@@ -138,17 +119,26 @@ def test_missing_and_short_corpora(tmp_path):
         ptb_task(tmp_path)
     (tmp_path / "text" / "text8").write_text("abc " * 100)
     with pytest.raises(DataError, match="text8 has 100,000,000"):
-        CharLanguageModel(source="files", data_dir=str(tmp_path), corpus="text8")
+        CharLanguageModel(TextConfig(source="files", data_dir=str(tmp_path), corpus="text8"))
     with pytest.raises(DataError, match="no offline copy of 'text8'"):
-        CharLanguageModel(corpus="text8")
+        CharLanguageModel(TextConfig(corpus="text8"))
+
+
+def test_a_text_task_is_stateful_and_checks_its_options(tmp_path):
+    write_ptb(tmp_path)
+    task = ptb_task(tmp_path)
+    assert isinstance(task, StatefulTask) and task.eval_segment == 20
+    assert task.describe()["family"] == task.label == "ptb_char (chars)"
+    assert task.describe()["length"] is None
+    for key in ("bptt", "eval_streams", "eval_segment"):
+        with pytest.raises(ConfigError, match=rf"task\.{key}: must be positive"):
+            TextConfig(**{key: 0})
 
 
 @pytest.mark.skipif(not HAS_MUSIC21, reason="music21 (seqbench[data]) not installed")
-def test_offline_abc_corpus_and_a_smoke_training(compose_config, tmp_path):
-    overrides = ["task=text", "trainer=smoke", "model=gru", "model.hidden_size=8", "task.bptt=20"]
-    record = train_from_config(validate(compose_config(overrides)), {}, tmp_path)
-    assert record["status"] == "completed" and record["task"]["label"] == "abc_folk (chars)"
-    sizes = record["task"]["sizes"]
+def test_offline_abc_corpus():
+    task = build_task(TextConfig())  # the same config (and task) as task=text's tiny training
+    assert task.label == "abc_folk (chars)"
+    sizes = task.sizes()
     assert sizes["train"] > 3_500_000 and 100_000 < sizes["test"] < 400_000
-    assert 100 < record["task"]["vocabulary_size"] < 140
-    assert record["summary"]["best"]["test/bpc"]["mean"] < record["task"]["baseline"]["bpc"] + 2
+    assert 100 < task.describe()["vocabulary_size"] < 140

@@ -6,8 +6,12 @@ import numpy as np
 import pytest
 from reference import random_variables, torch_batch
 
-from seqbench.models import CELLS, GATES, SequenceModel
+from seqbench.models import SequenceModel
+from seqbench.models.architectures import get
 from seqbench.models.torch_compat import from_torch_state_dict, to_torch_state_dict
+
+CELLS = ("simple_rnn", "lstm", "gru")  # the architectures with a torch.nn counterpart
+GATES = {"simple_rnn": 1, "lstm": 4, "gru": 3}
 
 
 def torch_reference(cell, sd, x, lengths, n_layers, bidirectional):
@@ -38,7 +42,9 @@ def expected_shapes(gates, features, hidden, n_layers, bidirectional):
 
 
 def test_lstm_names_and_shapes_follow_pytorch():
-    model = SequenceModel(cell="lstm", hidden_size=5, output_dim=1, n_layers=2, bidirectional=True)
+    model = SequenceModel(
+        architecture=get("lstm"), hidden_size=5, output_dim=1, n_layers=2, bidirectional=True
+    )
     sd = to_torch_state_dict(random_variables(model, jnp.zeros((1, 1, 3)), scale=1.0))
     assert sd["weight_ih_l0"].shape == (20, 3)
     assert sd["weight_ih_l1"].shape == (20, 10)
@@ -56,7 +62,7 @@ def test_lstm_names_and_shapes_follow_pytorch():
 @pytest.mark.parametrize("bidirectional", [False, True], ids=["uni", "bi"])
 def test_round_trip_is_identity(cell, bidirectional):
     model = SequenceModel(
-        cell=cell,
+        architecture=get(cell),
         hidden_size=4,
         output_dim=2,
         n_layers=2,
@@ -82,7 +88,7 @@ def test_loaded_state_dict_matches_numpy_torch_forward(cell):
     """A state dict made in PyTorch layout drives the flax model like nn.RNN/LSTM/GRU would."""
     features, hidden, out_dim, batch, time = 3, 4, 2, 3, 5
     model = SequenceModel(
-        cell=cell,
+        architecture=get(cell),
         hidden_size=hidden,
         output_dim=out_dim,
         n_layers=2,
@@ -110,7 +116,7 @@ def test_loaded_state_dict_matches_numpy_torch_forward(cell):
 
 
 def test_bad_state_dicts_raise():
-    model = SequenceModel(cell="gru", hidden_size=4, output_dim=1, n_layers=2)
+    model = SequenceModel(architecture=get("gru"), hidden_size=4, output_dim=1, n_layers=2)
     variables = random_variables(model, jnp.zeros((1, 1, 3)), scale=1.0)
     sd = to_torch_state_dict(variables)
 

@@ -11,7 +11,8 @@ import pytest
 from omegaconf import OmegaConf
 
 from seqbench.cli.train import train_from_config
-from seqbench.config import LoggerConfig, validate
+from seqbench.config import LoggerConfig
+from seqbench.store import validate
 from seqbench.tracking import NullTracker, config_group, make_tracker, wandb_mode
 
 TINY = ["trainer=smoke", "trainer.progress=false", "task.length=12"]
@@ -131,8 +132,8 @@ def test_offline_two_seeds_give_two_runs_with_what_was_logged(compose_config, tm
 def test_training_error_still_finishes_the_runs(compose_config, tmp_path, monkeypatch):
     import seqbench.train.driver as runner
 
-    def explode(*args, on_eval=None, **kwargs):
-        on_eval(0, {"val/mse": np.array([0.5]), "test/mse": np.array([0.6])}, None)
+    def explode(*args, hooks, **kwargs):
+        hooks.on_eval(0, {"val/mse": np.array([0.5]), "test/mse": np.array([0.6])}, None)
         raise RuntimeError("boom")
 
     monkeypatch.setattr(runner, "run_training", explode)
@@ -177,12 +178,12 @@ def test_four_job_multirun_in_one_process_gives_four_distinct_runs(run_cli, tmp_
     assert done.returncode == 0, done.stderr
     runs = [read_wandb_run(path) for path in wandb_files(sweep)]
     assert len(runs) == 4
-    seen = {(r["config"]["model"]["cell"], r["config"]["task"]["length"]) for r in runs}
+    seen = {(r["config"]["model"]["architecture"], r["config"]["task"]["length"]) for r in runs}
     assert seen == {("simple_rnn", 10), ("simple_rnn", 14), ("gru", 10), ("gru", 14)}
     assert len({r["group"] for r in runs}) == 4
     for run in runs:
         assert run["exit_code"] == 0
-        cell = run["config"]["model"]["cell"]
+        cell = run["config"]["model"]["architecture"]
         assert cell in run["tags"] and cell in run["group"]
         assert [row["_step"] for row in run["history"]] == [0, 2, 4]
 
@@ -212,15 +213,16 @@ def test_runs_and_table_read_back_from_wandb_match_the_local_record(
     import wandb
 
     from seqbench.cli.report import main as cli_main
+    from seqbench.records import load_record
     from seqbench.report.table import build_table, render_markdown
     from seqbench.tracking import records_from_wandb
 
-    record = train(compose_config, tmp_path, ["logger=wandb", "logger.mode=offline", "seeds=[0,1]"])
+    train(compose_config, tmp_path, ["logger=wandb", "logger.mode=offline", "seeds=[0,1]"])
     logged = [read_wandb_run(p) for p in wandb_files(tmp_path / "wandb")]
     fake = FakeApi([FakeRun(run, f"id{i}") for i, run in enumerate(logged)])
     (rebuilt,) = records_from_wandb("me/proj", api=fake)
-    assert rebuilt["seeds"] == [0, 1] and rebuilt["status"] == "completed"
-    local = dict(record, path="local")
+    assert rebuilt.seeds == [0, 1] and rebuilt.status == "completed"
+    local = load_record(tmp_path)
     assert render_markdown(build_table([rebuilt])) == render_markdown(build_table([local]))
 
     monkeypatch.setattr(wandb, "Api", lambda timeout=None: fake)

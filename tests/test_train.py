@@ -6,45 +6,36 @@ import numpy as np
 import optax
 import pytest
 
-from seqbench.config import ModelConfig, OptimizerConfig
+from seqbench.config import ModelConfig, OptimizerConfig, TrainerConfig
 from seqbench.models.build import build_model
-from seqbench.tasks.synthetic import AddingProblem, CopyMemory
+from seqbench.tasks.synthetic import AddingConfig, AddingProblem, CopyMemory, CopyMemoryConfig
 from seqbench.train.driver import run_training
 from seqbench.train.optim import build_optimizer, learning_rate_schedule
 from seqbench.train.program import NOT_DIVERGED, make_train
 
 
 def program_for(task, cell="gru", hidden=8, lr=1e-2, batch=16, eval_batch=None, **opt):
-    built = build_model(ModelConfig(cell=cell, hidden_size=hidden), task.spec)
+    built = build_model(ModelConfig(architecture=cell, hidden_size=hidden), task.spec)
     optimizer = build_optimizer(OptimizerConfig(lr=lr, **opt), 100)
     return make_train(built.model, task, optimizer, batch, eval_batch)
 
 
 def train(program, task, seeds, steps=6, eval_every=3, state=None):
-    return run_training(
-        program,
-        task,
-        seeds,
-        steps=steps,
-        eval_every=eval_every,
-        batch_size=16,
-        progress=False,
-        state=state,
-    )
+    trainer = TrainerConfig(steps=steps, eval_every=eval_every, batch_size=16, progress=False)
+    return run_training(program, task, seeds, trainer, state=state)
 
 
 @pytest.fixture(scope="module")
 def small_adding():
-    task = AddingProblem(6, n_eval=64)
+    task = AddingProblem(AddingConfig(length=6, n_eval=64))
     return task, program_for(task)
 
 
 def test_loss_falls_on_a_short_adding_task():
-    task = AddingProblem(8, n_eval=256)
+    task = AddingProblem(AddingConfig(length=8, n_eval=256))
     program = program_for(task, cell="gru", hidden=16, lr=1e-2, batch=32)
-    result = run_training(
-        program, task, [0], steps=300, eval_every=100, batch_size=32, progress=False
-    )
+    trainer = TrainerConfig(steps=300, eval_every=100, batch_size=32, progress=False)
+    result = run_training(program, task, [0], trainer)
     mse = result.eval_metrics["test/mse"][:, 0]
     assert mse[-1] < 0.25 * task.baseline()["mse"], mse
     assert result.train_loss[-1, 0] < result.train_loss[0, 0]
@@ -95,7 +86,7 @@ def test_a_nan_in_one_seed_leaves_the_others_untouched(small_adding):
 
 
 def test_a_seed_that_blows_up_mid_run_is_frozen_at_its_last_finite_step():
-    task = AddingProblem(6, n_eval=32)
+    task = AddingProblem(AddingConfig(length=6, n_eval=32))
     program = program_for(task, cell="simple_rnn", lr=1e30, name="sgd", grad_clip=None)
     result = train(program, task, [0, 1], steps=20, eval_every=5)
     assert (result.diverged_step >= 0).all()
@@ -106,7 +97,7 @@ def test_a_seed_that_blows_up_mid_run_is_frozen_at_its_last_finite_step():
 
 
 def test_chunked_evaluation_equals_whole_set_evaluation():
-    task = CopyMemory(4, n_eval=40)
+    task = CopyMemory(CopyMemoryConfig(length=4, n_eval=40))
     whole, chunked = program_for(task), program_for(task, eval_batch=8)
     params = jax.jit(whole.batched_init)(jnp.asarray([3], jnp.int32)).params
     a = jax.jit(whole.batched_evaluate)(params, task.eval_set("test"))
@@ -178,11 +169,11 @@ INIT_MANY_TIMES = """
 import jax, jax.numpy as jnp
 from seqbench.config import ModelConfig, OptimizerConfig
 from seqbench.models.build import build_model
-from seqbench.tasks.synthetic import AddingProblem
+from seqbench.tasks.synthetic import AddingConfig, AddingProblem
 from seqbench.train.program import make_train
 from seqbench.train.optim import build_optimizer
-task = AddingProblem(10, n_eval=8)
-built = build_model(ModelConfig(cell="gru", hidden_size=64, n_layers=2), task.spec)
+task = AddingProblem(AddingConfig(length=10, n_eval=8))
+built = build_model(ModelConfig(architecture="gru", hidden_size=64, n_layers=2), task.spec)
 program = make_train(built.model, task, build_optimizer(OptimizerConfig(), 10), 4)
 init = jax.jit(program.batched_init)
 for i in range(100):

@@ -2,68 +2,37 @@
 
 import gzip
 import importlib.util
-import math
 
 import jax
 import numpy as np
 import pytest
+from datafiles import TS_HEADER as HEADER
+from datafiles import tiny_cases, write_uea
 
-from seqbench.cli.train import train_from_config
-from seqbench.config import ConfigError, ModelConfig, validate
+from seqbench.config import ConfigError, ModelConfig
 from seqbench.models.build import build_model
+from seqbench.store import validate
 from seqbench.tasks.dataset import DataError
-from seqbench.tasks.uea import UEAClassification, fill_missing, read_ts
+from seqbench.tasks.formats.ts import fill_missing, read_ts
+from seqbench.tasks.uea import UEAClassification, UEAConfig
 
 needs_sktime = pytest.mark.skipif(
     importlib.util.find_spec("sktime") is None, reason="sktime (seqbench[data]) is not installed"
 )
 
-HEADER = """# a tiny two-channel data set in the UEA .ts format
-@problemName Tiny
-@timeStamps false
-@missing true
-@univariate false
-@dimensions 2
-@equalLength false
-@classLabel true b a
-@data
-"""
 # case 0: both channels complete; case 1: a missing value mid-series; case 2: a leading missing value
 SMALL = HEADER + "1,2,3:4,5,6:a\n7,8,9,10:0.5,?,?,2:b\n\n?,?,3:1,2,3:a\n"
 
 
-def case_text(values, label):
-    """One data line: `values` (T, C) as channels separated by ':' and the label last."""
-    return ":".join(",".join(f"{v:g}" for v in channel) for channel in values.T) + f":{label}"
-
-
-def tiny_cases(n, seed, lengths):
-    """n cases of 2 channels with the given lengths; channel 0 starts with the case number."""
-    rng = np.random.default_rng(seed)
-    cases = []
-    for i in range(n):
-        values = np.round(rng.normal(3.0, 2.0, (lengths[i % len(lengths)], 2)), 3)
-        values[0, 0] = 100 + i
-        cases.append((values, "ab"[i % 2]))
-    return cases
-
-
 @pytest.fixture
 def data_dir(tmp_path):
-    """<tmp>/uea/Tiny/Tiny_{TRAIN,TEST}.ts: 12 training cases (lengths 3-6), 4 test cases (the
-    longest, 8 steps, is in test); one missing value in the training file."""
-    folder = tmp_path / "uea" / "Tiny"
-    folder.mkdir(parents=True)
-    train = [case_text(v, y) for v, y in tiny_cases(12, 0, [3, 4, 5, 6])]
-    train[1] = "?" + train[1][train[1].index(",") :]  # a leading missing value in case 1
-    test = [case_text(v, y) for v, y in tiny_cases(4, 1, [8, 2, 5, 7])]
-    (folder / "Tiny_TRAIN.ts").write_text(HEADER + "\n".join(train) + "\n")
-    (folder / "Tiny_TEST.ts").write_text(HEADER + "\n".join(test) + "\n")
-    return tmp_path
+    return write_uea(tmp_path)
 
 
 def tiny_task(data_dir, **kwargs):
-    return UEAClassification(source="files", data_dir=str(data_dir), name="Tiny", **kwargs)
+    return UEAClassification(
+        UEAConfig(source="files", data_dir=str(data_dir), name="Tiny", **kwargs)
+    )
 
 
 def test_parser_reads_shapes_values_and_labels(tmp_path):
@@ -122,7 +91,7 @@ def test_malformed_or_truncated_files_raise_one_line_errors(tmp_path, text, mess
 
 def test_missing_files_name_the_expected_files(tmp_path):
     with pytest.raises(DataError) as raised:
-        UEAClassification(source="files", data_dir=str(tmp_path), name="GunPoint")
+        UEAClassification(UEAConfig(source="files", data_dir=str(tmp_path), name="GunPoint"))
     message = str(raised.value)
     assert "GunPoint_TRAIN.ts" in message and "GunPoint_TEST.ts" in message
     assert str(tmp_path / "uea" / "GunPoint") in message and "task.source=offline" in message
@@ -178,7 +147,7 @@ def test_normalisation_uses_valid_training_steps_only(data_dir):
 
 def test_padded_steps_do_not_reach_the_outputs(data_dir):
     task = tiny_task(data_dir)
-    model = build_model(ModelConfig(cell="gru", hidden_size=8), task.spec).model
+    model = build_model(ModelConfig(architecture="gru", hidden_size=8), task.spec).model
     batch = task.eval_set("test")
     params = model.init(jax.random.key(0), batch.inputs, batch.seq_lengths)
     padded = np.arange(8)[None, :] >= batch.seq_lengths[:, None]
@@ -195,7 +164,7 @@ def test_padded_steps_do_not_reach_the_outputs(data_dir):
 
 @needs_sktime
 def test_offline_japanese_vowels_loads():
-    task = UEAClassification()
+    task = UEAClassification(UEAConfig())
     sizes = task.sizes()
     assert sizes["train"] + sizes["val"] == 270 and sizes["test"] == 370
     assert sizes["val"] == 54
@@ -207,7 +176,7 @@ def test_offline_japanese_vowels_loads():
 @needs_sktime
 def test_offline_unknown_name_lists_the_shipped_data_sets():
     with pytest.raises(DataError, match="JapaneseVowels") as raised:
-        UEAClassification(name="NoSuchSet")
+        UEAClassification(UEAConfig(name="NoSuchSet"))
     assert "BasicMotions" in str(raised.value) and "task.source=files" in str(raised.value)
 
 
@@ -220,17 +189,7 @@ def test_config_defaults_and_checks(compose_config):
             validate(compose_config(["task=uea", override]))
 
 
-def test_smoke_training_run_completes(compose_config, data_dir, tmp_path):
-    overrides = ["task=uea", "task.source=files", "task.name=Tiny", f"paths.data_dir={data_dir}"]
-    overrides += ["trainer=smoke", "model=gru", "model.hidden_size=8", "seeds=[0]"]
-    cfg = validate(compose_config(overrides))
-    (tmp_path / "run").mkdir()
-    record = train_from_config(cfg, {}, tmp_path / "run")
-    assert record["status"] == "completed" and record["task"]["name"] == "uea_tiny"
-    assert math.isfinite(record["per_seed"][0]["final"]["test/accuracy"])
-
-
 def test_offline_without_sktime_says_what_to_install(monkeypatch):
     monkeypatch.setattr(importlib.util, "find_spec", lambda name: None)
     with pytest.raises(DataError, match=r"pip install 'seqbench\[data\]'"):
-        UEAClassification()
+        UEAClassification(UEAConfig())

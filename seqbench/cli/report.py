@@ -24,7 +24,7 @@ from seqbench.records import (
     REPORT_SPLIT,
     SELECT_SPLIT,
     STATUSES,
-    check_record,
+    RunRecord,
     find_records,
     flatten_config,
     load_record,
@@ -45,7 +45,7 @@ from seqbench.report.table import (
 )
 
 #: config keys already shown by a run's task and model labels
-LABEL_KEYS = ("model.cell", "task.length", "task._target_")
+LABEL_KEYS = ("model.architecture", "model.cell", "task.length", "task._target_")
 
 
 def fail(message: str) -> NoReturn:
@@ -53,27 +53,23 @@ def fail(message: str) -> NoReturn:
     cli_fail("seqbench", message)
 
 
-def _records(paths: list[str], wandb_project: str | None = None) -> list[dict]:
+def _skip(error: ValueError) -> None:
+    print(f"seqbench: warning: skipping {error}", file=sys.stderr)
+
+
+def _records(paths: list[str], wandb_project: str | None = None) -> list[RunRecord]:
     if wandb_project:
         if paths:
             fail("give run folders or --wandb ENTITY/PROJECT, not both")
         from seqbench.tracking import records_from_wandb
 
         try:
-            records = records_from_wandb(wandb_project)
+            records = records_from_wandb(wandb_project, skip=_skip)
         except ValueError as error:
             fail(str(error))
-        checked = []
-        for record in records:
-            try:
-                check_record(record, record.get("path", wandb_project))
-            except ValueError as error:
-                print(f"seqbench: warning: skipping {error}", file=sys.stderr)
-            else:
-                checked.append(record)
-        if not checked:
+        if not records:
             fail(f"no seqbench runs in wandb project {wandb_project}")
-        return checked
+        return records
     if not paths:
         fail("give at least one run folder (or --wandb ENTITY/PROJECT)")
     records = []
@@ -84,7 +80,7 @@ def _records(paths: list[str], wandb_project: str | None = None) -> list[dict]:
             try:
                 records.append(load_record(found))
             except ValueError as error:
-                print(f"seqbench: warning: skipping {error}", file=sys.stderr)
+                _skip(error)
     if not records:
         fail(f"no run records (run.json) under {' '.join(paths)}")
     return records
@@ -110,7 +106,7 @@ def _matches(value: Any, wanted: str) -> bool:
     return str(value) == wanted
 
 
-def select(records: list[dict], args: argparse.Namespace) -> list[dict]:
+def select(records: list[RunRecord], args: argparse.Namespace) -> list[RunRecord]:
     """The records that pass every filter given on the command line."""
     keys = []
     for item in args.where or []:
@@ -120,20 +116,20 @@ def select(records: list[dict], args: argparse.Namespace) -> list[dict]:
         keys.append((key, value))
     chosen = []
     for r in records:
-        if args.task and r["task"]["name"] not in args.task and task_label(r) not in args.task:
+        if args.task and r.task.name not in args.task and task_label(r) not in args.task:
             continue
         if args.model and model_label(r) not in args.model:
             continue
-        if args.status and r.get("status") not in args.status:
+        if args.status and r.status not in args.status:
             continue
-        if args.tag and not set(args.tag) <= set(r["config"].get("tags") or []):
+        if args.tag and not set(args.tag) <= set(r.config.get("tags") or []):
             continue
-        started = r.get("started") or ""
+        started = r.started or ""
         if args.since and started[: len(args.since)] < args.since:
             continue
         if args.until and started[: len(args.until)] > args.until:
             continue
-        if any(not _matches(_config_value(r["config"], k), v) for k, v in keys):
+        if any(not _matches(_config_value(r.config, k), v) for k, v in keys):
             continue
         chosen.append(r)
     return chosen
@@ -143,21 +139,21 @@ def _csv(text: str | None) -> list[str] | None:
     return [part for part in text.split(",") if part] if text else None
 
 
-def _finished(records: list[dict]) -> list[dict]:
+def _finished(records: list[RunRecord]) -> list[RunRecord]:
     """The completed and diverged records; stop with one line when none of them is."""
-    finished = [r for r in records if r["status"] in FINISHED]
+    finished = [r for r in records if r.status in FINISHED]
     if not finished:
-        counts = Counter(r["status"] for r in records)
+        counts = Counter(r.status for r in records)
         order = sorted(counts, key=lambda s: STATUSES.index(s) if s in STATUSES else len(STATUSES))
         detail = ", ".join(f"{counts[s]} {s}" for s in order)
         fail(f"no finished run among the {len(records)} selected ({detail})")
     return finished
 
 
-def _check_metrics(records: list[dict], names: list[str], splits: tuple[str, ...]) -> None:
+def _check_metrics(records: list[RunRecord], names: list[str], splits: tuple[str, ...]) -> None:
     """Stop with one line when a `--metrics` name (bare: its test value) is a metric of none of
     the records' tasks, or names a split other than `splits`."""
-    known = sorted({m for r in records for m in r["task"]["metrics"]})
+    known = sorted({m for r in records for m in r.task.metrics})
     for name in names:
         split, _, bare = metric_key(name).partition("/")
         if bare not in known:
@@ -171,14 +167,14 @@ def _check_metrics(records: list[dict], names: list[str], splits: tuple[str, ...
 def cmd_runs(args: argparse.Namespace) -> None:
     records = sorted(
         select(_records(args.paths, args.wandb), args),
-        key=lambda r: (r.get("started") or "", r["path"]),
+        key=lambda r: (r.started or "", r.path or ""),
     )
     _check_metrics(records, _csv(args.metrics) or [], (SELECT_SPLIT, REPORT_SPLIT))
     # what tells the listed runs apart beyond their task and model labels
-    flat = [flatten_config(r["config"]) for r in records]
+    flat = [flatten_config(r.config) for r in records]
     varying = differing_keys(flat, skip=LABEL_KEYS) if len(records) > 1 else []
     for r, config in zip(records, flat, strict=True):
-        primary = r["task"]["primary_metric"]
+        primary = r.task.primary_metric
         names = [
             metric_key(n)
             for n in _csv(args.metrics) or [metric_key(primary, SELECT_SPLIT), primary]
@@ -191,13 +187,13 @@ def cmd_runs(args: argparse.Namespace) -> None:
                 shown.append(f"{name}=n/a")
             else:
                 shown.append(f"{name}={format_value(stats.mean)}±{format_value(stats.std)}")
-        seeds = len(r.get("seeds") or [])
-        wall = (r.get("timing") or {}).get("wall_s")
+        seeds = len(r.seeds)
+        wall = r.timing.wall_s if r.timing else None
         wall_text = f"{wall:.1f}s" if wall is not None else "?"
         differs = " ".join(f"{k}={config.get(k)}" for k in varying)
         print(
-            f"{r['status']:<9} {task_label(r):<24} {model_label(r):<12} seeds={seeds:<3} "
-            f"{' '.join(shown):<52} {wall_text:>7}  {differs + '  ' if differs else ''}{r['path']}"
+            f"{r.status:<9} {task_label(r):<24} {model_label(r):<12} seeds={seeds:<3} "
+            f"{' '.join(shown):<52} {wall_text:>7}  {differs + '  ' if differs else ''}{r.path}"
         )
     if not records:
         print("seqbench: no run matches the filters", file=sys.stderr)

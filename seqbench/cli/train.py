@@ -20,11 +20,10 @@ from omegaconf import DictConfig, OmegaConf
 from seqbench import lifecycle
 from seqbench.cli import fail as cli_fail
 from seqbench.config import Config, ConfigError
-from seqbench.diskfull import disk_fault, fail_on_disk_fault, guard_hydra, quiet_disk_faults
+from seqbench.diskfull import guard_hydra, quiet_disk_faults
 from seqbench.records import FINISHED, SELECT_SPLIT, metric_key, use_deterministic_flags
 from seqbench.resume import ResumeError, previous_run
 from seqbench.store import register_configs, validate
-from seqbench.tasks.build import build_task, check_batch_size
 
 CONF_DIR = Path(__file__).resolve().parents[2] / "conf"
 
@@ -77,9 +76,10 @@ def train_from_config(
 
     With a `guard` (see `seqbench.lifecycle`), a folder found by resume=auto is locked too, and a
     stop request ends training at the next chunk boundary: the record becomes "interrupted" and
-    `lifecycle.Interrupted` is raised.
+    `lifecycle.Interrupted` is raised. How every other ending is recorded: `RecordedRun`.
     """
-    from seqbench.models.build import build_model
+    from seqbench.job import Job
+    from seqbench.recorded_run import RecordedRun
     from seqbench.records import (
         RECORD_NAME,
         SCHEMA_VERSION,
@@ -93,12 +93,9 @@ def train_from_config(
         write_json_atomic,
     )
     from seqbench.tracking import make_tracker
-    from seqbench.train.checkpoint import Checkpointer, CheckpointError
-    from seqbench.train.driver import enable_compilation_cache, run_training
-    from seqbench.train.gradient_flow import FLOW_SPLIT, flow_batch, make_gradient_flow
-    from seqbench.train.memory import out_of_memory_message
-    from seqbench.train.optim import build_optimizer
-    from seqbench.train.program import make_train
+    from seqbench.train.checkpoint import Checkpointer
+    from seqbench.train.driver import Hooks, enable_compilation_cache, run_training
+    from seqbench.train.gradient_flow import FLOW_SPLIT
 
     wall_start = time.perf_counter()
     try:
@@ -111,7 +108,7 @@ def train_from_config(
     if found is not None and guard is not None and found[0] != output_dir:
         found = lock_found_folder(guard, found[0], cfg, resolved)
     if found is not None:
-        output_dir, previous = found
+        output_dir, previous = found[0], found[1].to_json()  # the writer keeps a dict
         if previous.get("status") in FINISHED:
             print(
                 f"[seqbench] {previous.get('name')}: already {previous['status']} in {output_dir}; "
@@ -121,15 +118,13 @@ def train_from_config(
             return previous
     enable_compilation_cache(cfg.trainer.compilation_cache_dir)
     try:
-        task = build_task(cfg.task)
-        check_batch_size(task, cfg.trainer.batch_size)
-        built = build_model(cfg.model, task.spec, remat=cfg.trainer.remat)
+        job = Job.build(cfg)
     except ValueError as error:
         fail(str(error))
-    name = cfg.name or f"{task.name}-{cfg.model.cell}"
+    task = job.task
     record: dict[str, Any] = {
         "schema_version": SCHEMA_VERSION,
-        "name": name,
+        "name": job.name,
         "status": "running",
         "started": now_iso(),
         "finished": None,
@@ -141,12 +136,7 @@ def train_from_config(
         "versions": package_versions(),
         "device": device_info(),
         "determinism": determinism_info(cfg.trainer.deterministic),
-        "model": {
-            "cell": cfg.model.cell,
-            "hidden_size": built.hidden_size,
-            "param_count": built.param_count,
-            "param_budget": cfg.model.param_budget,
-        },
+        "model": job.model_info(),
         "task": task.describe(),
         "seeds": list(cfg.seeds),
     }
@@ -159,82 +149,39 @@ def train_from_config(
     record_path = output_dir / RECORD_NAME
     latest = checkpointer.latest_step() if checkpointer is not None else None
     print(
-        f"[seqbench] {name}: {cfg.model.cell} hidden={built.hidden_size} "
-        f"params={built.param_count:,} seeds={list(cfg.seeds)} -> {output_dir}"
+        f"[seqbench] {job.name}: {cfg.model.architecture} hidden={job.built.hidden_size} "
+        f"params={job.built.param_count:,} seeds={list(cfg.seeds)} -> {output_dir}"
         + (f" (resuming from step {latest})" if latest else ""),
         file=sys.stderr,
     )
     tracker = make_tracker(cfg.logger, resolved, record, output_dir)  # adds wandb run ids
     write_json_atomic(record_path, record)
-    flow_steps = tuple(sorted(set(cfg.trainer.gradient_flow_steps)))
-    flow_examples = flow_batch(task, cfg.trainer.gradient_flow_batch) if flow_steps else None
-    try:
-        try:
-            optimizer = build_optimizer(cfg.optimizer, cfg.trainer.steps)
-            program = make_train(
-                built.model,
-                task,
-                optimizer,
-                cfg.trainer.batch_size,
-                cfg.trainer.eval_batch_size,
-                blowup_factor=cfg.trainer.blowup_factor,
-            )
-            result = run_training(
-                program,
-                task,
-                list(cfg.seeds),
-                steps=cfg.trainer.steps,
-                eval_every=cfg.trainer.eval_every,
-                batch_size=cfg.trainer.batch_size,
-                progress=cfg.trainer.progress,
+    run = RecordedRun(
+        record_path,
+        record,
+        tracker=tracker,
+        checkpointer=checkpointer,
+        fail=fail,
+        guard=guard,
+        previous=previous,
+        steps=cfg.trainer.steps,
+        started=wall_start,
+    )
+    with run:
+        flow = job.gradient_flow()
+        result = run_training(
+            job.program(),
+            task,
+            list(cfg.seeds),
+            cfg.trainer,
+            hooks=Hooks(
                 on_eval=tracker.log_eval,
-                checkpointer=checkpointer,
-                checkpoint_every=cfg.trainer.checkpoint_every,
-                gradient_flow=make_gradient_flow(built.model, task) if flow_steps else None,
-                flow_batch=flow_examples,
-                flow_steps=flow_steps,
                 on_flow=tracker.log_gradient_flow,
                 should_stop=guard.requested if guard is not None else None,
-                memory_limit_gb=cfg.trainer.memory_limit_gb,
-            )
-        except CheckpointError as error:  # before any training: keep the earlier record
-            earlier = {k: v for k, v in (previous or record).items() if k != "path"}
-            record = {**earlier, "status": "failed", "error": str(error)}
-            write_json_atomic(record_path, record)
-            fail(str(error))
-        except lifecycle.TrainingStopped as stopped:
-            stop = guard.stop
-            record.update(
-                status="interrupted",
-                interrupted={"by": stop.by, "step": stopped.step, "at": now_iso()},
-            )
-            record["timing"] = {"wall_s": time.perf_counter() - wall_start}
-            write_json_atomic(record_path, record)
-            line = lifecycle.interrupted_line(
-                stop, stopped.step, cfg.trainer.steps, stopped.checkpointed
-            )
-            raise lifecycle.Interrupted(line, stop.exit_code) from None
-        except BaseException as error:
-            if isinstance(error, Exception) and disk_fault(error) is not None:
-                record["timing"] = {"wall_s": time.perf_counter() - wall_start}
-                fail_on_disk_fault(error, record_path, record, checkpointer)
-            # an exit asked for from outside (submitit's requeue, Ctrl-C without our handler)
-            # leaves the last checkpoint to continue from
-            stopped = isinstance(error, KeyboardInterrupt | SystemExit)
-            out_of_memory = out_of_memory_message(error)  # one line, or None for other errors
-            record.update(
-                status="interrupted" if stopped else "failed",
-                error=out_of_memory or f"{type(error).__name__}: {error}",
-            )
-            if stopped:
-                record["interrupted"] = {"by": type(error).__name__, "step": None, "at": now_iso()}
-            else:
-                record["finished"] = now_iso()
-            record["timing"] = {"wall_s": time.perf_counter() - wall_start}
-            write_json_atomic(record_path, record)
-            if out_of_memory is not None:
-                fail(out_of_memory)
-            raise
+            ),
+            checkpointer=checkpointer,
+            gradient_flow=flow,
+        )
         per_seed = seed_summaries(
             result.seeds,
             result.eval_steps,
@@ -243,38 +190,30 @@ def train_from_config(
             task.primary_metric,
             result.diverged_step,
         )
-        record.update(
-            status="diverged" if any(s["status"] == "diverged" for s in per_seed) else "completed",
-            finished=now_iso(),
-            per_seed=per_seed,
-            summary={"final": aggregate(per_seed, "final"), "best": aggregate(per_seed, "best")},
-            curves={
+        update = {
+            "status": "diverged"
+            if any(s["status"] == "diverged" for s in per_seed)
+            else "completed",
+            "finished": now_iso(),
+            "per_seed": per_seed,
+            "summary": {"final": aggregate(per_seed, "final"), "best": aggregate(per_seed, "best")},
+            "curves": {
                 "eval_steps": result.eval_steps,
                 "eval": result.eval_metrics,
                 "train_steps": result.train_steps,
                 "train_loss": result.train_loss,
             },
-            timing={**result.timing, "wall_s": time.perf_counter() - wall_start},
-        )
+            "timing": {**result.timing, "wall_s": run.wall_s()},
+        }
         if result.gradient_flow:
             steps = sorted(result.gradient_flow)
-            record["gradient_flow"] = {
+            update["gradient_flow"] = {
                 "split": FLOW_SPLIT,
-                "batch_size": int(flow_examples.inputs.shape[0]),
+                "batch_size": int(flow.batch.inputs.shape[0]),
                 "steps": steps,
                 "norm": [result.gradient_flow[step] for step in steps],  # (S, L, T) each
             }
-        try:
-            write_json_atomic(record_path, record)
-        except OSError as error:
-            if disk_fault(error) is None:
-                raise
-            fail_on_disk_fault(error, record_path, record, checkpointer)
-        return record
-    finally:
-        tracker.finish(record)
-        if checkpointer is not None:
-            checkpointer.close()
+        return run.complete(update)
 
 
 def summary_line(record: dict[str, Any]) -> str:

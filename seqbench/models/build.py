@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import jax.numpy as jnp
 
 from seqbench.config import ModelConfig
+from seqbench.models.architectures import get
 from seqbench.models.budget import hidden_size_for_budget, model_param_count
 from seqbench.models.sequence import SequenceModel
 from seqbench.tasks.base import TaskSpec
@@ -29,7 +30,9 @@ def example_inputs(spec: TaskSpec) -> jnp.ndarray:
 
 
 def build_model(cfg: ModelConfig, spec: TaskSpec, remat: bool = False) -> BuiltModel:
-    """The configured model for `spec`; `cfg.param_budget` (if set) decides the hidden size.
+    """The configured model for `spec`: `cfg.architecture` (a registered name) with the options
+    `cfg.cell` (None: that architecture's defaults); `cfg.param_budget` (if set) decides the hidden
+    size.
 
     `remat` recomputes each recurrent step in the backward pass instead of storing its gates.
     """
@@ -45,10 +48,13 @@ def build_model(cfg: ModelConfig, spec: TaskSpec, remat: bool = False) -> BuiltM
             f"model.encoder: {encoder!r} needs token inputs; the task gives real values"
         )
     readout = spec.readout if cfg.readout == "auto" else cfg.readout
+    architecture = get(cfg.architecture)
+    options = architecture.options() if cfg.cell is None else cfg.cell
 
     def make(hidden_size: int) -> SequenceModel:
         return SequenceModel(
-            cell=cfg.cell,
+            architecture=architecture,
+            cell=options,
             hidden_size=hidden_size,
             output_dim=spec.output_dim,
             n_layers=cfg.n_layers,
@@ -58,9 +64,6 @@ def build_model(cfg: ModelConfig, spec: TaskSpec, remat: bool = False) -> BuiltM
             vocab_size=spec.input_dim if spec.input_kind == "tokens" else None,
             embed_dim=cfg.embed_dim,
             readout=readout,
-            activation=cfg.activation,
-            recurrent_init=cfg.recurrent_init,
-            forget_bias=cfg.forget_bias,
             remat=remat,
             head_sizes=tuple(cfg.head_sizes),
         )

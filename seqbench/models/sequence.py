@@ -8,17 +8,19 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from seqbench.models.cells import CELLS
+from seqbench.models.architectures import CellOptions, Spec
 from seqbench.models.scan import length_mask, take_last_valid
 
 ENCODERS = ("none", "linear", "embedding", "one_hot")
 READOUTS = ("last", "every_step")
-ACTIVATIONS = ("tanh", "relu")
-RECURRENT_INITS = ("orthogonal", "identity")
 
 
 class SequenceModel(nn.Module):
-    """Encoder, ``n_layers`` recurrent layers of ``cell`` (optionally bidirectional), readout.
+    """Encoder, ``n_layers`` recurrent layers of one architecture (optionally bidirectional),
+    readout.
+
+    ``architecture``: the layer type's `Spec` (``seqbench.models.architectures.get(name)``);
+    ``cell``: its options (an instance of ``architecture.options``; None: their defaults).
 
     Encoders: "none" feeds float inputs (B, T, F) unchanged; "linear" applies
     Dense(embed_dim); "embedding" looks int tokens (B, T) up in an Embed(vocab_size,
@@ -41,9 +43,10 @@ class SequenceModel(nn.Module):
     (bidirectional only), ``head_{k}``, ``readout``.
     """
 
-    cell: str
+    architecture: Spec
     hidden_size: int
     output_dim: int
+    cell: CellOptions | None = None
     n_layers: int = 1
     bidirectional: bool = False
     dropout: float = 0.0
@@ -51,9 +54,6 @@ class SequenceModel(nn.Module):
     vocab_size: int | None = None
     embed_dim: int | None = None
     readout: str = "last"
-    activation: str = "tanh"
-    recurrent_init: str = "orthogonal"
-    forget_bias: float = 1.0
     remat: bool = False
     head_sizes: tuple[int, ...] = ()
 
@@ -66,8 +66,10 @@ class SequenceModel(nn.Module):
             value = getattr(self, field)
             return ValueError(f"SequenceModel: bad {field}={value!r}; allowed: {allowed}")
 
-        if self.cell not in CELLS:
-            raise bad("cell", list(CELLS))
+        if not isinstance(self.architecture, Spec):
+            raise bad("architecture", "a Spec (seqbench.models.architectures.get(name))")
+        if self.cell is not None and not isinstance(self.cell, self.architecture.options):
+            raise bad("cell", f"None or {self.architecture.options.__name__} options")
         if self.encoder not in ENCODERS:
             raise bad("encoder", list(ENCODERS))
         if self.readout not in READOUTS:
@@ -80,12 +82,6 @@ class SequenceModel(nn.Module):
             raise bad("n_layers", "integers >= 1")
         if not 0.0 <= self.dropout < 1.0:
             raise bad("dropout", "floats in [0, 1)")
-        if self.recurrent_init not in RECURRENT_INITS:
-            raise bad("recurrent_init", list(RECURRENT_INITS))
-        if self.recurrent_init == "identity" and self.cell != "simple_rnn":
-            raise bad("recurrent_init", "'identity' only with cell='simple_rnn', else 'orthogonal'")
-        if self.cell == "simple_rnn" and self.activation not in ACTIVATIONS:
-            raise bad("activation", list(ACTIVATIONS))
         if self.encoder in ("embedding", "one_hot") and (
             self.vocab_size is None or self.vocab_size < 1
         ):
@@ -95,17 +91,10 @@ class SequenceModel(nn.Module):
         if self.embed_dim is not None and self.embed_dim < 1:
             raise bad("embed_dim", "None or integers >= 1")
 
-    def _cell_kwargs(self) -> dict:
-        kwargs = {
-            "hidden_size": self.hidden_size,
-            "recurrent_init": self.recurrent_init,
-            "remat": self.remat,
-        }
-        if self.cell == "simple_rnn":
-            kwargs["activation"] = self.activation
-        elif self.cell == "lstm":
-            kwargs["forget_bias"] = self.forget_bias
-        return kwargs
+    @property
+    def options(self) -> CellOptions:
+        """The architecture's options: ``cell``, or their defaults when it is None."""
+        return self.cell if self.cell is not None else self.architecture.options()
 
     def _encode(self, inputs: jax.Array) -> jax.Array:
         embed_dim = self.embed_dim or self.hidden_size
@@ -142,15 +131,20 @@ class SequenceModel(nn.Module):
         """inputs (B, T, F) float or (B, T) int tokens; seq_lengths (B,) int or None.
 
         Returns (B, O) for readout "last", (B, T, O) for "every_step". With `return_carry`, returns
-        (outputs, carries): a tuple with each layer's final carry (h (B, H), or (h, c) for the
-        LSTM), which `initial_carry` takes back to continue a sequence (unidirectional only).
+        (outputs, carries): a tuple with each layer's final carry (in the architecture's form, see
+        `Spec.initial_carry`), which `initial_carry` takes back to continue a sequence
+        (unidirectional only).
         `hidden_offsets`: one (B, T, H) array per layer, added to the forward direction's hidden
         state h_t at every step (zeros leave the outputs unchanged; the gradient with respect to
         them is dL/dh_t, see :mod:`seqbench.train.gradient_flow`).
         """
         if (initial_carry is not None or return_carry) and self.bidirectional:
             raise ValueError("SequenceModel: carrying state across calls needs bidirectional=False")
-        cell_cls, kwargs = CELLS[self.cell], self._cell_kwargs()
+        architecture, options = self.architecture, self.options
+
+        def layer(name: str) -> nn.Module:
+            return architecture.layer(options, self.hidden_size, remat=self.remat, name=name)
+
         x = self._encode(jnp.asarray(inputs))
         carries = []
         for k in range(self.n_layers):
@@ -158,12 +152,12 @@ class SequenceModel(nn.Module):
                 x = nn.Dropout(rate=self.dropout)(x, deterministic=deterministic)
             start = None if initial_carry is None else initial_carry[k]
             offsets = None if hidden_offsets is None else hidden_offsets[k]
-            fwd, final = cell_cls(**kwargs, name=f"layer_{k}_fwd")(
+            fwd, final = layer(f"layer_{k}_fwd")(
                 x, seq_lengths, initial_carry=start, hidden_offsets=offsets
             )
             carries.append(final)
             if self.bidirectional:
-                bwd, _ = cell_cls(**kwargs, name=f"layer_{k}_bwd")(x, seq_lengths, reverse=True)
+                bwd, _ = layer(f"layer_{k}_bwd")(x, seq_lengths, reverse=True)
                 x = jnp.concatenate([fwd, bwd], axis=-1)
             else:
                 x = fwd
@@ -188,5 +182,5 @@ class SequenceModel(nn.Module):
 
     def initial_carry(self, batch: int) -> tuple:
         """Zero carries for every layer, in the form `initial_carry` takes."""
-        h = jnp.zeros((batch, self.hidden_size), jnp.float32)
-        return tuple((h, h) if self.cell == "lstm" else h for _ in range(self.n_layers))
+        zero = self.architecture.initial_carry(self.options, batch, self.hidden_size)
+        return tuple(zero for _ in range(self.n_layers))

@@ -1,6 +1,9 @@
-"""Convert SequenceModel recurrent weights to/from PyTorch ``nn.RNN/LSTM/GRU`` state dicts.
+"""Convert SequenceModel recurrent weights to/from the state dicts of PyTorch's recurrent modules.
 
-Pure NumPy; torch is never imported. Layer ``layer_{k}_fwd`` maps to the PyTorch suffix
+For architectures whose `Spec.torch_module` names the torch.nn class with the same equations and
+parameters (the projected cells of `seqbench.models.architectures.projected`); pass
+``architecture`` to have one without a PyTorch counterpart refused. Pure NumPy; torch is never
+imported. Layer ``layer_{k}_fwd`` maps to the PyTorch suffix
 ``_l{k}`` and ``layer_{k}_bwd`` to ``_l{k}_reverse``:
 
     weight_ih_l{k}[_reverse] = w_ih.T  (G*H, in)      bias_ih_l{k}[_reverse] = b_ih  (G*H,)
@@ -17,9 +20,24 @@ from typing import Any
 import jax.numpy as jnp
 import numpy as np
 
+from seqbench.models.architectures import Spec, get
+
 _LAYER = re.compile(r"^layer_(\d+)_(fwd|bwd)$")
 _TRANSPOSED = {"w_ih": "weight_ih", "w_hh": "weight_hh"}
 _PLAIN = {"b_ih": "bias_ih", "b_hh": "bias_hh"}
+
+
+def check_architecture(architecture: Spec | str | None) -> None:
+    """ValueError (one line) when `architecture` (a Spec or a registered name) has no PyTorch
+    counterpart (`Spec.torch_module` None); None checks nothing."""
+    if architecture is None:
+        return
+    spec = get(architecture) if isinstance(architecture, str) else architecture
+    if spec.torch_module is None:
+        raise ValueError(
+            f"architecture {spec.name!r} has no PyTorch counterpart (its Spec.torch_module is "
+            "None): no state_dict to convert to or from"
+        )
 
 
 def _params_tree(params: Mapping) -> Mapping:
@@ -52,12 +70,17 @@ def _torch_names(params: Mapping) -> dict[tuple[str, str], str]:
     return names
 
 
-def to_torch_state_dict(params: Mapping) -> dict[str, np.ndarray]:
+def to_torch_state_dict(
+    params: Mapping, *, architecture: Spec | str | None = None
+) -> dict[str, np.ndarray]:
     """PyTorch-named recurrent weights from a SequenceModel params tree (or its variables).
+
+    ``architecture`` (the model's Spec or name), when given, must have a `torch_module`.
 
     Returns e.g. {"weight_ih_l0": (G*H, F), "weight_hh_l0": (G*H, H), "bias_ih_l0": (G*H,),
     "bias_hh_l0": (G*H,), ..., "weight_ih_l1_reverse": (G*H, D*H), ...} as NumPy arrays.
     """
+    check_architecture(architecture)
     tree = _params_tree(params)
     state = {}
     for (layer, flax_name), torch_name in _torch_names(tree).items():
@@ -66,13 +89,17 @@ def to_torch_state_dict(params: Mapping) -> dict[str, np.ndarray]:
     return state
 
 
-def from_torch_state_dict(state_dict: Mapping[str, Any], params: Mapping) -> Any:
+def from_torch_state_dict(
+    state_dict: Mapping[str, Any], params: Mapping, *, architecture: Spec | str | None = None
+) -> Any:
     """New params (same structure as ``params``) with recurrent weights from ``state_dict``.
 
     ``params`` is a SequenceModel params tree or its full variables dict; values in
     ``state_dict`` are anything ``np.asarray`` accepts (NumPy arrays, CPU torch tensors).
-    Raises ValueError on missing or unexpected keys and on shape mismatches.
+    Raises ValueError on missing or unexpected keys, on shape mismatches, and for an
+    ``architecture`` (the model's Spec or name, when given) without a `torch_module`.
     """
+    check_architecture(architecture)
     tree = _params_tree(params)
     names = _torch_names(tree)
     wanted = set(names.values())

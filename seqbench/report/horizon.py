@@ -1,8 +1,9 @@
 """Memory horizon of run records: the longest sequence length each cell learns within a budget.
 
 A memory-horizon sweep trains every cell on one synthetic task at several lengths T
-(`task.length`) with the same parameter and step budget. For each task family (the task without
-its length: `adding`, `adding (arjovsky)`, `copy_memory (n=5)`), length and cell, the record is
+(`task.length`) with the same parameter and step budget. For each task family (the record's
+`task.family`, the task without its length: `adding`, `adding (arjovsky)`, `copy_memory (n=5)`),
+length (`task.length`) and cell, the record is
 chosen as tables choose it (`choose_per_cell`: best mean validation value of the primary metric;
 the latest re-run of one identical configuration), and each seed's test metric ("best": at its best
 validation evaluation; "final": at its last) is divided by the task's trivial baseline at that
@@ -15,12 +16,11 @@ have a baseline (MSE, cross-entropy, NLL) can be read this way.
 from __future__ import annotations
 
 import math
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from seqbench.records import FINISHED, flatten_config, metric_key
+from seqbench.records import FINISHED, RunRecord, flatten_config, metric_key
 from seqbench.report.plot import PLOT_FORMATS, save_figure
 from seqbench.report.table import (
     Entry,
@@ -37,25 +37,14 @@ DEFAULT_THRESHOLD = 0.1
 BUDGET_KEYS = ("model.param_budget", "trainer.steps", "trainer.batch_size")
 
 
-def family_label(record: dict[str, Any]) -> str:
-    """The task without its length: `adding (T=100)` -> `adding`, `adding (T=100, arjovsky)`
-    -> `adding (arjovsky)`, `copy_memory (T=50, n=5)` -> `copy_memory (n=5)`."""
-    label = task_label(record)
-    length = (record["config"].get("task") or {}).get("length")
-    label = re.sub(rf"T={length}(, )?", "", label)
-    return label.replace(", )", ")").replace(" ()", "")
-
-
-def task_length(record: dict[str, Any]) -> int:
+def task_length(record: RunRecord) -> int:
     """The record's `task.length` (ValueError for a task without one, such as a data set)."""
-    length = (record["config"].get("task") or {}).get("length")
-    if isinstance(length, bool) or not isinstance(length, int):
+    if record.task.length is None:
         raise ValueError(
-            f"{record['task'].get('label') or record['task']['name']} "
-            f"({record.get('path', '?')}) has no integer task.length: "
+            f"{record.task.label} ({record.path or '?'}) has no integer task.length: "
             "the horizon report reads synthetic tasks swept over task.length"
         )
-    return length
+    return record.task.length
 
 
 def _sig3(value: float) -> str:
@@ -186,25 +175,23 @@ class HorizonResult:
         return lines
 
 
-def _seed_ratios(
-    record: dict[str, Any], metric: str, which: str, baseline: float
-) -> tuple[float, ...]:
+def _seed_ratios(record: RunRecord, metric: str, which: str, baseline: float) -> tuple[float, ...]:
     """(n,) metric / baseline of each seed with a finite value (as `aggregate` counts them)."""
     values = []
-    for seed in record.get("per_seed") or []:
-        value = (seed.get(which) or {}).get(metric)
+    for seed in record.per_seed or []:
+        value = (getattr(seed, which) or {}).get(metric)
         if value is not None and math.isfinite(value):
             values.append(value / baseline)
     return tuple(values)
 
 
-def _metric_and_baseline(record: dict[str, Any], metric: str | None) -> tuple[str, float]:
+def _metric_and_baseline(record: RunRecord, metric: str | None) -> tuple[str, float]:
     """The "<split>/<name>" to read and its baseline; ValueError unless the metric is one to
     minimise with a positive finite baseline."""
-    key = metric_key(metric or record["task"]["primary_metric"])
+    key = metric_key(metric or record.task.primary_metric)
     name = key.partition("/")[2]
     where = f"{task_label(record)} / {model_label(record)}"
-    directions = record["task"].get("metrics") or {}
+    directions = record.task.metrics
     if name not in directions:
         raise ValueError(
             f"{where} has no metric {name!r} (it has {', '.join(sorted(directions)) or 'none'})"
@@ -214,7 +201,7 @@ def _metric_and_baseline(record: dict[str, Any], metric: str | None) -> tuple[st
             f"{name} is a metric to maximise: the horizon divides a loss to minimise by its "
             "trivial baseline (e.g. mse, cross_entropy, nll); choose one with --metrics"
         )
-    baseline = (record["task"].get("baseline") or {}).get(name)
+    baseline = record.task.baseline.get(name)
     if baseline is None or not math.isfinite(baseline) or baseline <= 0:
         raise ValueError(
             f"{where}: metric {name} has no positive trivial baseline in its record "
@@ -235,7 +222,7 @@ def _horizon(
 
 
 def build_horizon(
-    records: list[dict[str, Any]],
+    records: list[RunRecord],
     *,
     metric: str | None = None,
     which: str = "best",
@@ -254,7 +241,7 @@ def build_horizon(
         raise ValueError(f"the threshold must be in (0, 1], got {threshold:g}")
     if which not in ("best", "final"):
         raise ValueError(f"which must be 'best' or 'final', got {which!r}")
-    usable = [r for r in records if r.get("status") in FINISHED]
+    usable = [r for r in records if r.status in FINISHED]
     if not usable:
         raise ValueError("no completed or diverged run among the records")
     for record in usable:
@@ -262,14 +249,14 @@ def build_horizon(
     chosen, selections = choose_per_cell(usable, which)
     points: dict[str, dict[tuple[str, int], Point]] = {}
     metrics: dict[str, str] = {}
-    for (_, model), record in sorted(chosen.items()):
-        family, length = family_label(record), task_length(record)
+    for (_, model), record in chosen.items():  # in table order
+        family, length = record.task.family, task_length(record)
         key, baseline = _metric_and_baseline(record, metric)
         metrics.setdefault(family, key)
         entry = seed_stats(record, key, which)
         ratios = _seed_ratios(record, key, which, baseline)
         points.setdefault(family, {})[(model, length)] = Point(
-            family, length, model, key, baseline, entry, ratios, record.get("path", "")
+            family, length, model, key, baseline, entry, ratios, record.path or ""
         )
     families = []
     for family in sorted(points):
@@ -284,7 +271,7 @@ def build_horizon(
         families.append(
             FamilyHorizon(family, metrics[family], lengths, models, points[family], horizons)
         )
-    flat = [flatten_config(r["config"]) for r in chosen.values()]
+    flat = [flatten_config(r.config) for r in chosen.values()]
     budget = {}
     for key in BUDGET_KEYS:
         values = {repr(f.get(key)) for f in flat}

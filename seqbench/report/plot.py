@@ -16,13 +16,14 @@ from typing import Any
 
 import numpy as np
 
-from seqbench.records import FINISHED, metric_key
+from seqbench.records import FINISHED, RunRecord, metric_key
 from seqbench.report.table import (
     choose_per_cell,
     model_label,
     report_selections,
     sort_models,
     task_label,
+    task_order,
 )
 
 PLOT_FORMATS = ("png", "svg")
@@ -30,15 +31,12 @@ PLOT_FORMATS = ("png", "svg")
 MAX_COLUMNS = 4
 
 
-def curve(
-    record: dict[str, Any], metric: str
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+def curve(record: RunRecord, metric: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """(steps, mean, low, high), each (E,): mean, min and max over the seeds with a finite value
     at each evaluation step (NaN where no seed has one). `metric`: "<split>/<name>" or a bare
     name for its test curve."""
-    curves = record["curves"]
-    steps = np.asarray(curves["eval_steps"], dtype=float)
-    values = np.asarray(curves["eval"][metric_key(metric)], dtype=float)  # (E, S)
+    steps = np.asarray(record.curves.eval_steps, dtype=float)
+    values = np.asarray(record.curves.eval[metric_key(metric)], dtype=float)  # (E, S)
     if values.ndim == 1:
         values = values[:, None]
     finite = np.isfinite(values)
@@ -51,7 +49,7 @@ def curve(
 
 
 def plot_curves(
-    records: list[dict[str, Any]],
+    records: list[RunRecord],
     out: str | Path,
     *,
     metric: str | None = None,
@@ -69,10 +67,11 @@ def plot_curves(
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    usable = [r for r in records if r.get("status") in FINISHED and r.get("curves")]
+    usable = [r for r in records if r.status in FINISHED and r.curves]
     chosen, selections = choose_per_cell(usable)
     report_selections(selections)
-    tasks = sorted({task for task, _ in chosen})
+    order = task_order(chosen.values())
+    tasks = sorted(order, key=order.__getitem__)  # by family, then length as a number
     if not tasks:
         raise ValueError("no finished run with learning curves to plot")
     columns = min(len(tasks), MAX_COLUMNS)
@@ -90,18 +89,18 @@ def plot_curves(
             record = chosen.get((task, model))
             if record is None:
                 continue
-            name = metric_key(metric or record["task"]["primary_metric"])
-            if name not in record["curves"]["eval"]:
+            name = metric_key(metric or record.task.primary_metric)
+            if name not in record.curves.eval:
                 raise ValueError(
                     f"{task_label(record)} / {model_label(record)} has no metric {name!r}"
                 )
             steps, mean, low, high = curve(record, name)
             color = colors[models.index(model) % len(colors)]
-            n = len(record.get("seeds") or [])
+            n = len(record.seeds)
             ax.plot(steps, mean, color=color, label=f"{model} (n={n})")
             ax.fill_between(steps, low, high, color=color, alpha=0.2, linewidth=0)
             shown_metric = name
-            baseline = record["task"]["baseline"].get(name.split("/", 1)[1])
+            baseline = record.task.baseline.get(name.split("/", 1)[1])
             lows.append(low[np.isfinite(low)])
         if baseline is not None:
             ax.axhline(baseline, color="grey", linestyle="--", linewidth=1, label="baseline")
@@ -140,12 +139,12 @@ def save_figure(fig: Any, out: str | Path, formats: tuple[str, ...] = PLOT_FORMA
     return written
 
 
-def flow_curves(record: dict[str, Any], layer: int = 0) -> list[tuple[int, np.ndarray, np.ndarray]]:
+def flow_curves(record: RunRecord, layer: int = 0) -> list[tuple[int, np.ndarray, np.ndarray]]:
     """[(training step, geometric mean over seeds (T,), (S, T) per seed)] of a record's gradient
     flow ||dL/dh_t|| for recurrent layer `layer`; seeds with a non-finite value are left out."""
-    flow = record["gradient_flow"]
+    flow = record.gradient_flow
     curves = []
-    for step, norms in zip(flow["steps"], flow["norm"], strict=True):
+    for step, norms in zip(flow.steps, flow.norm, strict=True):
         per_seed = np.asarray(norms, dtype=float)[:, layer]  # (S, T)
         usable = per_seed[np.isfinite(per_seed).all(axis=1) & (per_seed > 0).any(axis=1)]
         if usable.size:
@@ -156,7 +155,7 @@ def flow_curves(record: dict[str, Any], layer: int = 0) -> list[tuple[int, np.nd
 
 
 def plot_gradient_flow(
-    records: list[dict[str, Any]],
+    records: list[RunRecord],
     out: str | Path,
     *,
     layer: int = 0,
@@ -170,14 +169,15 @@ def plot_gradient_flow(
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    usable = [r for r in records if r.get("status") in FINISHED and r.get("gradient_flow")]
+    usable = [r for r in records if r.status in FINISHED and r.gradient_flow]
     if not usable:
         raise ValueError(
             "no finished run measured its gradient flow (train with trainer.gradient_flow_steps)"
         )
     chosen, selections = choose_per_cell(usable)
     report_selections(selections)
-    tasks = sorted({task for task, _ in chosen})
+    order = task_order(chosen.values())
+    tasks = sorted(order, key=order.__getitem__)  # by family, then length as a number
     models = sort_models(m for _, m in chosen)
     fig, axes = plt.subplots(
         len(tasks),
@@ -197,7 +197,7 @@ def plot_gradient_flow(
             if record is None:
                 ax.set_axis_off()
                 continue
-            n_layers = np.asarray(record["gradient_flow"]["norm"][0]).shape[1]
+            n_layers = np.asarray(record.gradient_flow.norm[0]).shape[1]
             if not 0 <= layer < n_layers:
                 raise ValueError(f"--layer {layer}: {task} / {model} has {n_layers} layer(s)")
             curves = flow_curves(record, layer)
@@ -209,6 +209,6 @@ def plot_gradient_flow(
                     t, per_seed.min(axis=0), per_seed.max(axis=0), color=color, alpha=0.15, lw=0
                 )
             ax.set_yscale("log")
-            ax.legend(fontsize="small", title=f"n={len(record.get('seeds') or [])} seeds")
+            ax.legend(fontsize="small", title=f"n={len(record.seeds)} seeds")
         row[0].set_ylabel(f"||dL/dh_t|| (layer {layer})")
     return save_figure(fig, out, formats)

@@ -62,7 +62,7 @@ class SweepTable(Callback):
                     records.append(load_record(path))
                 except (OSError, ValueError) as error:
                     self.warn(f"skipping {error}")
-            finished = [r for r in records if r["status"] in FINISHED]
+            finished = [r for r in records if r.status in FINISHED]
             if not finished:
                 if announce:
                     self.warn(f"no finished run in {sweep_dir}: no {TABLE_NAME} written")

@@ -7,8 +7,9 @@ learning rates does, the configuration with the best mean validation value of th
 metric is chosen and its test numbers shown; re-runs of one configuration count once (the latest).
 Seeds that diverged are counted and shown, never dropped silently. The best entry of each row is
 marked, respecting the metric's direction. Optional reference columns carry published numbers from
-a YAML file. Rendered as Markdown, LaTeX (booktabs) or CSV, in a stable order: tasks and metrics
-sorted, models in the order simple_rnn, lstm, gru, then the rest.
+a YAML file. Rendered as Markdown, LaTeX (booktabs) or CSV, in a stable order: tasks by family and
+then by length as a number (T=100 before T=1600), metrics sorted, models in the architectures'
+registration order (`seqbench.models.architectures`), then the rest.
 """
 
 from __future__ import annotations
@@ -21,19 +22,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from seqbench.models.architectures import ARCHITECTURES, cell_options_of
 from seqbench.records import (
     FINISHED,
     NON_IDENTITY_KEYS,
     REPORT_SPLIT,
     SELECT_SPLIT,
-    aggregate,
+    RunRecord,
     config_identity,
     flatten_config,
     metric_key,
 )
 
 ARROWS = {"min": "↓", "max": "↑"}
-CELL_ORDER = {"simple_rnn": 0, "lstm": 1, "gru": 2}
 FORMATS = ("md", "latex", "csv")
 CSV_COLUMNS = [
     "task", "metric", "direction", "baseline", "column", "kind",
@@ -41,15 +42,13 @@ CSV_COLUMNS = [
 ]  # fmt: skip
 
 
-def model_label(record: dict[str, Any]) -> str:
+def model_label(record: RunRecord) -> str:
     """The column a record goes in: its cell, marked when it is not the cell's default form."""
-    model = record["config"].get("model") or {}
-    label = cell = model.get("cell") or record["model"]["cell"]
-    if cell == "simple_rnn":
-        if model.get("recurrent_init") == "identity":
-            label = "irnn" if model.get("activation") == "relu" else "simple_rnn (identity)"
-        elif model.get("activation") == "relu":
-            label = "simple_rnn (relu)"
+    model = record.config.get("model") or {}
+    name, options = cell_options_of(model)  # records old and new
+    name = name or record.model.architecture
+    spec = ARCHITECTURES.get(name)
+    label = spec.label(options) if spec is not None and spec.label else name
     if model.get("n_layers", 1) > 1:
         label += f" ×{model['n_layers']}"
     if model.get("bidirectional"):
@@ -57,18 +56,16 @@ def model_label(record: dict[str, Any]) -> str:
     return label
 
 
-def task_label(record: dict[str, Any]) -> str:
-    """The task's own label (`adding (T=600)`, `seq_mnist (pixel)`); records from before labels
-    were recorded: `name (T=length[, variant])`, or the bare name without a length."""
-    if record["task"].get("label"):
-        return record["task"]["label"]
-    task = record["config"].get("task") or {}
-    name = record["task"]["name"]
-    if task.get("length") is None:
-        return name
-    variant = task.get("variant")
-    suffix = f", {variant}" if variant and variant != "tcn" else ""
-    return f"{name} (T={task['length']}{suffix})"
+def task_label(record: RunRecord) -> str:
+    """The task's own label (`adding (T=600)`, `seq_mnist (pixel)`; records from before labels
+    were recorded get one on reading, see `seqbench.records.upgrade_record`)."""
+    return record.task.label
+
+
+def task_order(records) -> dict[str, tuple[str, int, str]]:
+    """Task label -> its sort key (`TaskInfo.sort_key`: family, then length as a number), for the
+    tasks of `records`."""
+    return {task_label(r): r.task.sort_key() for r in records}
 
 
 def format_value(value: float | None) -> str:
@@ -119,7 +116,7 @@ class Table:
     models: list[str]
     references: list[str]
     rows: list[Row]
-    params: dict[str, dict[str, int]]  # task -> model -> parameter count
+    params: dict[str, dict[str, int]]  # task -> model -> parameter count, tasks in row order
     source: str | None = None
     which: str = "best"
     selections: list[Selection] = field(default_factory=list)
@@ -138,23 +135,23 @@ class Table:
         return lines
 
 
-def seed_stats(record: dict[str, Any], metric: str, which: str = "best") -> Entry:
+def seed_stats(record: RunRecord, metric: str, which: str = "best") -> Entry:
     """Mean ± std (ddof 0) of one metric over a record's seeds, with seed and divergence counts.
 
     `metric`: "<split>/<name>", or a bare name for its test value.
     """
-    per_seed = record.get("per_seed") or []
-    stats = aggregate(per_seed, which).get(metric_key(metric), {"mean": None, "std": None, "n": 0})
-    diverged = sum(1 for s in per_seed if s.get("status") == "diverged")
-    n_seeds = len(record.get("seeds", per_seed))
-    return Entry(stats["mean"], stats["std"], stats["n"], n_seeds, diverged)
+    stats = record.aggregate(which).get(metric_key(metric))
+    diverged = sum(1 for s in record.per_seed or [] if s.status == "diverged")
+    if stats is None:
+        return Entry(None, None, 0, len(record.seeds), diverged)
+    return Entry(stats.mean, stats.std, stats.n, len(record.seeds), diverged)
 
 
 def sort_models(labels) -> list[str]:
-    """Model column labels in table order: simple_rnn, lstm, gru (plain forms first), then the rest."""
-    return sorted(
-        set(labels), key=lambda c: (CELL_ORDER.get(c.split(" ")[0].removeprefix("bi-"), 9), c)
-    )
+    """Model column labels in table order: the architectures' registration order (plain forms
+    first), then the rest."""
+    order = {name: rank for rank, name in enumerate(ARCHITECTURES)}
+    return sorted(set(labels), key=lambda c: (order.get(c.split(" ")[0].removeprefix("bi-"), 9), c))
 
 
 @dataclass(frozen=True)
@@ -182,32 +179,35 @@ class Selection:
         return f"{self.task} / {self.model}: {chosen} ({how}, of {self.n_configs} configurations)"
 
 
-def _validation_score(record: dict[str, Any], which: str) -> float | None:
-    primary = metric_key(record["task"]["primary_metric"], SELECT_SPLIT)
-    stats = aggregate(record.get("per_seed") or [], which).get(primary)
-    return stats["mean"] if stats else None
+def _validation_score(record: RunRecord, which: str) -> float | None:
+    primary = metric_key(record.task.primary_metric, SELECT_SPLIT)
+    stats = record.aggregate(which).get(primary)
+    return stats.mean if stats else None
 
 
 def choose_per_cell(
-    records: list[dict[str, Any]], which: str = "best"
-) -> tuple[dict[tuple[str, str], dict[str, Any]], list[Selection]]:
+    records: list[RunRecord], which: str = "best"
+) -> tuple[dict[tuple[str, str], RunRecord], list[Selection]]:
     """One record per (task label, model label), and how it was chosen where there was a choice.
 
     Records of the same configuration (equal `config_identity`) are re-runs: the latest finished
     one stands for them. Between configurations, the one with the best mean over seeds of the
     validation primary metric (at `which`: "best" or "final" evaluation) wins; configurations
-    whose every seed diverged rank last; without validation values, the latest wins.
+    whose every seed diverged rank last; without validation values, the latest wins. The cells
+    come in table order: tasks by family and length (`task_order`), then model labels.
     """
-    by_cell: dict[tuple[str, str], dict[str, dict[str, Any]]] = {}
-    for record in sorted(records, key=lambda r: (r.get("finished") or "", r.get("path", ""))):
+    by_cell: dict[tuple[str, str], dict[str, RunRecord]] = {}
+    for record in sorted(records, key=lambda r: (r.finished or "", r.path or "")):
         key = (task_label(record), model_label(record))
-        by_cell.setdefault(key, {})[config_identity(record["config"])] = record
-    chosen: dict[tuple[str, str], dict[str, Any]] = {}
+        by_cell.setdefault(key, {})[config_identity(record.config)] = record
+    order = task_order(records)
+    chosen: dict[tuple[str, str], RunRecord] = {}
     selections: list[Selection] = []
-    for key in sorted(by_cell):
+    for key in sorted(by_cell, key=lambda k: (order[k[0]], k[1])):
         candidates = list(by_cell[key].values())  # oldest first
         scores = [_validation_score(r, which) for r in candidates]
-        direction = candidates[-1]["task"]["metrics"][candidates[-1]["task"]["primary_metric"]]
+        latest = candidates[-1].task
+        direction = latest.metrics[latest.primary_metric]
         index = len(candidates) - 1
         scored = [i for i, v in enumerate(scores) if v is not None and math.isfinite(v)]
         if scored:
@@ -216,9 +216,9 @@ def choose_per_cell(
             index = max(i for i in scored if scores[i] == best)
         chosen[key] = candidates[index]
         if len(candidates) > 1:
-            flat = [flatten_config(r["config"]) for r in candidates]
+            flat = [flatten_config(r.config) for r in candidates]
             keys = differing_keys(flat)
-            metric = metric_key(candidates[index]["task"]["primary_metric"], SELECT_SPLIT)
+            metric = metric_key(candidates[index].task.primary_metric, SELECT_SPLIT)
             selections.append(
                 Selection(*key, len(candidates), {k: flat[index].get(k) for k in keys},
                           metric, scores[index] if scored else None)
@@ -244,7 +244,7 @@ def report_selections(selections: list[Selection]) -> None:
 
 
 def build_table(
-    records: list[dict[str, Any]],
+    records: list[RunRecord],
     *,
     which: str = "best",
     models: list[str] | None = None,
@@ -259,8 +259,9 @@ def build_table(
     all). `metrics`: metric names to show, bare or `test/<name>` (default: all).
     `references`: parsed reference YAML (see `load_references`).
     """
-    usable = [r for r in records if r.get("status") in FINISHED]
+    usable = [r for r in records if r.status in FINISHED]
     chosen, selections = choose_per_cell(usable, which)
+    order = task_order(chosen.values())
     if metrics:
         metrics = [m.removeprefix(f"{REPORT_SPLIT}/") for m in metrics]
     found = sort_models(m for _, m in chosen)
@@ -270,15 +271,15 @@ def build_table(
     for (task, model), record in chosen.items():
         if model not in columns:
             continue
-        for metric, direction in record["task"]["metrics"].items():
+        for metric, direction in record.task.metrics.items():
             if metrics and metric not in metrics:
                 continue
             row = rows.setdefault(
                 (task, metric),
-                Row(task, metric, direction, record["task"]["baseline"].get(metric)),
+                Row(task, metric, direction, record.task.baseline.get(metric)),
             )
             row.entries[model] = seed_stats(record, metric, which)
-        params.setdefault(task, {})[model] = record["model"]["param_count"]
+        params.setdefault(task, {})[model] = record.model.param_count
     reference_columns = list((references or {}).get("columns", {}))
     for name in reference_columns:
         for task, values in references["columns"][name].items():
@@ -288,7 +289,8 @@ def build_table(
     reference_columns = [
         c for c in reference_columns if any(c in r.references for r in rows.values())
     ]
-    ordered = [rows[k] for k in sorted(rows)]
+    ordered = [rows[k] for k in sorted(rows, key=lambda k: (order[k[0]], k[1]))]
+    params = {task: params[task] for task in sorted(params, key=order.__getitem__)}
     source = (references or {}).get("source")
     shown = [s for s in selections if s.model in columns]
     return Table(columns, reference_columns, ordered, params, source, which, shown)
@@ -340,7 +342,7 @@ def render_markdown(table: Table) -> str:
         lines.append(
             "| " + " | ".join([row.task, metric, format_value(row.baseline), *cells]) + " |"
         )
-    for task in sorted(table.params):
+    for task in table.params:
         counts = [table.params[task].get(m) for m in table.models]
         cells = ["–" if c is None else f"{c:,}" for c in counts] + [""] * len(table.references)
         lines.append("| " + " | ".join([task, "parameters", "", *cells]) + " |")
@@ -425,6 +427,6 @@ def render_csv(table: Table) -> str:
 RENDERERS = {"md": render_markdown, "latex": render_latex, "csv": render_csv}
 
 
-def markdown_table(records: list[dict[str, Any]]) -> str:
+def markdown_table(records: list[RunRecord]) -> str:
     """The default table (test at the best validation step, every model and metric) as Markdown."""
     return render_markdown(build_table(records))

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-GATES = {"simple_rnn": 1, "lstm": 4, "gru": 3}
-CELLS = tuple(GATES)
+from seqbench.models.architectures import get
+
 N_CLASSES = 10
 
 
@@ -45,14 +45,14 @@ LONG = BenchConfig("long", 32, 10_000, 1, 128)
 TINY = BenchConfig("tiny", 4, 8, 2, 8)
 
 
-def step_flops(cell: str, cfg: BenchConfig) -> float:
+def step_flops(architecture: str, cfg: BenchConfig) -> float:
     """Matmul FLOPs of one training step: 3x the forward (backward costs two forward passes).
 
-    Forward: the gate matmuls 2 B T (I + H) G H plus the readout 2 B T' H 10 (T' = T or 1).
-    Element-wise gate arithmetic is left out, as usual for such counts.
+    Forward: the recurrent layer's `Spec.step_flops` (for the projected cells the gate matmuls
+    2 B T (I + H) G H) plus the readout 2 B T' H 10 (T' = T or 1). Element-wise gate arithmetic is
+    left out, as usual for such counts.
     """
-    gates = GATES[cell]
-    recurrent = 2.0 * cfg.batch * cfg.length * (cfg.input_size + cfg.hidden) * gates * cfg.hidden
+    recurrent = get(architecture).step_flops(cfg.batch, cfg.length, cfg.input_size, cfg.hidden)
     readout_steps = cfg.length if cfg.readout == "every_step" else 1
     readout = 2.0 * cfg.batch * readout_steps * cfg.hidden * N_CLASSES
     return 3.0 * (recurrent + readout)

@@ -5,8 +5,13 @@ Each builder returns a `Runner`: `run()` performs `steps_per_call` training step
 
 - seqbench: `SequenceModel` under the trainer's scheme: `steps_per_call` steps inside one jitted
   `lax.scan` (seeds > 1: the seeds vmapped inside it).
-- flax: plain Flax linen `nn.RNN(nn.LSTMCell | nn.GRUCell | nn.SimpleCell)`, one jitted step per call.
-- torch: PyTorch `nn.RNN | nn.LSTM | nn.GRU` (batch_first) on the CPU, eager, one step per call.
+- flax: plain Flax linen `nn.RNN(<the architecture's Spec.flax_peer cell>)`, one jitted step per
+  call.
+- torch: the PyTorch module named by the architecture's `Spec.torch_module` (batch_first) on the
+  CPU, eager, one step per call.
+
+An architecture without a peer (`flax_peer` or `torch_module` None) is skipped for that
+implementation (`missing_peer` says why; the builders raise `NoPeer`).
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from seqbench.models.architectures import get
 from seqbench.speed.configs import N_CLASSES, BenchConfig
 
 
@@ -102,13 +108,32 @@ def _jax_runner(model, cfg: BenchConfig, steps: int, seeds: int, scan: bool) -> 
     return Runner(run, compile_, steps if scan else 1, memory_mb)
 
 
+class NoPeer(ValueError):
+    """The architecture has no peer in this implementation (one line: which, and why)."""
+
+
+def missing_peer(impl: str, architecture: str) -> str | None:
+    """Why `impl` cannot run `architecture` (no such peer), or None when it can."""
+    spec = get(architecture)
+    if impl == "flax" and spec.flax_peer is None:
+        return f"architecture {architecture!r} has no plain-Flax peer (its Spec.flax_peer is None)"
+    if impl == "torch" and spec.torch_module is None:
+        return f"architecture {architecture!r} has no PyTorch peer (its Spec.torch_module is None)"
+    return None
+
+
 def seqbench_runner(
     cell: str, cfg: BenchConfig, steps: int = 4, seeds: int = 1, remat: bool = False
 ) -> Runner:
+    """`cell`: a registered architecture's name, with its default options."""
     from seqbench.models.sequence import SequenceModel
 
     model = SequenceModel(
-        cell=cell, hidden_size=cfg.hidden, output_dim=N_CLASSES, readout=cfg.readout, remat=remat
+        architecture=get(cell),
+        hidden_size=cfg.hidden,
+        output_dim=N_CLASSES,
+        readout=cfg.readout,
+        remat=remat,
     )
     return _jax_runner(model, cfg, steps, seeds, scan=True)
 
@@ -116,12 +141,16 @@ def seqbench_runner(
 def flax_runner(cell: str, cfg: BenchConfig, steps: int = 1, seeds: int = 1) -> Runner:
     import flax.linen as nn
 
-    cells = {"simple_rnn": nn.SimpleCell, "lstm": nn.LSTMCell, "gru": nn.GRUCell}
+    reason = missing_peer("flax", cell)
+    if reason is not None:
+        raise NoPeer(f"flax: {reason}")
+    peer = get(cell).flax_peer
+    assert peer is not None
 
     class PlainFlax(nn.Module):
         @nn.compact
         def __call__(self, x):
-            outputs = nn.RNN(cells[cell](features=cfg.hidden))(x)
+            outputs = nn.RNN(peer(cfg.hidden))(x)
             if cfg.readout == "last":
                 outputs = outputs[:, -1]
             return nn.Dense(N_CLASSES)(outputs)
@@ -132,9 +161,12 @@ def flax_runner(cell: str, cfg: BenchConfig, steps: int = 1, seeds: int = 1) -> 
 def torch_runner(cell: str, cfg: BenchConfig, steps: int = 1, seeds: int = 1) -> Runner:
     import torch
 
+    reason = missing_peer("torch", cell)
+    if reason is not None:
+        raise NoPeer(f"torch: {reason}")
     torch.manual_seed(0)
-    modules = {"simple_rnn": torch.nn.RNN, "lstm": torch.nn.LSTM, "gru": torch.nn.GRU}
-    rnn = modules[cell](cfg.input_size, cfg.hidden, batch_first=True)
+    module = getattr(torch.nn, str(get(cell).torch_module))
+    rnn = module(cfg.input_size, cfg.hidden, batch_first=True)
     head = torch.nn.Linear(cfg.hidden, N_CLASSES)
     parameters = [*rnn.parameters(), *head.parameters()]
     optimizer = torch.optim.Adam(parameters, lr=1e-3)

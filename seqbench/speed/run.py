@@ -22,8 +22,10 @@ import time
 from importlib import util
 from pathlib import Path
 
+from seqbench.models.architectures import ARCHITECTURES
 from seqbench.records import device_info, package_versions, write_json_atomic
-from seqbench.speed.configs import CELLS, CONFIGS, LONG, TINY, BenchConfig, step_flops
+from seqbench.speed.configs import CONFIGS, LONG, TINY, BenchConfig, step_flops
+from seqbench.speed.implementations import missing_peer
 
 IMPLS = ("seqbench", "flax", "torch")
 SPEEDUP_TARGET, PEAK_TARGET, SEEDS_TARGET, LONG_LIMIT_MB = 1.5, 0.85, 4.0, 2000
@@ -125,7 +127,7 @@ def summarise(results: list[dict], configs: dict[str, BenchConfig], peak: float)
     """One row per (config, cell): step times per implementation, ratios and target checks."""
     rows = []
     for name, cfg in configs.items():
-        for cell in CELLS:
+        for cell in ARCHITECTURES:
             by_impl = {
                 r["impl"]: r
                 for r in results
@@ -262,15 +264,23 @@ def main(argv: list[str] | None = None) -> None:
         default=",".join(CONFIGS),
         help=f"comma-separated, from {', '.join(CONFIGS)} (and 'tiny' for a check)",
     )
-    parser.add_argument("--cells", default=",".join(CELLS))
+    parser.add_argument(
+        "--cells",
+        default=",".join(ARCHITECTURES),
+        help=f"comma-separated architectures, from {', '.join(ARCHITECTURES)}",
+    )
     parser.add_argument("--impls", default=",".join(IMPLS))
     parser.add_argument("--seeds", type=int, default=8, help="seeds for the multi-seed comparison")
     parser.add_argument("--seeds-config", default="adding", help="configuration for it ('' skips)")
     parser.add_argument(
         "--min-seconds", type=float, default=2.0, help="timed seconds per measurement"
     )
+    largest_carry = max(ARCHITECTURES.values(), key=lambda spec: spec.state_size(1)).name
     parser.add_argument(
-        "--long-cells", default="lstm", help="cells for the long-sequence memory check ('' skips)"
+        "--long-cells",
+        default=largest_carry,
+        help="architectures for the long-sequence memory check ('' skips; default: the one with "
+        f"the largest carry, {largest_carry})",
     )
     parser.add_argument("--out", default=None, help="write OUT.json and OUT.md")
     args = parser.parse_args(argv)
@@ -283,12 +293,13 @@ def main(argv: list[str] | None = None) -> None:
         configs[name] = known[name]
     cells = [c for c in args.cells.split(",") if c]
     impls = [i for i in args.impls.split(",") if i]
+    known_cells = ", ".join(ARCHITECTURES)
     for cell in cells:
-        if cell not in CELLS:
-            parser.error(f"unknown cell {cell!r}; choose from {', '.join(CELLS)}")
+        if cell not in ARCHITECTURES:
+            parser.error(f"unknown cell {cell!r}; choose from {known_cells}")
     for cell in filter(None, args.long_cells.split(",")):
-        if cell not in CELLS:
-            parser.error(f"unknown --long-cells cell {cell!r}; choose from {', '.join(CELLS)}")
+        if cell not in ARCHITECTURES:
+            parser.error(f"unknown --long-cells cell {cell!r}; choose from {known_cells}")
     for impl in impls:
         if impl not in IMPLS:
             parser.error(f"unknown implementation {impl!r}; choose from {', '.join(IMPLS)}")
@@ -313,6 +324,10 @@ def main(argv: list[str] | None = None) -> None:
     for name in configs:
         for cell in cells:
             for impl in impls:
+                reason = missing_peer(impl, cell)
+                if reason is not None:
+                    print(f"seqbench-speed: {impl}: {reason}: skipping it", file=sys.stderr)
+                    continue
                 result = measure_one(impl, cell, name, 1, args.min_seconds)
                 results.append(result)
                 shown = (

@@ -1,7 +1,8 @@
 """Measure one (implementation, cell, configuration) in a fresh process; print one JSON line.
 
 Run as `python -m seqbench.speed.worker IMPL CELL CONFIG [--seeds S] [--cache DIR] [--compile-only]`.
-A fresh process makes the compile time cold (or warm from the persistent cache in DIR) and the
+CELL is the name of an architecture registered on importing seqbench
+(`seqbench.models.architectures.ARCHITECTURES`). A fresh process makes the compile time cold (or warm from the persistent cache in DIR) and the
 peak resident memory its own.
 """
 
@@ -78,7 +79,7 @@ def measure(
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="seqbench.speed.worker")
     parser.add_argument("impl")
-    parser.add_argument("cell")
+    parser.add_argument("cell", help="a registered architecture's name")
     parser.add_argument("config")
     parser.add_argument("--seeds", type=int, default=1)
     parser.add_argument("--cache", default=None)

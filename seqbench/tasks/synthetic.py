@@ -1,18 +1,28 @@
 """Synthetic long-dependency tasks, generated on device from PRNG keys.
 
-Definitions follow Bai, Kolter & Koltun 2018 (locuslab/TCN) unless a variant says otherwise.
+Definitions follow Bai, Kolter & Koltun 2018 (locuslab/TCN) unless a variant says otherwise. Each
+task is built from its options: `AddingProblem(AddingConfig(length=100))`.
 """
 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import ClassVar
 
 import jax
 import jax.numpy as jnp
 import optax
 
-from seqbench.tasks.base import EVAL_SPLITS, Batch, Direction, Task, TaskSpec
+from seqbench.config import choice, require
+from seqbench.tasks.base import (
+    EVAL_SPLITS,
+    Batch,
+    Direction,
+    SyntheticTaskConfig,
+    Task,
+    TaskSpec,
+)
 
 
 def split_key(eval_seed: int, split: str) -> jax.Array:
@@ -22,7 +32,64 @@ def split_key(eval_seed: int, split: str) -> jax.Array:
     return jax.random.fold_in(jax.random.key(eval_seed), EVAL_SPLITS.index(split))
 
 
-class AddingProblem(Task):
+#: where the adding problem's two markers go (see AddingProblem)
+ADDING_VARIANTS = ("tcn", "arjovsky")
+
+
+class SyntheticTask(Task):
+    """A task generated from PRNG keys: a fresh training batch every step, and held-out splits of
+    `n_eval` examples each drawn from keys derived from `eval_seed` (see `split_key`).
+
+    Its label is `<name> (T=<length>[, <variant>])`; its family the same without the length.
+    """
+
+    config: SyntheticTaskConfig
+
+    @property
+    def length(self) -> int:
+        return self.config.length
+
+    @property
+    def n_eval(self) -> int:
+        return self.config.n_eval
+
+    @property
+    def variant_note(self) -> str:
+        """What sets this task apart from its default variant ("" for the default)."""
+        return ""
+
+    @property
+    def family(self) -> str:
+        note = self.variant_note
+        return f"{self.name} ({note})" if note else self.name
+
+    @property
+    def label(self) -> str:
+        note = f", {self.variant_note}" if self.variant_note else ""
+        return f"{self.name} (T={self.length}{note})"
+
+    def eval_set(self, split: str) -> Batch:
+        return self.sample(split_key(self.config.eval_seed, split), self.n_eval)
+
+
+@dataclass
+class AddingConfig(SyntheticTaskConfig):
+    """Options of the adding problem (`task=adding`)."""
+
+    #: T, the steps of each sequence (at least 2: one per marker)
+    length: int = 200
+    #: where the two markers go: "tcn" (anywhere) or "arjovsky" (one in each half)
+    variant: str = "tcn"
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        require(
+            self.length >= 2, "task.length", f"adding needs at least 2 steps, got {self.length}"
+        )
+        choice(self.variant, "task.variant", ADDING_VARIANTS)
+
+
+class AddingProblem(SyntheticTask):
     """Sum the two marked values of a sequence.
 
     Inputs (B, T, 2) float: channel 0 is uniform on [0, 1); channel 1 is zero except for exactly two 1s.
@@ -39,21 +106,16 @@ class AddingProblem(Task):
     name = "adding"
     metric_directions: ClassVar[dict[str, Direction]] = {"mse": "min"}
     primary_metric = "mse"
-    variants = ("tcn", "arjovsky")
+    config: AddingConfig
 
-    def __init__(self, length: int, variant: str = "tcn", n_eval: int = 1000, eval_seed: int = 0):
-        if length < 2:
-            raise ValueError(f"adding: length must be at least 2, got {length}")
-        if variant not in self.variants:
-            raise ValueError(f"adding: unknown variant {variant!r}; choose from {self.variants}")
-        self.length, self.variant = length, variant
-        self.n_eval, self.eval_seed = n_eval, eval_seed
-        self.spec = TaskSpec("real", 2, 1, length, "last")
+    def __init__(self, config: AddingConfig):
+        super().__init__(config)
+        self.variant = config.variant
+        self.spec = TaskSpec("real", 2, 1, config.length, "last")
 
     @property
-    def label(self) -> str:
-        suffix = f", {self.variant}" if self.variant != "tcn" else ""
-        return f"{self.name} (T={self.length}{suffix})"
+    def variant_note(self) -> str:
+        return self.variant if self.variant != "tcn" else ""
 
     def marker_positions(self, key: jax.Array, batch_size: int) -> jax.Array:
         """(B, 2) int32 positions of the two markers."""
@@ -81,9 +143,6 @@ class AddingProblem(Task):
         targets = jnp.sum(values * markers, axis=1, keepdims=True)
         return Batch(jnp.stack([values, markers], axis=-1), targets)
 
-    def eval_set(self, split: str) -> Batch:
-        return self.sample(split_key(self.eval_seed, split), self.n_eval)
-
     def loss(self, outputs: jax.Array, batch: Batch) -> jax.Array:
         return jnp.mean(self.metrics(outputs, batch)["mse"])
 
@@ -94,7 +153,21 @@ class AddingProblem(Task):
         return {"mse": 1.0 / 6.0}
 
 
-class CopyMemory(Task):
+@dataclass
+class CopyMemoryConfig(SyntheticTaskConfig):
+    """Options of the copy-memory task (`task=copy_memory`)."""
+
+    #: T, the blank between the digits and the recall signal
+    length: int = 100
+    #: n, the digits to memorize (10 in the paper)
+    n_memorize: int = 10
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        require(self.n_memorize > 0, "task.n_memorize", f"must be positive, got {self.n_memorize}")
+
+
+class CopyMemory(SyntheticTask):
     """Recall a string of digits after a long blank (Bai et al. 2018, locuslab/TCN).
 
     With T = `length` (the blank) and n = `n_memorize` (10 in the paper), an input of T + 2n tokens:
@@ -115,23 +188,19 @@ class CopyMemory(Task):
     }
     primary_metric = "cross_entropy"
     vocab_size = 10
+    config: CopyMemoryConfig
 
-    def __init__(self, length: int, n_memorize: int = 10, n_eval: int = 1000, eval_seed: int = 0):
-        if length < 1:
-            raise ValueError(f"copy_memory: length must be at least 1, got {length}")
-        if n_memorize < 1:
-            raise ValueError(f"copy_memory: n_memorize must be at least 1, got {n_memorize}")
-        self.length, self.n_memorize = length, n_memorize
-        self.n_eval, self.eval_seed = n_eval, eval_seed
-        self.total_length = length + 2 * n_memorize
+    def __init__(self, config: CopyMemoryConfig):
+        super().__init__(config)
+        self.n_memorize = config.n_memorize
+        self.total_length = config.length + 2 * config.n_memorize
         self.spec = TaskSpec(
             "tokens", self.vocab_size, self.vocab_size, self.total_length, "every_step"
         )
 
     @property
-    def label(self) -> str:
-        suffix = f", n={self.n_memorize}" if self.n_memorize != 10 else ""
-        return f"{self.name} (T={self.length}{suffix})"
+    def variant_note(self) -> str:
+        return f"n={self.n_memorize}" if self.n_memorize != 10 else ""
 
     def sample(self, key: jax.Array, batch_size: int) -> Batch:
         n, T = self.n_memorize, self.length
@@ -141,9 +210,6 @@ class CopyMemory(Task):
         inputs = jnp.concatenate([digits, blank, recall], axis=1)
         targets = jnp.concatenate([jnp.zeros((batch_size, T + n), jnp.int32), digits], axis=1)
         return Batch(inputs, targets)
-
-    def eval_set(self, split: str) -> Batch:
-        return self.sample(split_key(self.eval_seed, split), self.n_eval)
 
     def loss(self, outputs: jax.Array, batch: Batch) -> jax.Array:
         return jnp.mean(self.metrics(outputs, batch)["cross_entropy"])

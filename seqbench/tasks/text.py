@@ -21,6 +21,7 @@ that never occur in training map to one unknown id.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from pathlib import Path
 
 import jax
@@ -28,23 +29,35 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from seqbench.tasks.base import Batch, TaskSpec
-from seqbench.tasks.dataset import (
-    ArraySplit,
-    DataError,
-    DatasetTask,
-    read_maybe_gzipped,
-    require_files,
-)
+from seqbench.config import require
+from seqbench.tasks.base import Batch, StatefulTask, TaskSpec
+from seqbench.tasks.dataset import ArraySplit, DataError, DatasetTask, DatasetTaskConfig
+from seqbench.tasks.formats.files import decode, read_text, require_files
 
 TEXT8_SPLIT = (90_000_000, 95_000_000)
+OFFLINE_CORPUS = "abc_folk"
 
 
-def decode(raw: bytes) -> str:
-    try:
-        return raw.decode("utf-8")
-    except UnicodeDecodeError:
-        return raw.decode("latin-1")
+@dataclass
+class TextConfig(DatasetTaskConfig):
+    """Options of character-level language modelling (`task=text`)."""
+
+    #: abc_folk (source offline, music21's ABC tunes), or for source files: ptb_char, text8 or the
+    #: name of a folder of train.txt, valid.txt and test.txt
+    corpus: str = OFFLINE_CORPUS
+    #: K, the characters per training segment (truncated backpropagation through time)
+    bptt: int = 100
+    #: the streams validation and test text are cut into
+    eval_streams: int = 8
+    #: the characters per evaluation segment (the state carries through a whole stream)
+    eval_segment: int = 500
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        require(bool(self.corpus), "task.corpus", "must name a corpus")
+        for key in ("bptt", "eval_streams", "eval_segment"):
+            value = getattr(self, key)
+            require(value > 0, f"task.{key}", f"must be positive, got {value}")
 
 
 def load_abc_folk(split_seed: int) -> dict[str, str]:
@@ -83,11 +96,11 @@ def load_text_files(directory: Path, corpus_name: str) -> dict[str, str]:
     if corpus_name == "ptb_char":
         names = [f"ptb.char.{part}.txt" for part in ("train", "valid", "test")]
         paths = require_files(directory, names, what, alternative)
-        texts = [_read(path) for path in paths]
+        texts = [read_text(path) for path in paths]
         texts = ["\n".join(line.replace(" ", "") for line in t.splitlines()) + "\n" for t in texts]
     elif corpus_name == "text8":
         (path,) = require_files(directory, ["text8"], what, alternative)
-        whole = _read(path)
+        whole = read_text(path)
         if len(whole) < TEXT8_SPLIT[1] + 1:
             raise DataError(f"{path}: {len(whole)} characters, text8 has 100,000,000 (truncated?)")
         a, b = TEXT8_SPLIT
@@ -95,50 +108,43 @@ def load_text_files(directory: Path, corpus_name: str) -> dict[str, str]:
     else:
         folder = directory / corpus_name
         names = ["train.txt", "valid.txt", "test.txt"]
-        texts = [_read(path) for path in require_files(folder, names, what, alternative)]
+        texts = [read_text(path) for path in require_files(folder, names, what, alternative)]
     return dict(zip(("train", "val", "test"), texts, strict=True))
 
 
-def _read(path: Path) -> str:
-    return decode(read_maybe_gzipped(path))
-
-
-class CharLanguageModel(DatasetTask):
+class CharLanguageModel(DatasetTask, StatefulTask):
     """Next-character prediction by truncated BPTT; see the module docstring.
 
     Training data: the training text as one (N,) int32 stream. Batches: inputs (B, K) ids, targets
     (B, K) the next ids. Evaluation sets: (S, L) inputs and targets, L a multiple of eval_segment.
     """
 
-    stateful = True
     metric_directions = {"bpc": "min"}  # noqa: RUF012
     primary_metric = "bpc"
+    config: TextConfig
 
-    def __init__(
-        self,
-        source: str = "offline",
-        data_dir: str = "~/.cache/seqbench/data",
-        cache_dir: str | None = None,
-        corpus: str = "abc_folk",
-        bptt: int = 100,
-        eval_streams: int = 8,
-        eval_segment: int = 500,
-        split_seed: int = 0,
-    ):
-        del cache_dir  # reading and mapping a few million characters takes about a second
-        if min(bptt, eval_streams, eval_segment) < 1:
-            raise ValueError("text: bptt, eval_streams and eval_segment must be at least 1")
-        if source == "offline":
-            if corpus != "abc_folk":
-                raise DataError(
-                    f"text: no offline copy of {corpus!r}; offline there is abc_folk (music21), "
-                    "else task.source=files"
-                )
-            texts = load_abc_folk(split_seed)
-        elif source == "files":
-            texts = load_text_files(Path(data_dir).expanduser() / "text", corpus)
-        else:
-            raise ValueError(f"text: unknown source {source!r}; choose from offline, files")
+    def __init__(self, config: TextConfig):
+        self.corpus, self.bptt = config.corpus, config.bptt
+        self.name = f"text_{config.corpus}"
+        super().__init__(config)
+        unknown = len(self.vocabulary)
+        self.spec = TaskSpec("tokens", unknown + 1, unknown + 1, config.bptt, "every_step")
+
+    def load_offline(self, config: TextConfig) -> dict[str, str]:
+        if config.corpus != OFFLINE_CORPUS:
+            raise DataError(
+                f"text: no offline copy of {config.corpus!r}; offline there is {OFFLINE_CORPUS} "
+                "(music21), else task.source=files"
+            )
+        return load_abc_folk(config.split_seed)
+
+    def load_files(self, data_dir: Path, config: TextConfig) -> dict[str, str]:
+        return load_text_files(data_dir / "text", config.corpus)
+
+    def prepare(self, texts: dict[str, str]) -> dict[str, ArraySplit]:
+        """{"train", "val", "test"} text -> the training stream (`stream`) and the validation and
+        test streams as (S, L) splits; characters unseen in training map to one unknown id."""
+        eval_streams, eval_segment = self.config.eval_streams, self.config.eval_segment
         alphabet = sorted(set(texts["train"]))
         self.vocabulary = {char: i for i, char in enumerate(alphabet)}
         unknown = len(alphabet)
@@ -150,11 +156,8 @@ class CharLanguageModel(DatasetTask):
             name: lookup[np.frombuffer(text.encode("utf-32-le"), np.uint32)]
             for name, text in texts.items()
         }
-        self.corpus, self.bptt = corpus, bptt
-        self.eval_segment = eval_segment
-        self.name = f"text_{corpus}"
         self.stream = ids["train"]
-        self.splits = {}  # val and test as (streams, L); the training text is `stream`
+        splits = {}  # val and test as (streams, L); the training text is `stream`
         for name in ("val", "test"):
             stream = ids[name]
             length = (len(stream) - 1) // eval_streams // eval_segment * eval_segment
@@ -164,12 +167,16 @@ class CharLanguageModel(DatasetTask):
                     f"{eval_streams} streams of at least {eval_segment} characters"
                 )
             starts = np.arange(eval_streams)[:, None] * length + np.arange(length)[None, :]
-            self.splits[name] = ArraySplit(stream[starts], stream[starts + 1])
+            splits[name] = ArraySplit(stream[starts], stream[starts + 1])
         self.unknown_fraction = {
             name: float(np.mean(ids[name] == unknown)) for name in ("val", "test")
         }
         self.frequencies = np.bincount(ids["train"], minlength=unknown + 1) / len(ids["train"])
-        self.spec = TaskSpec("tokens", unknown + 1, unknown + 1, bptt, "every_step")
+        return splits
+
+    @property
+    def eval_segment(self) -> int:
+        return self.config.eval_segment
 
     @property
     def n_train(self) -> int:

@@ -1,16 +1,12 @@
 """Time-series classification from the UEA/UCR archive (Bagnall et al. 2018; Dau et al. 2019).
 
 Each case is a series of T_i steps of C channels with one class label, classified from its last
-valid step. Data sets come as a pair of `.ts` files (the sktime/aeon "ts" format), `<Name>_TRAIN.ts`
-and `<Name>_TEST.ts`: header lines starting with `@` (`@problemName`, `@timeStamps`, `@missing`,
-`@univariate`, `@dimensions`, `@equalLength`, `@seriesLength`, `@classLabel true <labels...>`), then
-`@data` and one case per line: the channels separated by `:`, the values of a channel by `,`, the
-class label as the last `:` field, `?` for a missing value; `#` (or `%`) starts a comment line. Header
-keywords are read case-insensitively. The timestamped variant (`@timeStamps true`) and regression
-files (`@targetLabel`) are refused.
+valid step. Data sets come as a pair of `.ts` files (the sktime/aeon "ts" format, read by
+`seqbench.tasks.formats.ts`), `<Name>_TRAIN.ts` and `<Name>_TEST.ts`.
 
 Preprocessing: a missing value takes the last observed value of its channel in the same case
-(missing values before the first observation become 0). With `normalise` (the default) each channel
+(values missing before a channel's first observation take that first value; 0 for a channel with
+none). With `normalise` (the default) each channel
 is z-normalised with the mean and standard deviation of the training split's valid steps (the
 validation and test cases and the padding never enter the statistics; a constant channel keeps
 std 1). Cases of unequal length are zero-padded at the end to the longest case over all splits and
@@ -37,186 +33,45 @@ from pathlib import Path
 
 import numpy as np
 
+from seqbench.config import require
 from seqbench.tasks.base import TaskSpec
 from seqbench.tasks.dataset import (
     ArraySplit,
     ClassificationTask,
     DataError,
+    DatasetTaskConfig,
     hold_out,
     pad_sequences,
-    read_maybe_gzipped,
-    require_files,
 )
+from seqbench.tasks.formats.files import require_files
+from seqbench.tasks.formats.ts import TsData, read_ts
 
 NAME_PATTERN = re.compile(r"[A-Za-z0-9_\-]+")
 INSTALL_HINT = "pip install 'seqbench[data]'"
 
 
-@dataclass(frozen=True)
-class TsData:
-    """The cases of one `.ts` file.
+@dataclass
+class UEAConfig(DatasetTaskConfig):
+    """Options of a UEA/UCR classification data set (`task=uea`)."""
 
-    series: one (T_i, C) float32 array per case, missing values filled (see `fill_missing`).
-    labels: one class label string per case, each in `class_labels`.
-    class_labels: the `@classLabel` values, in the header's order.
-    """
+    #: the archive's name of the data set, e.g. JapaneseVowels (offline: matched case-insensitively
+    #: among the data sets shipped with sktime)
+    name: str = "JapaneseVowels"
+    #: training cases held out for validation (null: 20% of the training file, at least 1)
+    n_val: int | None = None
+    #: z-normalise each channel with the training split's statistics
+    normalise: bool = True
 
-    problem_name: str | None
-    class_labels: tuple[str, ...]
-    series: list[np.ndarray]
-    labels: list[str]
-
-    @property
-    def n_channels(self) -> int:
-        return self.series[0].shape[1]
-
-
-def fill_missing(values: np.ndarray) -> np.ndarray:
-    """(T, C) with NaN replaced by the last earlier non-NaN value of the same channel; NaN before a
-    channel's first observation takes that first observed value (0 for a channel with none)."""
-    missing = np.isnan(values)
-    if not missing.any():
-        return values
-    steps = np.arange(len(values))[:, None]
-    channels = np.arange(values.shape[1])
-    last_seen = np.maximum.accumulate(np.where(missing, 0, steps), axis=0)
-    filled = values[last_seen, channels]
-    first_seen = np.argmax(~missing, axis=0)
-    first = np.where(missing.all(axis=0), 0.0, values[first_seen, channels])
-    return np.where(np.isnan(filled), first[None, :], filled).astype(values.dtype)
-
-
-def _read_lines(path: Path) -> list[str]:
-    raw = read_maybe_gzipped(path)
-    try:
-        return raw.decode("utf-8").splitlines()
-    except UnicodeDecodeError as error:
-        raise DataError(f"{path}: not a text .ts file ({error})") from None
-
-
-def _flag(path: Path, number: int, key: str, value: str) -> bool:
-    if value.lower() not in ("true", "false"):
-        raise DataError(f"{path}:{number}: @{key} must be true or false, got {value!r}")
-    return value.lower() == "true"
-
-
-def _count(path: Path, number: int, key: str, value: str) -> int:
-    if not value.isdigit() or int(value) == 0:
-        raise DataError(f"{path}:{number}: @{key} must be a positive integer, got {value!r}")
-    return int(value)
-
-
-def read_ts(path: Path) -> TsData:
-    """Parse a classification `.ts` file (gzipped or not); see the module docstring for the format.
-
-    DataError (one line, naming the file and line) for a timestamped or regression file, a header
-    without `@classLabel true`, a missing `@data`, no cases, a case with the wrong number of
-    channels, channels of different lengths, a value that is not a number, or an unknown label.
-    """
-    path = Path(path)
-    problem_name, class_labels = None, None
-    univariate, dimensions, equal_length, series_length = None, None, None, None
-    series: list[np.ndarray] = []
-    labels: list[str] = []
-    in_data = False
-    for number, line in enumerate(_read_lines(path), start=1):
-        line = line.strip()
-        if not line or line.startswith(("#", "%")):
-            continue
-        if line.startswith("@"):
-            if in_data:
-                raise DataError(f"{path}:{number}: header line {line.split()[0]} after @data")
-            key, _, value = line[1:].partition(" ")
-            key, value = key.lower(), value.strip()
-            if key == "problemname":
-                problem_name = value
-            elif key == "timestamps":
-                if _flag(path, number, "timeStamps", value):
-                    raise DataError(
-                        f"{path}:{number}: @timeStamps true (timestamped series) is not supported; "
-                        "give the values only, one series per channel"
-                    )
-            elif key == "univariate":
-                univariate = _flag(path, number, "univariate", value)
-            elif key == "dimensions":
-                dimensions = _count(path, number, "dimensions", value)
-            elif key == "equallength":
-                equal_length = _flag(path, number, "equalLength", value)
-            elif key == "serieslength":
-                series_length = _count(path, number, "seriesLength", value)
-            elif key == "targetlabel" and value.lower().startswith("true"):
-                raise DataError(
-                    f"{path}:{number}: @targetLabel: a regression data set, not classification"
-                )
-            elif key == "classlabel":
-                flag, *names = value.split() or [""]
-                if _flag(path, number, "classLabel", flag):
-                    if not names or len(set(names)) != len(names):
-                        raise DataError(
-                            f"{path}:{number}: @classLabel true needs distinct class labels"
-                        )
-                    class_labels = tuple(names)
-            elif key == "data":
-                if class_labels is None:
-                    raise DataError(
-                        f"{path}:{number}: no @classLabel true header before @data: "
-                        "not a classification data set"
-                    )
-                if univariate and dimensions not in (None, 1):
-                    raise DataError(
-                        f"{path}:{number}: @univariate true contradicts @dimensions {dimensions}"
-                    )
-                if univariate:
-                    dimensions = 1
-                in_data = True
-            # other header lines (e.g. @missing) need no action: `?` is accepted everywhere
-            continue
-        if not in_data:
-            raise DataError(f"{path}:{number}: data line before @data")
-        *channels, label = line.split(":")
-        if not channels:
-            raise DataError(
-                f"{path}:{number}: no ':' between values and class label (malformed or truncated line)"
-            )
-        if dimensions is None:
-            dimensions = len(channels)  # multivariate without @dimensions: the first case decides
-        if len(channels) != dimensions:
-            raise DataError(
-                f"{path}:{number}: {len(channels)} channel(s) and a label, expected {dimensions} "
-                "(malformed or truncated line)"
-            )
-        label = label.strip()
-        if label not in class_labels:
-            raise DataError(
-                f"{path}:{number}: class label {label!r} is not among @classLabel "
-                f"{' '.join(class_labels)} (malformed or truncated line?)"
-            )
-        try:
-            columns = [
-                np.asarray(channel.replace("?", "nan").split(","), dtype=np.float64)
-                for channel in channels
-            ]
-        except ValueError as error:
-            raise DataError(f"{path}:{number}: not a number ({error})") from None
-        lengths = sorted({len(column) for column in columns})
-        if len(lengths) > 1:
-            raise DataError(f"{path}:{number}: channels of different lengths {lengths} in one case")
-        if equal_length and series_length is not None and lengths[0] != series_length:
-            raise DataError(
-                f"{path}:{number}: {lengths[0]} steps, the header promises @seriesLength "
-                f"{series_length}"
-            )
-        values = np.stack(columns, axis=1)
-        if np.isinf(values).any():
-            raise DataError(f"{path}:{number}: infinite value")
-        series.append(fill_missing(values).astype(np.float32))
-        labels.append(label)
-    if not in_data:
-        raise DataError(f"{path}: no @data line (truncated, or not a .ts file)")
-    if not series:
-        raise DataError(f"{path}: no cases after @data (truncated file?)")
-    assert class_labels is not None
-    return TsData(problem_name, class_labels, series, labels)
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        require(bool(self.name.strip()), "task.name", "must name a data set, e.g. JapaneseVowels")
+        require(
+            NAME_PATTERN.fullmatch(self.name) is not None,
+            "task.name",
+            f"data set name {self.name!r} must be letters, digits, _ or -",
+        )
+        if self.n_val is not None:
+            require(self.n_val > 0, "task.n_val", f"must be positive, got {self.n_val}")
 
 
 def sktime_data_root() -> Path:
@@ -317,25 +172,18 @@ class UEAClassification(ClassificationTask):
     when every case has length T_max); targets (B,) int32 in [0, K).
     """
 
-    def __init__(
-        self,
-        source: str = "offline",
-        data_dir: str = "~/.cache/seqbench/data",
-        cache_dir: str | None = None,
-        name: str = "JapaneseVowels",
-        n_val: int | None = None,
-        split_seed: int = 0,
-        normalise: bool = True,
-    ):
-        del cache_dir  # parsing the .ts files is fast enough
-        if not NAME_PATTERN.fullmatch(name or ""):
-            raise ValueError(f"uea: data set name {name!r} must be letters, digits, _ or -")
-        if source == "offline":
-            name, train_path, test_path = offline_files(name)
-        elif source == "files":
-            train_path, test_path = local_files(Path(data_dir).expanduser(), name)
-        else:
-            raise ValueError(f"uea: unknown source {source!r}; choose from offline, files")
+    config: UEAConfig
+
+    def load_offline(self, config: UEAConfig) -> tuple[str, Path, Path]:
+        return offline_files(config.name)
+
+    def load_files(self, data_dir: Path, config: UEAConfig) -> tuple[str, Path, Path]:
+        return (config.name, *local_files(data_dir, config.name))
+
+    def prepare(self, loaded: tuple[str, Path, Path]) -> dict[str, ArraySplit]:
+        """Read (name, train file, test file): pad, hold out validation, normalise."""
+        name, train_path, test_path = loaded
+        config = self.config
         self.dataset = name
         self.name = f"uea_{name.lower()}"
         train_file, test_file = read_ts(train_path), read_ts(test_path)
@@ -355,34 +203,32 @@ class UEAClassification(ClassificationTask):
         self.lengths_range = (min(map(len, all_series)), max(map(len, all_series)))
         steps = self.lengths_range[1]
         ragged = self.lengths_range[0] != steps
-        pool, test = (
-            self._split(data.series, data.labels, steps, ragged) for data in (train_file, test_file)
-        )
-        n_val = max(1, round(0.2 * len(pool))) if n_val is None else n_val
+        pool, test = (self._split(data, steps, ragged) for data in (train_file, test_file))
+        n_val = max(1, round(0.2 * len(pool))) if config.n_val is None else config.n_val
         if not 0 < n_val < len(pool):
             raise ValueError(
                 f"uea: n_val={n_val} must be between 1 and {len(pool) - 1} "
                 f"({len(pool)} training cases in {name})"
             )
-        train, val = hold_out(pool, n_val, split_seed)
+        train, val = hold_out(pool, n_val, config.split_seed)
         self.channel_mean = self.channel_std = None
-        if normalise:
+        if config.normalise:
             self.channel_mean, self.channel_std = channel_stats(train)
             train, val, test = (
                 normalise_split(split, self.channel_mean, self.channel_std)
                 for split in (train, val, test)
             )
-        self.splits = {"train": train, "val": val, "test": test}
         self.spec = TaskSpec("real", train_file.n_channels, len(self.class_labels), steps, "last")
+        return {"train": train, "val": val, "test": test}
 
     @property
     def label(self) -> str:
         return f"{self.dataset} (UEA)"
 
-    def _split(
-        self, series: list[np.ndarray], labels: list[str], steps: int, ragged: bool
-    ) -> ArraySplit:
-        inputs, lengths = pad_sequences(series, steps)
+    def _split(self, data: TsData, steps: int, ragged: bool) -> ArraySplit:
+        """The cases of one file as (N, steps, C) inputs zero-padded at the end, (N,) int32 class
+        indices and (N,) lengths (None when every case has `steps` steps)."""
+        inputs, lengths = pad_sequences(data.series, steps)
         index = {label: i for i, label in enumerate(self.class_labels)}
-        targets = np.array([index[label] for label in labels], np.int32)
+        targets = np.array([index[label] for label in data.labels], np.int32)
         return ArraySplit(inputs, targets, lengths if ragged else None)

@@ -17,6 +17,7 @@ import jax.numpy as jnp
 import numpy as np
 from tqdm.auto import tqdm
 
+from seqbench.config import TrainerConfig
 from seqbench.lifecycle import TrainingStopped
 from seqbench.tasks.base import Task
 from seqbench.train.checkpoint import Checkpointer
@@ -69,47 +70,63 @@ def _chunk_lengths(steps: int, eval_every: int) -> list[int]:
     return lengths
 
 
+@dataclass(frozen=True)
+class Hooks:
+    """What the driver calls back while it trains; every hook is optional.
+
+    on_eval(step, {"<split>/<metric>": (S,)}, train_loss): after every evaluation (for trackers),
+        with the (S,) mean training loss of the chunk just run (None at step 0).
+    on_flow(step, (S, L, T)): after each gradient-flow measurement.
+    should_stop(): asked before the first chunk and before every later one; when it answers True,
+        the state reached is checkpointed (if it is not already) and TrainingStopped is raised.
+    """
+
+    on_eval: Callable[[int, dict[str, np.ndarray], np.ndarray | None], None] | None = None
+    on_flow: Callable[[int, np.ndarray], None] | None = None
+    should_stop: Callable[[], bool] | None = None
+
+
+@dataclass(frozen=True)
+class GradientFlow:
+    """The gradient-flow measurement: `measure(params, batch) -> (L, T)` (see
+    `seqbench.train.gradient_flow`) on the fixed `batch`, at `steps` (0 or chunk ends)."""
+
+    measure: Callable[[Any, Any], jax.Array]
+    batch: Any
+    steps: tuple[int, ...]
+
+
 def run_training(
     program: TrainProgram,
     task: Task,
     seeds: list[int],
-    steps: int,
-    eval_every: int,
-    batch_size: int,
-    progress: bool = True,
-    on_eval: Callable[[int, dict[str, np.ndarray], np.ndarray | None], None] | None = None,
-    state: TrainState | None = None,
+    trainer: TrainerConfig,
+    *,
+    hooks: Hooks = Hooks(),
     checkpointer: Checkpointer | None = None,
-    checkpoint_every: int | None = None,
-    gradient_flow: Callable[[Any, Any], jax.Array] | None = None,
-    flow_batch: Any = None,
-    flow_steps: tuple[int, ...] = (),
-    on_flow: Callable[[int, np.ndarray], None] | None = None,
-    should_stop: Callable[[], bool] | None = None,
-    memory_limit_gb: float | None = None,
+    gradient_flow: GradientFlow | None = None,
+    state: TrainState | None = None,
 ) -> TrainResult:
-    """Train one model per seed, all seeds in one vmapped program, for `steps` steps.
+    """Train one model per seed, all seeds in one vmapped program, for `trainer.steps` steps.
 
-    Every evaluation scores each held-out split of the task (one compiled program for all).
-    `on_eval(step, {"<split>/<metric>": (S,)}, train_loss)` is called after every evaluation (for
-    loggers), with the (S,) mean training loss of the chunk just run (None at step 0). A given
-    `state` (batched, e.g. with a seed poisoned by a test) replaces the fresh initialisation.
+    Chunks of `trainer.eval_every` steps run as one jitted program each; after every chunk each
+    held-out split of the task is scored (one compiled program for all) and `hooks` are called. A
+    given `state` (batched, e.g. with a seed poisoned by a test) replaces the fresh initialisation.
 
     With a `checkpointer`, the state and the history so far are saved after every chunk that ends
-    on a multiple of `checkpoint_every` steps (None: every chunk) and after the last; a run whose
-    checkpointer already holds a checkpoint continues from it, replaying no chunk.
+    on a multiple of `trainer.checkpoint_every` steps (None: every chunk) and after the last; a run
+    whose checkpointer already holds a checkpoint continues from it, replaying no chunk.
 
-    With `gradient_flow` (`flow(params, batch) -> (L, T)`, see `seqbench.train.gradient_flow`), it
-    is measured on `flow_batch` for every seed at each of `flow_steps` (0 or chunk ends), and
-    `on_flow(step, (S, L, T))` is called with it.
+    With `gradient_flow`, it is measured for every seed at each of its steps.
 
-    `should_stop()` is asked before the first chunk and before every later one: when it answers
-    True, the state reached is checkpointed (if it is not already) and TrainingStopped is raised.
-
-    Every program is checked against the device's memory (or `memory_limit_gb` GB) before it is
-    compiled and again after, and refused with `seqbench.train.memory.OutOfMemory` if it will not
-    fit.
+    Every program is checked against the device's memory (or `trainer.memory_limit_gb` GB) before
+    it is compiled and again after, and refused with `seqbench.train.memory.OutOfMemory` if it will
+    not fit.
     """
+    steps, eval_every, batch_size = trainer.steps, trainer.eval_every, trainer.batch_size
+    checkpoint_every = trainer.checkpoint_every
+    on_eval, on_flow, should_stop = hooks.on_eval, hooks.on_flow, hooks.should_stop
+    flow_steps = () if gradient_flow is None else tuple(gradient_flow.steps)
     seed_array = jnp.asarray(seeds, dtype=jnp.int32)
     train_data = jax.device_put(task.train_data())
     eval_sets = jax.device_put(task.eval_sets())
@@ -123,7 +140,7 @@ def run_training(
 
     timing = {"compile_s": 0.0, "train_s": 0.0, "eval_s": 0.0, "flow_s": 0.0}
 
-    memory = available_memory(memory_limit_gb)
+    memory = available_memory(trainer.memory_limit_gb)
 
     def compile_timed(
         name: str, fn: Callable, *args: Any, static: tuple[int, ...] = ()
@@ -141,11 +158,14 @@ def run_training(
     evaluate = compile_timed("evaluation", evaluate_splits, state.params, eval_sets)
     chunks: dict[int, Callable] = {}
     flows: dict[int, np.ndarray] = {}
-    measure = None
+    measure, flow_batch = None, None
     if gradient_flow is not None and flow_steps:
-        flow_batch = jax.device_put(flow_batch)
+        flow_batch = jax.device_put(gradient_flow.batch)
         measure = compile_timed(
-            "gradient-flow", jax.vmap(gradient_flow, in_axes=(0, None)), state.params, flow_batch
+            "gradient-flow",
+            jax.vmap(gradient_flow.measure, in_axes=(0, None)),
+            state.params,
+            flow_batch,
         )
 
     eval_steps, eval_history, train_steps, train_loss = [], [], [], []
@@ -209,7 +229,12 @@ def run_training(
         run_eval(0)
     stop_if_asked()
     bar = tqdm(
-        total=steps, initial=done, disable=not progress, unit="step", dynamic_ncols=True, leave=True
+        total=steps,
+        initial=done,
+        disable=not trainer.progress,
+        unit="step",
+        dynamic_ncols=True,
+        leave=True,
     )
     try:
         for length in _chunk_lengths(steps, eval_every)[len(train_steps) :]:
@@ -233,7 +258,7 @@ def run_training(
                 done == steps or not checkpoint_every or done % checkpoint_every == 0
             ):
                 save_checkpoint()
-            if progress:
+            if trainer.progress:
                 bar.update(length)
                 alive = train_loss[-1][np.isfinite(train_loss[-1])]
                 shown = f"{alive.mean():.4g}" if alive.size else "nan"

@@ -21,7 +21,7 @@ import jax
 import jax.numpy as jnp
 
 from seqbench.models.sequence import SequenceModel
-from seqbench.tasks.base import Batch, Task
+from seqbench.tasks.base import Batch, StatefulTask, Task
 
 #: where the batch comes from: the first examples of this held-out split
 FLOW_SPLIT = "val"
@@ -31,7 +31,7 @@ def flow_batch(task: Task, size: int) -> Batch:
     """The first `size` examples of the task's validation split (streams cut to one segment for
     tasks that carry state across segments); the same batch at every step and for every seed."""
     full = task.eval_set(FLOW_SPLIT)
-    if task.stateful:
+    if isinstance(task, StatefulTask):
         segment = task.eval_segment
         return Batch(full.inputs[:size, :segment], full.targets[:size, :segment])
     return jax.tree_util.tree_map(lambda x: x[:size], full)

@@ -19,7 +19,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from seqbench.tasks.base import Batch, Task
+from seqbench.tasks.base import Batch, StatefulTask, Task
 
 NOT_DIVERGED = -1
 #: the smallest first loss the blow-up rule compares with (a first loss near 0 would make any loss
@@ -93,7 +93,7 @@ def make_train(
     parameters are not finite, or when its loss exceeds `blowup_factor` * max(the seed's first
     training loss, BLOWUP_FLOOR) (None: finite losses never diverge).
 
-    Stateful tasks (`task.stateful`, e.g. character-level language modelling) train by truncated
+    Stateful tasks (a `StatefulTask`, e.g. character-level language modelling) train by truncated
     backpropagation through time: the model's final recurrent state of one step's segments starts
     the next step's (gradients stop there), and is reset to zeros where `task.starts_sequence`
     says the streams start over; their evaluation runs each held-out stream segment by segment
@@ -101,7 +101,7 @@ def make_train(
     """
 
     example = task.sample(jax.random.key(0), 1)
-    stateful = task.stateful
+    stateful = isinstance(task, StatefulTask)
 
     def init(seed: jax.Array) -> TrainState:
         init_key, data_key, dropout_key = jax.random.split(jax.random.key(seed), 3)
