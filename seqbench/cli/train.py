@@ -1,7 +1,8 @@
 """`seqbench-train`: the Hydra entry point. Validate, build, train every seed at once, record.
 
-seqbench-train model=gru task=copy_memory task.length=200 seeds=[0,1,2]
-seqbench-train --multirun model=simple_rnn,lstm,gru task=adding task.length=100,200
+seqbench-train model=<conf/model option> task=<conf/task option> task.length=200 seeds=[0,1,2]
+seqbench-train --multirun model=<one>,<another> task=<option> task.length=100,200
+(examples with real names: README, "Training runs")
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """`seqbench-speed`: training-step throughput of seqbench, plain Flax and PyTorch, side by side.
 
     seqbench-speed                                  # every configuration, cell and implementation
-    seqbench-speed --configs adding --cells lstm    # a subset
+    seqbench-speed --configs tiny,large --cells <architecture>   # a subset
     seqbench-speed --out results/bench/cpu          # writes cpu.json and cpu.md
 
 Each measurement runs in a fresh process (`seqbench.speed.worker`): cold compile time with an empty
