@@ -84,7 +84,7 @@ def replace_records(source: Path, target: Path, keep: tuple[str, ...] = ()) -> N
 
 def rerun() -> dict:
     """Train the default benchmark, the demo sweep and the data-set runs again; replace records."""
-    from seqbench.records import cpu_model, git_info
+    from seqbench.provenance import cpu_model, git_info
 
     meta: dict = {"git": git_info(REPO), "cpu_model": cpu_model(), "cpu_count": os.cpu_count()}
     with tempfile.TemporaryDirectory(prefix="seqbench-readme-") as tmp:

@@ -33,7 +33,7 @@ from omegaconf.errors import (
 )
 
 from seqbench.config import ConfigError
-from seqbench.records import use_deterministic_flags
+from seqbench.provenance import use_deterministic_flags
 from seqbench.store import unknown_key, validate
 
 #: flags after which preflight steps aside and lets Hydra answer (help, config printing, another

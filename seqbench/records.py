@@ -25,15 +25,11 @@ import hashlib
 import json
 import math
 import os
-import platform
 import re
-import subprocess
-import sys
 import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
-from importlib import metadata
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -67,17 +63,6 @@ NON_IDENTITY_KEYS = (
 STATUSES = ("running", "completed", "diverged", "failed", "interrupted")
 #: the statuses of a run that ended with results (tables and plots read these; resume skips them)
 FINISHED = ("completed", "diverged")
-PACKAGES = (
-    "seqbench",
-    "jax",
-    "jaxlib",
-    "flax",
-    "optax",
-    "numpy",
-    "hydra-core",
-    "omegaconf",
-    "wandb",
-)
 
 
 def now_iso() -> str:
@@ -125,88 +110,6 @@ def write_text_atomic(path: Path, text: str) -> None:
 def write_json_atomic(path: Path, data: dict) -> None:
     """`data` as JSON (non-finite floats as null), written atomically."""
     write_text_atomic(path, json.dumps(_jsonable(data), indent=1, allow_nan=False))
-
-
-#: XLA flags that make GPU programs deterministic (scatter and reductions in a fixed order); CPU
-#: programs are deterministic without them
-DETERMINISTIC_XLA_FLAGS = ("--xla_gpu_deterministic_ops=true",)
-
-
-def use_deterministic_flags() -> None:
-    """Add DETERMINISTIC_XLA_FLAGS to $XLA_FLAGS (effective if no JAX backend is running yet)."""
-    flags = os.environ.get("XLA_FLAGS", "").split()
-    os.environ["XLA_FLAGS"] = " ".join(
-        [*flags, *(f for f in DETERMINISTIC_XLA_FLAGS if f not in flags)]
-    )
-
-
-def determinism_info(requested: bool) -> dict[str, Any]:
-    """What the run record says about reproducibility."""
-    return {
-        "requested": requested,
-        "xla_flags": os.environ.get("XLA_FLAGS", ""),
-        "cpu": "bit-identical for the same config and seeds, without extra flags",
-        "gpu_needs": list(DETERMINISTIC_XLA_FLAGS),
-    }
-
-
-def git_info(cwd: Path | None = None) -> dict[str, Any]:
-    """The commit of the seqbench checkout and whether its tree had uncommitted changes."""
-    cwd = cwd or Path(__file__).resolve().parent.parent
-
-    def git(*args: str) -> str | None:
-        try:
-            done = subprocess.run(
-                ["git", *args], cwd=cwd, capture_output=True, text=True, timeout=10, check=True
-            )
-        except (OSError, subprocess.SubprocessError):
-            return None
-        return done.stdout.strip()
-
-    commit = git("rev-parse", "HEAD")
-    status = git("status", "--porcelain", "--untracked-files=no")
-    return {"commit": commit, "dirty": bool(status) if status is not None else None}
-
-
-def package_versions() -> dict[str, str | None]:
-    versions: dict[str, str | None] = {"python": sys.version.split()[0]}
-    for name in PACKAGES:
-        try:
-            versions[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            versions[name] = None
-    return versions
-
-
-def cpu_model() -> str | None:
-    """The CPU's model name (Linux /proc/cpuinfo, else `platform.processor()`): with the thread
-    count, what decides whether two CPU runs agree bit for bit."""
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or None
-
-
-def device_info() -> dict[str, Any]:
-    import jax
-
-    devices = jax.devices()
-    return {
-        "platform": devices[0].platform,
-        "device_kind": devices[0].device_kind,
-        "device_count": len(devices),
-        "host": platform.node(),
-        "processor": platform.machine(),
-        "cpu_model": cpu_model(),
-        "cpu_count": os.cpu_count(),
-        "cpu_affinity": sorted(os.sched_getaffinity(0))
-        if hasattr(os, "sched_getaffinity")
-        else None,
-    }
 
 
 def metric_key(metric: str, split: str = REPORT_SPLIT) -> str:

@@ -34,7 +34,10 @@ def test_read_idx_plain_and_gzipped(tmp_path):
         (b"PK\x03\x04 not idx", "not an IDX file"),
         (b"\x00\x00\x0d\x01\x00\x00\x00\x01abcd", "expected unsigned bytes"),
         (b"\x00\x00\x08\x03\x00\x00", "truncated IDX header"),
-        (gzip.compress(b"\x00\x00\x08\x01\x00\x00\x00\x02ab", mtime=0)[:-6], "corrupt or truncated gzip"),
+        (
+            gzip.compress(b"\x00\x00\x08\x01\x00\x00\x00\x02ab", mtime=0)[:-6],
+            "corrupt or truncated gzip",
+        ),
     ],
 )
 def test_read_idx_refuses_broken_files(tmp_path, content, message):

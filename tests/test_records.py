@@ -6,7 +6,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from seqbench import records
+from seqbench import provenance, records
 from seqbench.records import MetricStats, RunRecord
 
 REPO = Path(__file__).resolve().parent.parent
@@ -123,11 +123,11 @@ def test_load_record_reports_a_corrupt_file(tmp_path):
 
 def test_deterministic_flags_are_added_once_and_recorded(monkeypatch):
     monkeypatch.setenv("XLA_FLAGS", "--xla_cpu_enable_fast_math=false")
-    records.use_deterministic_flags()
-    records.use_deterministic_flags()
-    flags = records.determinism_info(True)["xla_flags"].split()
+    provenance.use_deterministic_flags()
+    provenance.use_deterministic_flags()
+    flags = provenance.determinism_info(True)["xla_flags"].split()
     assert flags == ["--xla_cpu_enable_fast_math=false", "--xla_gpu_deterministic_ops=true"]
-    assert records.determinism_info(True)["gpu_needs"] == ["--xla_gpu_deterministic_ops=true"]
+    assert provenance.determinism_info(True)["gpu_needs"] == ["--xla_gpu_deterministic_ops=true"]
 
 
 def test_a_committed_format_2_record_loads_with_family_and_length_derived():

@@ -22,7 +22,8 @@ from seqbench import lifecycle
 from seqbench.cli import fail as cli_fail
 from seqbench.config import Config, ConfigError
 from seqbench.diskfull import guard_hydra, quiet_disk_faults
-from seqbench.records import FINISHED, SELECT_SPLIT, metric_key, use_deterministic_flags
+from seqbench.provenance import use_deterministic_flags
+from seqbench.records import FINISHED, SELECT_SPLIT, metric_key
 from seqbench.resume import ResumeError, previous_run
 from seqbench.store import register_configs, validate
 
@@ -80,16 +81,13 @@ def train_from_config(
     `lifecycle.Interrupted` is raised. How every other ending is recorded: `RecordedRun`.
     """
     from seqbench.job import Job
+    from seqbench.provenance import determinism_info, device_info, git_info, package_versions
     from seqbench.recorded_run import RecordedRun
     from seqbench.records import (
         RECORD_NAME,
         SCHEMA_VERSION,
         aggregate,
-        determinism_info,
-        device_info,
-        git_info,
         now_iso,
-        package_versions,
         seed_summaries,
         write_json_atomic,
     )

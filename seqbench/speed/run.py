@@ -23,7 +23,8 @@ from importlib import util
 from pathlib import Path
 
 from seqbench.models.architectures import ARCHITECTURES
-from seqbench.records import device_info, package_versions, write_json_atomic
+from seqbench.provenance import device_info, package_versions
+from seqbench.records import write_json_atomic
 from seqbench.speed.configs import CONFIGS, LONG, TINY, BenchConfig, step_flops
 from seqbench.speed.implementations import missing_peer
 
