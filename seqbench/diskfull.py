@@ -28,7 +28,10 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
+
+if TYPE_CHECKING:
+    from seqbench.records import RunRecord
 
 PROG = "seqbench-train"
 #: errno -> how the line names it
@@ -166,13 +169,13 @@ def remove_partial_checkpoints(directory: Path | None) -> None:
 def fail_on_disk_fault(
     error: BaseException,
     record_path: Path,
-    record: dict[str, Any] | None,
+    record: RunRecord | None,
     checkpointer: Any = None,
 ) -> NoReturn:
     """End the job on the disk fault behind `error` (see the module docstring): one line on stderr,
     exit status 1. `record` is updated in place (status "failed", the line as its error) and
     written when there is room for it; the line names the checkpoint a rerun resumes from."""
-    from seqbench.records import now_iso, write_json_atomic
+    from seqbench.records import now_iso, write_record
 
     fault = disk_fault(error)
     assert fault is not None, "fail_on_disk_fault needs a disk fault"
@@ -186,9 +189,9 @@ def fail_on_disk_fault(
             pass
     notes = []
     if record is not None:
-        record.update(status="failed", finished=now_iso(), error=line)
+        record.status, record.finished, record.error = "failed", now_iso(), line
         try:
-            write_json_atomic(record_path, record)
+            write_record(record_path, record)
             notes.append(f"run marked failed in {record_path}")
         except OSError as again:
             if disk_fault(again) is None:

@@ -3,7 +3,7 @@ finished: the one place a training job's failures are handled.
 
     with RecordedRun(path, record, tracker=..., checkpointer=..., fail=...) as run:
         result = run_training(...)
-        run.complete({...})                # the finished record, written
+        run.complete(status=..., ...)      # the finished record, written
 
 How each way out of the `with` block is recorded:
 
@@ -25,15 +25,17 @@ Whatever happened, the tracker gets the final record and the checkpointer is clo
 
 from __future__ import annotations
 
+import copy
 import time
 from collections.abc import Callable
+from dataclasses import fields
 from pathlib import Path
 from types import TracebackType
 from typing import Any, NoReturn
 
 from seqbench import lifecycle
 from seqbench.diskfull import disk_fault, fail_on_disk_fault
-from seqbench.records import now_iso, write_json_atomic
+from seqbench.records import Interruption, RunRecord, Timing, now_iso, write_record
 from seqbench.train.checkpoint import Checkpointer, CheckpointError
 from seqbench.train.memory import out_of_memory_message
 
@@ -41,7 +43,8 @@ from seqbench.train.memory import out_of_memory_message
 class RecordedRun:
     """Context manager around one run's training; see the module docstring.
 
-    path: the record's file (run.json); record: the record so far (a dict, updated in place);
+    path: the record's file (run.json); record: the record so far (a `RunRecord`, updated in
+    place);
     previous: the record of the run being resumed, kept when no checkpoint can be restored;
     tracker: has `finish(record)`; checkpointer: closed at the end (None: no checkpoints);
     guard: the job's `lifecycle.JobGuard` (what asked to stop), or None; steps: trainer.steps;
@@ -51,13 +54,13 @@ class RecordedRun:
     def __init__(
         self,
         path: Path,
-        record: dict[str, Any],
+        record: RunRecord,
         *,
         tracker: Any,
         checkpointer: Checkpointer | None,
         fail: Callable[[str], NoReturn],
         guard: lifecycle.JobGuard | None = None,
-        previous: dict[str, Any] | None = None,
+        previous: RunRecord | None = None,
         steps: int = 0,
         started: float | None = None,
     ) -> None:
@@ -73,15 +76,20 @@ class RecordedRun:
     def write(self) -> None:
         """Write the record; a full disk ends the job with one line."""
         try:
-            write_json_atomic(self.path, self.record)
+            write_record(self.path, self.record)
         except OSError as error:
             if disk_fault(error) is None:
                 raise
             fail_on_disk_fault(error, self.path, self.record, self.checkpointer)
 
-    def complete(self, update: dict[str, Any]) -> dict[str, Any]:
-        """Record the finished run (`update` holds status, summaries, curves, timing)."""
-        self.record.update(update)
+    def complete(self, **update: Any) -> RunRecord:
+        """Record the finished run (`update`: the record's status, finished, per_seed, summary,
+        curves, timing, gradient_flow)."""
+        names = {f.name for f in fields(RunRecord)}
+        for name, value in update.items():
+            if name not in names:
+                raise TypeError(f"RunRecord has no field {name!r}")
+            setattr(self.record, name, value)
         self.completed = True  # from here on an exit is the write's own, not the run's
         self.write()
         return self.record
@@ -108,35 +116,33 @@ class RecordedRun:
         """Record how the run ended on `error`; raise the job's exit (or return to re-raise)."""
         record = self.record
         if isinstance(error, CheckpointError):  # before any training: keep the earlier record
-            earlier = {k: v for k, v in (self.previous or record).items() if k != "path"}
-            record.clear()
-            record.update({**earlier, "status": "failed", "error": str(error)})
-            write_json_atomic(self.path, record)
+            earlier = copy.deepcopy(self.previous if self.previous is not None else record)
+            for entry in fields(RunRecord):
+                if entry.name != "path":
+                    setattr(record, entry.name, getattr(earlier, entry.name))
+            record.status, record.error = "failed", str(error)
+            write_record(self.path, record)
             self.fail(str(error))
         if isinstance(error, lifecycle.TrainingStopped):
             stop = self.guard.stop
-            record.update(
-                status="interrupted",
-                interrupted={"by": stop.by, "step": error.step, "at": now_iso()},
-                timing={"wall_s": self.wall_s()},
-            )
-            write_json_atomic(self.path, record)
+            record.status = "interrupted"
+            record.interrupted = Interruption(by=stop.by, step=error.step, at=now_iso())
+            record.timing = Timing(wall_s=self.wall_s())
+            write_record(self.path, record)
             line = lifecycle.interrupted_line(stop, error.step, self.steps, error.checkpointed)
             raise lifecycle.Interrupted(line, stop.exit_code) from None
         if isinstance(error, Exception) and disk_fault(error) is not None:
-            record["timing"] = {"wall_s": self.wall_s()}
+            record.timing = Timing(wall_s=self.wall_s())
             fail_on_disk_fault(error, self.path, record, self.checkpointer)
         stopped = isinstance(error, KeyboardInterrupt | SystemExit)
         out_of_memory = out_of_memory_message(error)  # one line, or None for other errors
-        record.update(
-            status="interrupted" if stopped else "failed",
-            error=out_of_memory or f"{type(error).__name__}: {error}",
-        )
+        record.status = "interrupted" if stopped else "failed"
+        record.error = out_of_memory or f"{type(error).__name__}: {error}"
         if stopped:
-            record["interrupted"] = {"by": type(error).__name__, "step": None, "at": now_iso()}
+            record.interrupted = Interruption(by=type(error).__name__, step=None, at=now_iso())
         else:
-            record["finished"] = now_iso()
-        record["timing"] = {"wall_s": self.wall_s()}
-        write_json_atomic(self.path, record)
+            record.finished = now_iso()
+        record.timing = Timing(wall_s=self.wall_s())
+        write_record(self.path, record)
         if out_of_memory is not None:
             self.fail(out_of_memory)

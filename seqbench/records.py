@@ -14,8 +14,10 @@ Readers get a `RunRecord` (`load_record`, `RunRecord.from_json`): dataclasses fo
 (`TaskInfo`, `ModelInfo`, `SeedSummary`, `Summary`, `Curves`, `Timing`, `GradientFlow`), read by
 attribute. Older formats are upgraded on reading (`upgrade_record`), and a record a reader would
 misread is refused with one line naming the file and its first bad field. `to_json` gives run.json's
-content in the current format; `write_record` writes it atomically. The trainer builds its record
-as a plain dict (`seed_summaries`, `aggregate`, `write_json_atomic`) in the same layout.
+content in the current format; `write_record` writes it atomically. The trainer builds its
+`RunRecord` by attribute too: the sections from what it measured (`from_fields` on a dict in
+run.json's layout, `json_ready` for NumPy values; `seed_summaries` and `aggregate` compute the
+per-seed results and their statistics), written with `write_record`.
 """
 
 from __future__ import annotations
@@ -82,6 +84,12 @@ def _jsonable(value: Any) -> Any:
     if isinstance(value, float) and not math.isfinite(value):
         return None
     return value
+
+
+def json_ready(value: Any) -> Any:
+    """`value` as the typed record holds it (as run.json reads back): NumPy arrays as nested lists,
+    NumPy scalars as Python numbers, NaN and inf as None."""
+    return _jsonable(value)
 
 
 def write_text_atomic(path: Path, text: str) -> None:
@@ -383,6 +391,19 @@ def _rest(node: dict[str, Any], known: tuple[str, ...]) -> dict[str, Any]:
 # --- the typed run record ----------------------------------------------------------------------
 
 
+class _FromFields:
+    """`from_fields` for a section whose entries are `KNOWN`, the rest kept in `extra`."""
+
+    KNOWN: ClassVar[tuple[str, ...]]
+
+    @classmethod
+    def from_fields(cls, node: dict[str, Any]) -> Any:
+        """The section of `node`, a dict in run.json's layout (what a task or model describes,
+        what the trainer measured), unchecked: entries it does not name go to `extra`."""
+        known = {k: v for k, v in node.items() if k in cls.KNOWN}
+        return cls(**known, extra={k: v for k, v in node.items() if k not in cls.KNOWN})
+
+
 @dataclass
 class MetricStats:
     """One metric over a run's seeds: mean and std (population, ddof 0) over the seeds with a
@@ -438,7 +459,7 @@ class Summary:
 
 
 @dataclass
-class SeedSummary:
+class SeedSummary(_FromFields):
     """One seed's results: `final` metrics (last evaluation), `best` metrics (at `best_step`, the
     evaluation with the best validation primary metric; None when no evaluation was finite),
     `{"<split>/<name>": value or None}`; status "completed" or "diverged" (at `diverged_step`)."""
@@ -482,7 +503,7 @@ class SeedSummary:
 
 
 @dataclass
-class TaskInfo:
+class TaskInfo(_FromFields):
     """What the task said about itself (`Task.describe()`).
 
     label: how tables name it (`adding (T=600)`, `seq_mnist (pixel)`); family: the label without
@@ -553,7 +574,7 @@ class TaskInfo:
 
 
 @dataclass
-class ModelInfo:
+class ModelInfo(_FromFields):
     """The trained model: its architecture (`lstm`, `gru`, ...; `model.cell` in formats 1 and 2),
     exact parameter count, hidden size and the parameter budget it was sized to (None: none)."""
 
@@ -596,7 +617,7 @@ class ModelInfo:
 
 
 @dataclass
-class Timing:
+class Timing(_FromFields):
     """Seconds spent compiling, training, evaluating and measuring gradient flow; throughput
     (over every seed); the wall time of the job; the step a resumed run continued from."""
 
@@ -613,6 +634,7 @@ class Timing:
     NUMBERS: ClassVar[tuple[str, ...]] = (
         "compile_s", "train_s", "eval_s", "flow_s", "steps_per_s", "tokens_per_s", "wall_s",
     )  # fmt: skip
+    KNOWN: ClassVar[tuple[str, ...]] = (*NUMBERS, "resumed_from_step")
 
     @classmethod
     def _parse(cls, node: dict[str, Any]) -> Timing:
@@ -623,7 +645,7 @@ class Timing:
         values["resumed_from_step"] = _field(
             node, "resumed_from_step", "timing", INT_OR_NULL, _or_null(_is_int), False
         )
-        return cls(**values, extra=_rest(node, (*cls.NUMBERS, "resumed_from_step")))
+        return cls(**values, extra=_rest(node, cls.KNOWN))
 
     def to_json(self) -> dict[str, Any]:
         out = {

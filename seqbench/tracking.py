@@ -8,9 +8,9 @@ tracker off; training and the local run record carry on. So does a (nearly) full
 folder, checked at every evaluation: wandb's service writes from its own process and would lose
 the data without a word, and a clean finish still needs room (`WANDB_MIN_FREE`).
 
-The tracker is the writer's: it takes the record the trainer is building, a plain dict in run.json's
-layout (the wandb run ids are added to it), not a `RunRecord`. Reading back goes the other way:
-`records_from_wandb` rebuilds typed `RunRecord`s from the logged runs.
+The tracker is the writer's: it takes the `RunRecord` the trainer is building (the wandb run ids are
+added to it). Reading back goes the other way: `records_from_wandb` rebuilds typed `RunRecord`s
+from the logged runs.
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ from seqbench.diskfull import (
     mount_point,
     quiet_disk_faults,
 )
-from seqbench.records import FINISHED, RunRecord, config_identity
+from seqbench.records import FINISHED, SCHEMA_VERSION, RunRecord, Timing, config_identity
 
 #: below this many free bytes on its folder's file system, wandb is given up (with one warning)
 WANDB_MIN_FREE = 1 << 20
@@ -49,9 +49,9 @@ class Tracker(Protocol):
         """Gradient flow measured at training step `step`: norms (S, L, T), ||dL/dh_t|| per seed,
         layer and time step."""
 
-    def finish(self, record: dict[str, Any]) -> None:
+    def finish(self, record: RunRecord) -> None:
         """Close the runs with the (completed, diverged, failed or interrupted) run record (the
-        writer's dict, run.json's layout)."""
+        writer's `RunRecord`)."""
 
 
 class NullTracker:
@@ -82,11 +82,6 @@ def _finite(value: Any) -> float | None:
     return value if np.isfinite(value) else None
 
 
-def _architecture(model: dict[str, Any]) -> str:
-    """The model section's architecture (`cell` in records of format 1 and 2)."""
-    return model["architecture"] if "architecture" in model else model["cell"]
-
-
 class WandbTracker:
     """One wandb run per seed of one job; see the module docstring."""
 
@@ -94,17 +89,17 @@ class WandbTracker:
         self,
         cfg: LoggerConfig,
         resolved: dict[str, Any],
-        record: dict[str, Any],
+        record: RunRecord,
         output_dir: Path,
     ) -> None:
         self.runs: dict[int, Any] = {}
-        self.seeds: list[int] = list(record["seeds"])
+        self.seeds: list[int] = list(record.seeds)
         self.active = True
         self.dir = Path(cfg.dir) if cfg.dir else output_dir
         try:
             import wandb
 
-            group = cfg.group or config_group(record["name"], resolved)
+            group = cfg.group or config_group(record.name, resolved)
             self.dir.mkdir(parents=True, exist_ok=True)
             quiet_disk_faults()  # wandb's debug.log on a full disk: no "--- Logging error ---"
             if self._out_of_space("start"):
@@ -112,10 +107,10 @@ class WandbTracker:
             settings = wandb.Settings(init_timeout=cfg.init_timeout, console="off", silent=True)
             tags = [
                 *resolved.get("tags", []),
-                record["task"]["name"],
-                _architecture(record["model"]),
+                record.task.name,
+                record.model.architecture,
             ]
-            run_ids = record.get("wandb_run_ids") or {}  # a resumed job continues its runs
+            run_ids = record.wandb_run_ids or {}  # a resumed job continues its runs
             for seed in self.seeds:
                 run_id = run_ids.get(str(seed))
                 self.runs[seed] = wandb.init(
@@ -130,13 +125,13 @@ class WandbTracker:
                     config={
                         **resolved,
                         "seed": seed,
-                        "param_count": record["model"]["param_count"],
+                        "param_count": record.model.param_count,
                         # what `seqbench runs/table --wandb` needs to rebuild a run record
                         "seqbench": {
-                            "schema_version": record.get("schema_version"),
-                            "name": record["name"],
-                            "task": record["task"],
-                            "model": record["model"],
+                            "schema_version": SCHEMA_VERSION,
+                            "name": record.name,
+                            "task": record.task.to_json(),
+                            "model": record.model.to_json(),
                         },
                     },
                     dir=str(self.dir),
@@ -144,7 +139,7 @@ class WandbTracker:
                     reinit="create_new",
                     settings=settings,
                 )
-            record["wandb_run_ids"] = {str(seed): run.id for seed, run in self.runs.items()}
+            record.wandb_run_ids = {str(seed): run.id for seed, run in self.runs.items()}
         except Exception as error:  # any wandb failure must not stop training
             self._give_up("start", error)
 
@@ -218,30 +213,31 @@ class WandbTracker:
         except Exception as error:
             self._give_up("log", error)
 
-    def finish(self, record) -> None:
+    def finish(self, record: RunRecord) -> None:
         if not self.active or self._out_of_space("finish"):
             return
         try:
-            per_seed = {s["seed"]: s for s in record.get("per_seed", [])}
-            timing = record.get("timing", {})
+            per_seed = {s.seed: s for s in record.per_seed or []}
+            timing = record.timing or Timing()
             for seed, run in self.runs.items():
-                result = per_seed.get(seed, {})
-                status = result.get("status", record["status"])
+                result = per_seed.get(seed)
+                status = result.status if result is not None else record.status
                 summary: dict[str, Any] = {
                     "status": status,
-                    "param_count": record["model"]["param_count"],
-                    "hidden_size": record["model"]["hidden_size"],
-                    "steps_per_s": timing.get("steps_per_s"),
-                    "tokens_per_s": timing.get("tokens_per_s"),
-                    "compile_s": timing.get("compile_s"),
-                    "diverged_step": result.get("diverged_step"),
-                    "best_step": result.get("best_step"),
+                    "param_count": record.model.param_count,
+                    "hidden_size": record.model.hidden_size,
+                    "steps_per_s": timing.steps_per_s,
+                    "tokens_per_s": timing.tokens_per_s,
+                    "compile_s": timing.compile_s,
+                    "diverged_step": result.diverged_step if result is not None else None,
+                    "best_step": result.best_step if result is not None else None,
                 }
                 for kind in ("final", "best"):
-                    for metric, value in result.get(kind, {}).items():
+                    metrics = (getattr(result, kind) or {}) if result is not None else {}
+                    for metric, value in metrics.items():
                         summary[f"{kind}/{metric}"] = None if value is None else _finite(value)
-                if record.get("error"):
-                    summary["error"] = record["error"]
+                if record.error:
+                    summary["error"] = record.error
                 run.summary.update(summary)
                 if status == "interrupted":  # resumed by id when the job is run again
                     getattr(run, "mark_preempting", lambda: None)()
@@ -254,12 +250,11 @@ class WandbTracker:
 
 
 def make_tracker(
-    cfg: LoggerConfig, resolved: dict[str, Any], record: dict[str, Any], output_dir: Path
+    cfg: LoggerConfig, resolved: dict[str, Any], record: RunRecord, output_dir: Path
 ) -> Tracker:
     """The tracker `logger.name` asks for; wandb in mode "disabled" is not even imported.
 
-    `record`: the record being written (a dict in run.json's layout, with at least `name`,
-    `seeds`, `task.name` and `model`); a wandb tracker adds `wandb_run_ids` to it.
+    `record`: the `RunRecord` being written; a wandb tracker sets its `wandb_run_ids`.
     """
     if cfg.name == "wandb" and wandb_mode(cfg.mode) != "disabled":
         return WandbTracker(cfg, resolved, record, output_dir)

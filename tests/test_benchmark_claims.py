@@ -23,9 +23,9 @@ def test_plain_rnn_stays_at_baseline_where_gated_cells_beat_it(
     overrides = [f"experiment={experiment}", f"model={cell}", "trainer.progress=false"]
     cfg = validate(compose_config(overrides))
     record = train_from_config(cfg, {}, tmp_path)
-    primary = record["task"]["primary_metric"]
-    baseline = record["task"]["baseline"][primary]
-    finals = [seed["final"][f"test/{primary}"] for seed in record["per_seed"]]
+    primary = record.task.primary_metric
+    baseline = record.task.baseline[primary]
+    finals = [seed.final[f"test/{primary}"] for seed in record.per_seed]
     if solves:
         # Below the baseline on every seed and clearly below it on average; how far one seed gets
         # in 3,000 steps varies (and shifts with float summation order).

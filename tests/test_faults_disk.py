@@ -20,7 +20,7 @@ import pytest
 from omegaconf import OmegaConf
 
 from seqbench import diskfull
-from seqbench.records import load_record, write_json_atomic
+from seqbench.records import ModelInfo, RunRecord, TaskInfo, load_record, write_json_atomic
 
 REPO = Path(__file__).resolve().parent.parent
 ENOSPC_TEXT = (
@@ -60,6 +60,13 @@ def test_disk_faults_are_recognised_and_named():
     ]
 
 
+def small_record(status):
+    """A run record with the least a writer needs: one seed of `adding` on an LSTM."""
+    task = TaskInfo("adding", "adding", "adding", None, {"mse": "min"}, "mse", {"mse": None})
+    model = ModelInfo("lstm", param_count=1, hidden_size=1)
+    return RunRecord(name="t", status=status, config={}, task=task, model=model, seeds=[0])
+
+
 def full_disk_on_fsync(monkeypatch):
     def fsync(fd):
         raise OSError(errno.ENOSPC, "No space left on device")
@@ -75,7 +82,7 @@ def test_a_record_that_cannot_be_rewritten_is_left_as_it_was(tmp_path, monkeypat
     with pytest.raises(OSError) as raised:
         write_json_atomic(path, {"status": "failed"})
     assert raised.value.errno == errno.ENOSPC and raised.value.filename == str(path)
-    record = {"status": "running"}
+    record = small_record("running")
     with pytest.raises(SystemExit) as exited:
         diskfull.fail_on_disk_fault(raised.value, path, record)
     assert exited.value.code == 1
@@ -85,7 +92,7 @@ def test_a_record_that_cannot_be_rewritten_is_left_as_it_was(tmp_path, monkeypat
     assert len(lines) == 1
     assert lines[0].startswith(f"seqbench-train: error: no space left on device writing {path} (")
     assert lines[0].endswith(f"; {path} could not be updated")
-    assert record["status"] == "failed" and record["error"] in lines[0]
+    assert record.status == "failed" and record.error in lines[0]
 
 
 def test_a_full_disk_at_a_checkpoint_fails_the_run_in_one_line_and_it_resumes(
@@ -132,8 +139,8 @@ def test_a_full_disk_at_a_checkpoint_fails_the_run_in_one_line_and_it_resumes(
     assert not list(tmp_path.glob(".run.json.*")), "temporary record left"
 
     resumed = train_from_config(cfg, resolved, tmp_path)  # with room again: from step 2
-    assert resumed["status"] == "completed"
-    assert resumed["timing"]["resumed_from_step"] == 2
+    assert resumed.status == "completed"
+    assert resumed.timing.resumed_from_step == 2
     assert load_record(tmp_path).curves.eval_steps == [0, 2, 4, 6]
 
 
@@ -224,8 +231,7 @@ def make_wandb_tracker(tmp_path):
     from seqbench.config import LoggerConfig
     from seqbench.tracking import WandbTracker
 
-    record = {"name": "t", "seeds": [0], "task": {"name": "adding"}}
-    record["model"] = {"cell": "lstm", "param_count": 1, "hidden_size": 1}
+    record = small_record("running")
     return WandbTracker(
         LoggerConfig(name="wandb", dir=str(tmp_path / "wandb")), {}, record, tmp_path
     )
@@ -254,7 +260,7 @@ def test_wandb_on_a_full_disk_warns_once_and_training_goes_on(tmp_path, monkeypa
     free["bytes"] = 10 << 10
     tracker.log_eval(2, metrics, None)
     tracker.log_eval(4, metrics, None)
-    tracker.finish({"status": "completed", "model": {}})
+    tracker.finish(small_record("completed"))
     assert calls == [("log", 0), ("finish", 1)]
     lines = capsys.readouterr().err.splitlines()
     assert len(lines) == 1 and lines[0].startswith("seqbench: warning: wandb could not log (")

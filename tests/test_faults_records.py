@@ -220,14 +220,16 @@ def test_a_run_without_a_finite_value_has_a_summary_line_and_returns_nan(
     record = all_non_finite()
     assert record["summary"]["best"] == {}  # what made `hydra_main` raise KeyError: 'val/mse'
     # the Hydra entry point itself, training replaced by the record
-    monkeypatch.setattr(app, "train_from_config", lambda *args, **kwargs: record)
+    typed = records.RunRecord.from_json(record)
+    monkeypatch.setattr(app, "train_from_config", lambda *args, **kwargs: typed)
     cfg = compose_config(["experiment=smoke", f"output_dir={tmp_path}"])
     returned = app.hydra_main.__wrapped__(cfg)
     assert isinstance(returned, float) and math.isnan(returned)
     line = capsys.readouterr().err.strip().splitlines()[-1]
-    assert line == app.summary_line(record)
+    assert line == app.summary_line(typed)
     assert line.startswith("[seqbench] benchmark-adding diverged: test/mse n/a | compile ")
-    assert app.sweeper_value(committed()) == committed()["summary"]["best"]["val/mse"]["mean"]
+    best = committed()["summary"]["best"]
+    assert app.sweeper_value(records.RunRecord.from_json(committed())) == best["val/mse"]["mean"]
     # the record reads back, and the reports show it as diverged, not as a crash
     write(tmp_path / "sweep" / "0", record)
     cli_main(["table", str(tmp_path / "sweep")])
@@ -237,9 +239,9 @@ def test_a_run_without_a_finite_value_has_a_summary_line_and_returns_nan(
 def test_the_summary_line_of_a_record_without_a_baseline_or_timing(tmp_path):
     from seqbench.cli import train as app
 
-    record = committed()
-    record["task"]["baseline"] = {"mse": None}
-    record.pop("timing")
+    record = records.RunRecord.from_json(committed())
+    record.task.baseline = {"mse": None}
+    record.timing = None
     line = app.summary_line(record)
     assert "(baseline n/a)" in line and line.endswith("compile n/as, n/a steps/s, wall n/as")
 

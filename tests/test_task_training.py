@@ -120,12 +120,12 @@ def test_a_tiny_training_of_every_task_option_completes(compose_config, tmp_path
     cfg = validate(compose_config([f"task={option}", *TINY, *paths, *overrides]))
     (tmp_path / "run").mkdir()
     record = train_from_config(cfg, {}, tmp_path / "run")
-    assert record["status"] == "completed"
-    task = record["task"]
+    assert record.status == "completed"
+    task = record.task.to_json()
     assert {key: task[key] for key in expected} == expected
     assert task["family"] and "length" in task
-    best = record["summary"]["best"]
+    best = record.summary.best
     for metric in task["metrics"]:
         for split in ("val", "test"):
-            assert math.isfinite(best[f"{split}/{metric}"]["mean"]), (split, metric, best)
+            assert math.isfinite(best[f"{split}/{metric}"].mean), (split, metric, best)
     assert not any(math.isnan(value) for value in task["baseline"].values())

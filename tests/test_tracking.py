@@ -78,7 +78,7 @@ def test_logger_none_and_disabled_write_nothing(compose_config, tmp_path):
     disabled = LoggerConfig(name="wandb", mode="disabled")
     assert isinstance(make_tracker(disabled, {}, {}, tmp_path), NullTracker)
     record = train(compose_config, tmp_path, ["logger=wandb", "logger.mode=disabled"])
-    assert record["status"] == "completed"
+    assert record.status == "completed"
     assert not (tmp_path / "wandb").exists()
 
 
@@ -94,10 +94,10 @@ def test_offline_two_seeds_give_two_runs_with_what_was_logged(compose_config, tm
         tmp_path,
         ["logger=wandb", "logger.mode=offline", "seeds=[0,1]", "trainer.gradient_flow_steps=[0,4]"],
     )
-    flow = record["gradient_flow"]  # also in the run record: (S, L, T) per measured step
-    assert flow["steps"] == [0, 4] and flow["split"] == "val" and flow["batch_size"] == 64
-    norms = np.asarray(flow["norm"])
-    assert norms.shape == (2, 2, 1, record["task"]["spec"]["seq_len"])
+    flow = record.gradient_flow  # also in the run record: (S, L, T) per measured step
+    assert flow.steps == [0, 4] and flow.split == "val" and flow.batch_size == 64
+    norms = np.asarray(flow.norm)
+    assert norms.shape == (2, 2, 1, record.task.spec["seq_len"])
     assert np.all(np.isfinite(norms)) and np.all(norms[..., -1] > 0)
     files = wandb_files(tmp_path / "wandb")
     assert len(files) == 2
@@ -106,25 +106,25 @@ def test_offline_two_seeds_give_two_runs_with_what_was_logged(compose_config, tm
         run = read_wandb_run(path)
         runs[run["config"]["seed"]] = run
     assert sorted(runs) == [0, 1]
-    steps = record["curves"]["eval_steps"]
-    primary = record["task"]["primary_metric"]
-    for index, seed in enumerate(record["seeds"]):
+    steps = record.curves.eval_steps
+    primary = record.task.primary_metric
+    for index, seed in enumerate(record.seeds):
         run = runs[seed]
         assert run["exit_code"] == 0
-        assert run["group"] == runs[record["seeds"][0]]["group"]
-        assert run["config"]["param_count"] == record["model"]["param_count"]
+        assert run["group"] == runs[record.seeds[0]]["group"]
+        assert run["config"]["param_count"] == record.model.param_count
         logged = {row["_step"]: row for row in run["history"]}
         assert sorted(logged) == list(steps)
         for step in (0, 4):  # the gradient flow: a line plot (table t, layer, grad_norm) per step
             table = f"gradient_flow/step_{step}_table"
             assert logged[step][f"{table}._type"] == "table-file"
-            assert logged[step][f"{table}.nrows"] == record["task"]["spec"]["seq_len"]
+            assert logged[step][f"{table}.nrows"] == record.task.spec["seq_len"]
         for k, step in enumerate(steps):
             for split in ("val", "test"):
-                expected = record["curves"]["eval"][f"{split}/{primary}"][k][index]
+                expected = record.curves.eval[f"{split}/{primary}"][k][index]
                 assert logged[step][f"{split}/{primary}"] == pytest.approx(expected, rel=1e-6)
         for kind in ("final", "best"):
-            value = record["per_seed"][index][kind][f"test/{primary}"]
+            value = getattr(record.per_seed[index], kind)[f"test/{primary}"]
             assert run["summary"][f"{kind}/test/{primary}"] == pytest.approx(value, rel=1e-6)
         assert run["summary"]["status"] == "completed"
 
@@ -157,7 +157,7 @@ def test_wandb_failure_warns_once_and_training_goes_on(
 
     monkeypatch.setattr(wandb, "init", refuse)
     record = train(compose_config, tmp_path, ["logger=wandb", "logger.mode=online"])
-    assert record["status"] == "completed"
+    assert record.status == "completed"
     warnings = [line for line in capsys.readouterr().err.splitlines() if "warning: wandb" in line]
     assert len(warnings) == 1 and "no network" in warnings[0]
 

@@ -23,7 +23,7 @@ from seqbench.cli import fail as cli_fail
 from seqbench.config import Config, ConfigError
 from seqbench.diskfull import guard_hydra, quiet_disk_faults
 from seqbench.provenance import use_deterministic_flags
-from seqbench.records import FINISHED, SELECT_SPLIT, metric_key
+from seqbench.records import FINISHED, SELECT_SPLIT, RunRecord, Timing, metric_key
 from seqbench.resume import ResumeError, previous_run
 from seqbench.store import register_configs, validate
 
@@ -54,7 +54,7 @@ def prepare_output_dir(path: Path) -> Path:
 
 def lock_found_folder(
     guard: lifecycle.JobGuard, folder: Path, cfg: Config, resolved: dict[str, Any]
-) -> tuple[Path, dict[str, Any]] | None:
+) -> tuple[Path, RunRecord] | None:
     """Lock the earlier run's folder that resume=auto found, then read its record again (it may
     have changed before the lock was taken)."""
     try:
@@ -73,7 +73,7 @@ def train_from_config(
     resolved: dict[str, Any],
     output_dir: Path,
     guard: lifecycle.JobGuard | None = None,
-) -> dict[str, Any]:
+) -> RunRecord:
     """Build, train and record one run; return the run record (also written to run.json).
 
     With a `guard` (see `seqbench.lifecycle`), a folder found by resume=auto is locked too, and a
@@ -85,11 +85,18 @@ def train_from_config(
     from seqbench.recorded_run import RecordedRun
     from seqbench.records import (
         RECORD_NAME,
-        SCHEMA_VERSION,
+        Curves,
+        GradientFlow,
+        MetricStats,
+        ModelInfo,
+        SeedSummary,
+        Summary,
+        TaskInfo,
         aggregate,
+        json_ready,
         now_iso,
         seed_summaries,
-        write_json_atomic,
+        write_record,
     )
     from seqbench.tracking import make_tracker
     from seqbench.train.checkpoint import Checkpointer
@@ -103,14 +110,14 @@ def train_from_config(
         )
     except ResumeError as error:
         fail(str(error))
-    previous: dict[str, Any] | None = None
+    previous: RunRecord | None = None
     if found is not None and guard is not None and found[0] != output_dir:
         found = lock_found_folder(guard, found[0], cfg, resolved)
     if found is not None:
-        output_dir, previous = found[0], found[1].to_json()  # the writer keeps a dict
-        if previous.get("status") in FINISHED:
+        output_dir, previous = found
+        if previous.status in FINISHED:
             print(
-                f"[seqbench] {previous.get('name')}: already {previous['status']} in {output_dir}; "
+                f"[seqbench] {previous.name}: already {previous.status} in {output_dir}; "
                 "skipping (choose another output directory to run it again)",
                 file=sys.stderr,
             )
@@ -121,30 +128,28 @@ def train_from_config(
     except ValueError as error:
         fail(str(error))
     task = job.task
-    record: dict[str, Any] = {
-        "schema_version": SCHEMA_VERSION,
-        "name": job.name,
-        "status": "running",
-        "started": now_iso(),
-        "finished": None,
-        "error": None,
-        "output_dir": str(output_dir),
-        "config": resolved,
-        "overrides": list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else [],
-        "git": git_info(),
-        "versions": package_versions(),
-        "device": device_info(),
-        "determinism": determinism_info(cfg.trainer.deterministic),
-        "model": job.model_info(),
-        "task": task.describe(),
-        "seeds": list(cfg.seeds),
-    }
+    record = RunRecord(
+        name=job.name,
+        status="running",
+        started=now_iso(),
+        output_dir=str(output_dir),
+        config=resolved,
+        overrides=list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else [],
+        git=git_info(),
+        versions=package_versions(),
+        device=device_info(),
+        determinism=determinism_info(cfg.trainer.deterministic),
+        model=ModelInfo.from_fields(job.model_info()),
+        task=TaskInfo.from_fields(task.describe()),
+        seeds=list(cfg.seeds),
+        path=str(output_dir),
+    )
     checkpointer = Checkpointer(output_dir / "checkpoints") if cfg.trainer.checkpoint else None
     if previous is not None:
-        record["started"] = previous.get("started") or record["started"]
-        record["resumed"] = [*previous.get("resumed", []), now_iso()]
-        if previous.get("wandb_run_ids"):
-            record["wandb_run_ids"] = previous["wandb_run_ids"]
+        record.started = previous.started or record.started
+        record.resumed = [*(previous.resumed or []), now_iso()]
+        if previous.wandb_run_ids:
+            record.wandb_run_ids = previous.wandb_run_ids
     record_path = output_dir / RECORD_NAME
     latest = checkpointer.latest_step() if checkpointer is not None else None
     print(
@@ -154,7 +159,7 @@ def train_from_config(
         file=sys.stderr,
     )
     tracker = make_tracker(cfg.logger, resolved, record, output_dir)  # adds wandb run ids
-    write_json_atomic(record_path, record)
+    write_record(record_path, record)
     run = RecordedRun(
         record_path,
         record,
@@ -189,33 +194,36 @@ def train_from_config(
             task.primary_metric,
             result.diverged_step,
         )
-        update = {
-            "status": "diverged"
-            if any(s["status"] == "diverged" for s in per_seed)
-            else "completed",
-            "finished": now_iso(),
-            "per_seed": per_seed,
-            "summary": {"final": aggregate(per_seed, "final"), "best": aggregate(per_seed, "best")},
-            "curves": {
-                "eval_steps": result.eval_steps,
-                "eval": result.eval_metrics,
-                "train_steps": result.train_steps,
-                "train_loss": result.train_loss,
-            },
-            "timing": {**result.timing, "wall_s": run.wall_s()},
+        stats = {
+            which: {k: MetricStats(**v) for k, v in aggregate(per_seed, which).items()}
+            for which in ("final", "best")
         }
+        gradient_flow = None
         if result.gradient_flow:
             steps = sorted(result.gradient_flow)
-            update["gradient_flow"] = {
-                "split": FLOW_SPLIT,
-                "batch_size": int(flow.batch.inputs.shape[0]),
-                "steps": steps,
-                "norm": [result.gradient_flow[step] for step in steps],  # (S, L, T) each
-            }
-        return run.complete(update)
+            gradient_flow = GradientFlow(
+                split=FLOW_SPLIT,
+                batch_size=int(flow.batch.inputs.shape[0]),
+                steps=json_ready(steps),
+                norm=json_ready([result.gradient_flow[step] for step in steps]),  # (S, L, T) each
+            )
+        return run.complete(
+            status="diverged" if any(s["status"] == "diverged" for s in per_seed) else "completed",
+            finished=now_iso(),
+            per_seed=[SeedSummary.from_fields(s) for s in json_ready(per_seed)],
+            summary=Summary(**stats),
+            curves=Curves(
+                eval_steps=json_ready(result.eval_steps),
+                eval=json_ready(result.eval_metrics),
+                train_steps=json_ready(result.train_steps),
+                train_loss=json_ready(result.train_loss),
+            ),
+            timing=Timing.from_fields(json_ready({**result.timing, "wall_s": run.wall_s()})),
+            gradient_flow=gradient_flow,
+        )
 
 
-def summary_line(record: dict[str, Any]) -> str:
+def summary_line(record: RunRecord) -> str:
     """`name status: test metric mean ± std (baseline b) ...` for the console: the test metrics at
     each seed's best validation step; `n/a` where no seed has a finite value (every seed diverged
     before its first finite evaluation) or the record lacks it."""
@@ -224,36 +232,37 @@ def summary_line(record: dict[str, Any]) -> str:
         return "n/a" if value is None else format(value, spec)
 
     parts = []
-    best = (record.get("summary") or {}).get("best") or {}
-    for metric in record["task"]["metrics"]:
+    best = record.summary.best if record.summary is not None else {}
+    for metric in record.task.metrics:
         key = metric_key(metric)
-        stats = best.get(key) or {}
-        if stats.get("mean") is None:
+        stats = best.get(key)
+        if stats is None or stats.mean is None:
             parts.append(f"{key} n/a")
             continue
-        base = record["task"]["baseline"].get(metric)
+        base = record.task.baseline.get(metric)
         parts.append(
-            f"{key} {number(stats['mean'], '.4g')} ± {number(stats.get('std'), '.2g')} "
+            f"{key} {number(stats.mean, '.4g')} ± {number(stats.std, '.2g')} "
             f"(baseline {number(base, '.4g')})"
         )
-    timing = record.get("timing") or {}
+    timing = record.timing or Timing()
     return (
-        f"[seqbench] {record['name']} {record['status']}: "
+        f"[seqbench] {record.name} {record.status}: "
         + ", ".join(parts)
-        + f" | compile {number(timing.get('compile_s'), '.1f')}s, "
-        f"{number(timing.get('steps_per_s'), '.1f')} steps/s, "
-        f"wall {number(timing.get('wall_s'), '.1f')}s"
+        + f" | compile {number(timing.compile_s, '.1f')}s, "
+        f"{number(timing.steps_per_s, '.1f')} steps/s, "
+        f"wall {number(timing.wall_s, '.1f')}s"
     )
 
 
-def sweeper_value(record: dict[str, Any]) -> float:
+def sweeper_value(record: RunRecord) -> float:
     """What `seqbench-train` returns to a Hydra sweeper (Optuna minimises or maximises it): the
     mean over seeds of the validation primary metric at each seed's best evaluation, never a test
     value; NaN when no seed has a finite one (every seed diverged from its first evaluation), which
     Optuna records as a failed trial and a sweep carries on past."""
-    primary = metric_key(record["task"]["primary_metric"], SELECT_SPLIT)
-    best = (record.get("summary") or {}).get("best") or {}
-    mean = (best.get(primary) or {}).get("mean")
+    primary = metric_key(record.task.primary_metric, SELECT_SPLIT)
+    best = record.summary.best if record.summary is not None else {}
+    stats = best.get(primary)
+    mean = stats.mean if stats is not None else None
     return float("nan") if mean is None else float(mean)
 
 
