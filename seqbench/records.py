@@ -71,25 +71,20 @@ def now_iso() -> str:
     return datetime.now(UTC).isoformat(timespec="microseconds")
 
 
-def _jsonable(value: Any) -> Any:
-    """NumPy and non-finite floats to plain JSON (NaN and inf become null)."""
+def json_ready(value: Any) -> Any:
+    """`value` as plain JSON, as the typed record holds it and run.json reads back: NumPy arrays as
+    nested lists, NumPy scalars as Python numbers, NaN and inf as None."""
     if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
+        return {str(k): json_ready(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
-        return [_jsonable(v) for v in value]
+        return [json_ready(v) for v in value]
     if isinstance(value, np.ndarray):
-        return _jsonable(value.tolist())
+        return json_ready(value.tolist())
     if isinstance(value, np.generic):
-        return _jsonable(value.item())
+        return json_ready(value.item())
     if isinstance(value, float) and not math.isfinite(value):
         return None
     return value
-
-
-def json_ready(value: Any) -> Any:
-    """`value` as the typed record holds it (as run.json reads back): NumPy arrays as nested lists,
-    NumPy scalars as Python numbers, NaN and inf as None."""
-    return _jsonable(value)
 
 
 def write_text_atomic(path: Path, text: str) -> None:
@@ -117,7 +112,7 @@ def write_text_atomic(path: Path, text: str) -> None:
 
 def write_json_atomic(path: Path, data: dict) -> None:
     """`data` as JSON (non-finite floats as null), written atomically."""
-    write_text_atomic(path, json.dumps(_jsonable(data), indent=1, allow_nan=False))
+    write_text_atomic(path, json.dumps(json_ready(data), indent=1, allow_nan=False))
 
 
 def metric_key(metric: str, split: str = REPORT_SPLIT) -> str:
@@ -939,10 +934,13 @@ class RunRecord:
         return copy.deepcopy(out)
 
     def aggregate(self, which: str = "best") -> dict[str, MetricStats]:
-        """Per metric, statistics over the seeds' `which` ("best" or "final") values, as
-        `aggregate` computes them."""
-        per_seed = [s.to_json() for s in self.per_seed or []]
-        return {k: MetricStats(**v) for k, v in aggregate(per_seed, which).items()}
+        """Per metric, statistics over the seeds' `which` ("best" or "final") values."""
+        return metric_stats([s.to_json() for s in self.per_seed or []], which)
+
+
+def metric_stats(per_seed: list[dict[str, Any]], which: str) -> dict[str, MetricStats]:
+    """`aggregate` of per-seed summaries (dicts in run.json's layout), typed."""
+    return {k: MetricStats(**v) for k, v in aggregate(per_seed, which).items()}
 
 
 def check_record(record: Any, path: Path | str) -> None:

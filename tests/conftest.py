@@ -26,12 +26,20 @@ def compose_config():
 
 @pytest.fixture
 def run_cli(tmp_path):
-    """run_cli(*args) runs `python -m seqbench.cli.train args` in a subprocess, inside tmp_path."""
+    """run_cli(*args) runs `python -m seqbench.cli.train args` in a subprocess, inside tmp_path.
 
-    def _run(*args, cwd=None):
-        env = {**os.environ, "JAX_PLATFORMS": "cpu", "PYTHONPATH": str(REPO)}
+    `prelude`: Python run first in that process (e.g. importing a test module that registers an
+    architecture, or patching a module), then seqbench-train's `main()`; tests/ is importable.
+    """
+
+    def _run(*args, cwd=None, prelude=None):
+        path = os.pathsep.join([str(REPO), str(REPO / "tests")])
+        env = {**os.environ, "JAX_PLATFORMS": "cpu", "PYTHONPATH": path}
+        program = ["-m", "seqbench.cli.train"]
+        if prelude is not None:
+            program = ["-c", f"{prelude}; from seqbench.cli.train import main; main()"]
         return subprocess.run(
-            [sys.executable, "-m", "seqbench.cli.train", *args],
+            [sys.executable, *program, *args],
             cwd=cwd or tmp_path,
             env=env,
             capture_output=True,

@@ -10,11 +10,7 @@ Also: the registry's errors, the pre-registry record mapping and the options che
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from dataclasses import dataclass
-from pathlib import Path
 
 import flax.linen as nn
 import jax.numpy as jnp
@@ -32,9 +28,6 @@ from seqbench.models.architectures import (
     unregister,
 )
 from seqbench.models.scan import masked_scan
-
-REPO = Path(__file__).resolve().parent.parent
-
 
 # --- the toy architecture: options, layer, Spec -------------------------------------------------
 
@@ -133,13 +126,9 @@ def toy_conf(tmp_path):
 
 
 def test_a_registered_toy_trains_from_the_cli_and_gets_a_table_column(
-    toy, toy_conf, tmp_path, capsys
+    toy, toy_conf, tmp_path, capsys, run_cli
 ):
     run_dir = tmp_path / "run"
-    code = (
-        "import test_architecture_registry as t; t.register_toy(); "
-        "from seqbench.cli.train import main; main()"
-    )
     args = [
         "model=toy_leaky",
         "experiment=smoke",
@@ -148,19 +137,7 @@ def test_a_registered_toy_trains_from_the_cli_and_gets_a_table_column(
         f"hydra.searchpath=[file://{toy_conf}]",
         f"hydra.run.dir={run_dir}",
     ]
-    env = {
-        **os.environ,
-        "JAX_PLATFORMS": "cpu",
-        "PYTHONPATH": os.pathsep.join([str(REPO), str(REPO / "tests")]),
-    }
-    done = subprocess.run(
-        [sys.executable, "-c", code, *args],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    done = run_cli(*args, prelude="import test_architecture_registry as t; t.register_toy()")
     assert done.returncode == 0, done.stderr
     record = json.loads((run_dir / "run.json").read_text())
     assert record["status"] == "completed"

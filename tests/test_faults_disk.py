@@ -22,7 +22,6 @@ from omegaconf import OmegaConf
 from seqbench import diskfull
 from seqbench.records import ModelInfo, RunRecord, TaskInfo, load_record, write_json_atomic
 
-REPO = Path(__file__).resolve().parent.parent
 ENOSPC_TEXT = (
     'RESOURCE_EXHAUSTED: Error writing "params.w/0.0" in OCDBT database at local file '
     '"{dir}/4.orbax-checkpoint-tmp/state.orbax-checkpoint-tmp/ocdbt.process_0/": Failed writing: '
@@ -351,18 +350,9 @@ def test_a_full_wandb_folder_warns_once_and_the_run_completes(run_cli, small_tmp
     # below the margin wandb is not even started; on a disk full from the start wandb's own
     # writes fail everywhere, and its logging errors must still stay off the console
     fill(full)
-    script = "import sys, seqbench.tracking as t; t.WANDB_MIN_FREE = 0; sys.argv[0] = 'x'; "
-    script += "from seqbench.cli.train import main; main()"
-    env = {**os.environ, "JAX_PLATFORMS": "cpu", "PYTHONPATH": str(REPO)}
+    prelude = "import sys, seqbench.tracking as t; t.WANDB_MIN_FREE = 0; sys.argv[0] = 'x'"
     more = (f"hydra.run.dir={tmp_path / 'run2'}", f"logger.dir={full / 'wandb2'}")
-    again = subprocess.run(
-        [sys.executable, "-c", script, *args, *more],
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=tmp_path,
-        timeout=300,
-    )
+    again = run_cli(*args, *more, prelude=prelude, cwd=tmp_path)
     assert again.returncode == 0, again.stderr
     lines = console_lines(again)
     assert len(lines) == 1 and lines[0].startswith("seqbench: warning: wandb could not "), (

@@ -65,11 +65,11 @@ def all_non_finite(index=0):
     }
     record.update(
         status="diverged",
-        per_seed=json.loads(json.dumps(records._jsonable(per_seed))),
-        summary=json.loads(json.dumps(records._jsonable(summary))),
+        per_seed=json.loads(json.dumps(records.json_ready(per_seed))),
+        summary=json.loads(json.dumps(records.json_ready(summary))),
         curves={**record["curves"], "eval": {k: nan.tolist() for k in evals}},
     )
-    return json.loads(json.dumps(records._jsonable(record)))
+    return json.loads(json.dumps(records.json_ready(record)))
 
 
 # --- case 6: records of the wrong shape -------------------------------------------------------

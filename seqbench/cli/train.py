@@ -87,13 +87,12 @@ def train_from_config(
         RECORD_NAME,
         Curves,
         GradientFlow,
-        MetricStats,
         ModelInfo,
         SeedSummary,
         Summary,
         TaskInfo,
-        aggregate,
         json_ready,
+        metric_stats,
         now_iso,
         seed_summaries,
         write_record,
@@ -194,10 +193,7 @@ def train_from_config(
             task.primary_metric,
             result.diverged_step,
         )
-        stats = {
-            which: {k: MetricStats(**v) for k, v in aggregate(per_seed, which).items()}
-            for which in ("final", "best")
-        }
+        stats = {which: metric_stats(per_seed, which) for which in ("final", "best")}
         gradient_flow = None
         if result.gradient_flow:
             steps = sorted(result.gradient_flow)
