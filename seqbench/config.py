@@ -42,6 +42,7 @@ LOGGERS = ("none", "wandb")
 WANDB_MODES = ("online", "offline", "disabled")
 ENCODERS = ("auto", "none", "linear", "embedding", "one_hot")
 READOUTS = ("auto", "last", "every_step")
+BLOCKS = ("plain", "residual")
 
 
 @dataclass
@@ -54,10 +55,17 @@ class ModelConfig:
     `param_budget`, when set, overrides `hidden_size`: the hidden size is chosen so that the whole
     model lands within 2% of that many parameters (the equal-budget protocol of Bai et al. 2018).
     `head_sizes`: Dense + ReLU layers between the recurrent output and the readout.
+    `block`: how layers are stacked: "plain" (each layer reads the previous one's outputs, dropout
+    between them) or "residual" (pre-norm, layer, skip, pre-norm, gated MLP of width
+    `mlp_expansion` * hidden_size, skip: Griffin's residual block; with `param_budget` the MLP width
+    moves off that multiple to land within 2%); "auto": the architecture's paper form
+    (`Spec.block`).
     """
 
     architecture: str = MISSING  # a name in seqbench.models.architectures.ARCHITECTURES
     cell: Any = None  # that architecture's options (its Spec.options dataclass): model.cell.*
+    block: str = "auto"
+    mlp_expansion: int = 3  # residual blocks: the MLP's width in multiples of hidden_size
     hidden_size: int = 128
     param_budget: int | None = None
     n_layers: int = 1
@@ -84,6 +92,12 @@ class ModelConfig:
             0.0 <= self.dropout < 1.0, "model.dropout", f"must be in [0, 1), got {self.dropout}"
         )
         choice(self.encoder, "model.encoder", ENCODERS)
+        choice(self.block, "model.block", ("auto", *BLOCKS))
+        require(
+            self.mlp_expansion > 0,
+            "model.mlp_expansion",
+            f"must be positive, got {self.mlp_expansion}",
+        )
         if self.embed_dim is not None:
             require(self.embed_dim > 0, "model.embed_dim", "must be positive")
         choice(self.readout, "model.readout", READOUTS)

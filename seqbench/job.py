@@ -55,6 +55,10 @@ class Job:
             "hidden_size": self.built.hidden_size,
             "param_count": self.built.param_count,
             "param_budget": self.config.model.param_budget,
+            "state_size": self.built.model.state_size(self.task.spec.input_dim),
+            "receptive_field": self.built.model.receptive_field(),
+            "block": self.built.model.block,
+            **({"mlp_width": self.built.model.mlp_width} if self.built.model.mlp_width else {}),
         }
 
     def program(self) -> TrainProgram:

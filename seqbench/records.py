@@ -571,12 +571,17 @@ class TaskInfo(_FromFields):
 @dataclass
 class ModelInfo(_FromFields):
     """The trained model: its architecture (`lstm`, `gru`, ...; `model.cell` in formats 1 and 2),
-    exact parameter count, hidden size and the parameter budget it was sized to (None: none)."""
+    exact parameter count, hidden size and the parameter budget it was sized to (None: none);
+    `state_size`: floats of recurrent state per example, every layer and direction (None: not
+    recorded, older records); `receptive_field`: steps the model sees back from each output
+    (None: unbounded, a recurrence). Fields that are None are left out of run.json."""
 
     architecture: str
     param_count: int
     hidden_size: int | None = None
     param_budget: int | None = None
+    state_size: int | None = None
+    receptive_field: int | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
     KNOWN: ClassVar[tuple[str, ...]] = (
@@ -584,6 +589,8 @@ class ModelInfo(_FromFields):
         "hidden_size",
         "param_count",
         "param_budget",
+        "state_size",
+        "receptive_field",
     )
 
     @classmethod
@@ -598,6 +605,10 @@ class ModelInfo(_FromFields):
             param_budget=_field(
                 node, "param_budget", "model", INT_OR_NULL, _or_null(_is_int), False
             ),
+            state_size=_field(node, "state_size", "model", INT_OR_NULL, _or_null(_is_int), False),
+            receptive_field=_field(
+                node, "receptive_field", "model", INT_OR_NULL, _or_null(_is_int), False
+            ),
             extra=_rest(node, known),
         )
 
@@ -607,6 +618,8 @@ class ModelInfo(_FromFields):
             "hidden_size": self.hidden_size,
             "param_count": self.param_count,
             "param_budget": self.param_budget,
+            **({} if self.state_size is None else {"state_size": self.state_size}),
+            **({} if self.receptive_field is None else {"receptive_field": self.receptive_field}),
             **self.extra,
         }
 

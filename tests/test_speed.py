@@ -56,7 +56,7 @@ def test_harness_writes_a_table_and_json(tmp_path, capsys):
 
 @pytest.mark.parametrize(
     "args",
-    [["--configs", "mnist"], ["--cells", "tcn"], ["--impls", "jax"], ["--long-cells", "rnn"]],
+    [["--configs", "mnist"], ["--cells", "transformer"], ["--impls", "jax"], ["--long-cells", "rnn"]],
 )
 def test_unknown_choices_are_refused(args):
     with pytest.raises(SystemExit) as error:

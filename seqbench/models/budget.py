@@ -73,3 +73,49 @@ def hidden_size_for_budget(
             + (" -- the budget is smaller than the smallest model" if best == 1 else "")
         )
     return best
+
+
+def sizes_for_budget(
+    make_model: Callable[[int, int], SequenceModel],
+    example_inputs: Any,
+    budget: int,
+    default_width: Callable[[int], int],
+    tolerance: float = 0.02,
+) -> tuple[int, int]:
+    """(H, W) for a model with a second, finer size W (the residual blocks' MLP width), whose
+    parameter count is closest to ``budget``.
+
+    H is chosen as by `hidden_size_for_budget` with W = ``default_width(H)``; W is then moved
+    from its default so that the count lands closest to ``budget`` (the count must increase in
+    W). Residual blocks grow by about 10 H^2 per step of H, coarser than 2% of small budgets; a
+    step of W adds about 3 H per block. ValueError as `hidden_size_for_budget`.
+    """
+    hidden = hidden_size_for_budget(
+        lambda h: make_model(h, default_width(h)), example_inputs, budget, tolerance=math.inf
+    )
+    cache: dict[int, int] = {}
+
+    def count(w: int) -> int:
+        if w not in cache:
+            cache[w] = model_param_count(make_model(hidden, w), example_inputs)
+        return cache[w]
+
+    lo, hi = 1, max(2, 4 * default_width(hidden))
+    if count(lo) >= budget:
+        hi = lo
+    elif count(hi) >= budget:
+        while hi - lo > 1:
+            mid = (lo + hi) // 2
+            if count(mid) >= budget:
+                hi = mid
+            else:
+                lo = mid
+    best = min({lo, hi}, key=lambda w: abs(count(w) - budget))
+    error = abs(count(best) - budget) / budget
+    if error > tolerance:
+        raise ValueError(
+            f"no hidden size gets within {tolerance:.1%} of the budget of {budget} parameters: "
+            f"closest is hidden_size={hidden} (MLP width {best}) with {count(best)} parameters "
+            f"({error:.1%} off)"
+        )
+    return hidden, best

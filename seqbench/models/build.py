@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import jax.numpy as jnp
 
 from seqbench.config import ModelConfig
 from seqbench.models.architectures import get
-from seqbench.models.budget import hidden_size_for_budget, model_param_count
+from seqbench.models.budget import hidden_size_for_budget, model_param_count, sizes_for_budget
 from seqbench.models.sequence import SequenceModel
 from seqbench.tasks.base import TaskSpec
 
@@ -31,14 +32,30 @@ def example_inputs(spec: TaskSpec) -> jnp.ndarray:
 
 def build_model(cfg: ModelConfig, spec: TaskSpec, remat: bool = False) -> BuiltModel:
     """The configured model for `spec`: `cfg.architecture` (a registered name) with the options
-    `cfg.cell` (None: that architecture's defaults); `cfg.param_budget` (if set) decides the hidden
-    size.
+    `cfg.cell` (None: that architecture's defaults), stacked in `cfg.block` ("auto": the
+    architecture's paper form); `cfg.param_budget` (if set) decides the hidden size.
 
     `remat` recomputes each recurrent step in the backward pass instead of storing its gates.
     """
+    architecture = get(cfg.architecture)
+    block = architecture.block if cfg.block == "auto" else cfg.block
     encoder = cfg.encoder
-    if encoder == "auto":
+    if encoder == "auto" and block == "residual":
+        encoder = "embedding" if spec.input_kind == "tokens" else "linear"
+    elif encoder == "auto":
         encoder = "one_hot" if spec.input_kind == "tokens" else "none"
+    if block == "residual" and encoder not in ("linear", "embedding"):
+        raise ValueError(
+            f"model.encoder: {encoder!r} with model.block=residual; residual blocks keep the width "
+            "hidden_size, so the encoder must be linear or embedding (or auto)"
+        )
+    if block == "residual" and cfg.embed_dim is not None:
+        raise ValueError(
+            "model.embed_dim: must be null with model.block=residual (the blocks' width is "
+            "model.hidden_size)"
+        )
+    if block == "residual" and cfg.bidirectional:
+        raise ValueError("model.bidirectional: residual blocks are unidirectional (model.block)")
     if spec.input_kind == "tokens" and encoder in ("none", "linear"):
         raise ValueError(
             f"model.encoder: {encoder!r} needs real-valued inputs; the task gives tokens"
@@ -48,10 +65,9 @@ def build_model(cfg: ModelConfig, spec: TaskSpec, remat: bool = False) -> BuiltM
             f"model.encoder: {encoder!r} needs token inputs; the task gives real values"
         )
     readout = spec.readout if cfg.readout == "auto" else cfg.readout
-    architecture = get(cfg.architecture)
     options = architecture.options() if cfg.cell is None else cfg.cell
 
-    def make(hidden_size: int) -> SequenceModel:
+    def make(hidden_size: int, mlp_width: int | None = None) -> SequenceModel:
         return SequenceModel(
             architecture=architecture,
             cell=options,
@@ -62,15 +78,33 @@ def build_model(cfg: ModelConfig, spec: TaskSpec, remat: bool = False) -> BuiltM
             dropout=cfg.dropout,
             encoder=encoder,
             vocab_size=spec.input_dim if spec.input_kind == "tokens" else None,
-            embed_dim=cfg.embed_dim,
             readout=readout,
             remat=remat,
             head_sizes=tuple(cfg.head_sizes),
+            block=block,
+            mlp_width=mlp_width,
+            embed_dim=None if block == "residual" else cfg.embed_dim,
         )
+
+    def default_mlp_width(hidden_size: int) -> int | None:
+        return cfg.mlp_expansion * hidden_size if block == "residual" else None
 
     example = example_inputs(spec)
     hidden = cfg.hidden_size
-    if cfg.param_budget is not None:
+    mlp_width = default_mlp_width(hidden)
+    if cfg.param_budget is not None and block == "residual":
+        # the MLP width fine-tunes the count: a step of H moves residual blocks by ~10 H^2
+        hidden, mlp_width = sizes_for_budget(make, example, cfg.param_budget, default_mlp_width)
+    elif cfg.param_budget is not None and architecture.budget_option is not None:
+        field = architecture.budget_option
+
+        def make_fine(hidden_size: int, width: int) -> SequenceModel:
+            fine = dataclasses.replace(options, **{field: width})
+            return make(hidden_size).clone(cell=fine)
+
+        hidden, width = sizes_for_budget(make_fine, example, cfg.param_budget, lambda h: h)
+        options = dataclasses.replace(options, **{field: width})
+    elif cfg.param_budget is not None:
         hidden = hidden_size_for_budget(make, example, cfg.param_budget)
-    model = make(hidden)
+    model = make(hidden, mlp_width)
     return BuiltModel(model, hidden, model_param_count(model, example))

@@ -1,7 +1,8 @@
-"""Sequence model: encoder -> stacked (bi)directional recurrent layers -> dense readout.
+"""Sequence model: encoder -> stacked (bi)directional sequence layers, plain or in residual
+blocks -> dense readout.
 
 Shapes: B = batch, T = time, F = input features, H = hidden size, O = output_dim,
-D = 2 if bidirectional else 1.
+D = 2 if bidirectional else 1, P_k = layer k's probe width (`Spec.probe_width`).
 """
 
 import flax.linen as nn
@@ -9,10 +10,12 @@ import jax
 import jax.numpy as jnp
 
 from seqbench.models.architectures import CellOptions, Spec
+from seqbench.models.blocks import ResidualBlock
 from seqbench.models.scan import length_mask, take_last_valid
 
 ENCODERS = ("none", "linear", "embedding", "one_hot")
 READOUTS = ("last", "every_step")
+BLOCKS = ("plain", "residual")
 
 
 class SequenceModel(nn.Module):
@@ -36,11 +39,18 @@ class SequenceModel(nn.Module):
     step, (B, T, O), with zeros at padded steps. ``head_sizes`` puts Dense(size) + ReLU layers
     before that Dense(O) (e.g. (64,) for the TensorFlow IMDB tutorial's model).
 
+    ``block``: "plain" stacks the layers directly; "residual" wraps each in a
+    `seqbench.models.blocks.ResidualBlock` (pre-norm, layer, skip, pre-norm, gated MLP of inner
+    width ``mlp_width`` (None: 3 H, Griffin's), skip; dropout on each branch) and normalises the last block's output
+    before the readout. Residual blocks keep the width H, so the encoder must give H features
+    (linear or embedding with ``embed_dim`` None or H) and the layers be unidirectional.
+
     ``remat``: rematerialise each recurrent step in the backward pass (memory O(T B H) for the
     carries only, instead of every gate activation), for long sequences.
 
     Submodules: ``encoder`` (linear/embedding only), ``layer_{k}_fwd``, ``layer_{k}_bwd``
-    (bidirectional only), ``head_{k}``, ``readout``.
+    (bidirectional only) or ``block_{k}`` (residual: its layer is ``block_{k}/layer``),
+    ``final_norm`` (residual), ``head_{k}``, ``readout``.
     """
 
     architecture: Spec
@@ -56,6 +66,8 @@ class SequenceModel(nn.Module):
     readout: str = "last"
     remat: bool = False
     head_sizes: tuple[int, ...] = ()
+    block: str = "plain"
+    mlp_width: int | None = None
 
     def __post_init__(self):
         self._validate()
@@ -90,6 +102,53 @@ class SequenceModel(nn.Module):
             raise bad("head_sizes", "integers >= 1")
         if self.embed_dim is not None and self.embed_dim < 1:
             raise bad("embed_dim", "None or integers >= 1")
+        if self.block not in BLOCKS:
+            raise bad("block", list(BLOCKS))
+        if self.mlp_width is not None and self.mlp_width < 1:
+            raise bad("mlp_width", "None or integers >= 1")
+        if self.block == "residual":
+            if self.encoder not in ("linear", "embedding"):
+                raise bad("encoder", "linear or embedding with block='residual' (width H)")
+            if self.embed_dim not in (None, self.hidden_size):
+                raise bad("embed_dim", "None or hidden_size with block='residual'")
+            if self.bidirectional:
+                raise bad("bidirectional", "False with block='residual'")
+
+    def encoded_width(self, features: int) -> int:
+        """Features per step after the encoder, for raw inputs of `features` per step (F, or
+        the vocabulary size for tokens)."""
+        if self.encoder == "none":
+            return features
+        if self.encoder == "one_hot":
+            return int(self.vocab_size)
+        return self.embed_dim or self.hidden_size
+
+    def layer_widths(self, features: int) -> tuple[int, ...]:
+        """The input width of each layer (k = 0 .. n_layers-1) for raw inputs of `features`."""
+        later = self.hidden_size * (2 if self.bidirectional else 1)
+        return (self.encoded_width(features),) + (later,) * (self.n_layers - 1)
+
+    def probe_widths(self, features: int) -> tuple[int, ...]:
+        """P_k: the width of layer k's `hidden_offsets` (the gradient-flow probe)."""
+        probe = self.architecture.probe_width
+        if probe is None:
+            return (self.hidden_size,) * self.n_layers
+        return tuple(probe(self.options, f, self.hidden_size) for f in self.layer_widths(features))
+
+    def state_size(self, features: int) -> int:
+        """Floats of recurrent state per example: every layer's carry, both directions."""
+        size = self.architecture.state_size
+        directions = 2 if self.bidirectional else 1
+        return directions * sum(
+            size(self.options, f, self.hidden_size) for f in self.layer_widths(features)
+        )
+
+    def receptive_field(self) -> int | None:
+        """Steps back the outputs see through the stacked layers (None: unbounded)."""
+        field = self.architecture.receptive_field
+        if field is None:
+            return None
+        return 1 + self.n_layers * (field(self.options) - 1)
 
     @property
     def options(self) -> CellOptions:
@@ -134,9 +193,10 @@ class SequenceModel(nn.Module):
         (outputs, carries): a tuple with each layer's final carry (in the architecture's form, see
         `Spec.initial_carry`), which `initial_carry` takes back to continue a sequence
         (unidirectional only).
-        `hidden_offsets`: one (B, T, H) array per layer, added to the forward direction's hidden
-        state h_t at every step (zeros leave the outputs unchanged; the gradient with respect to
-        them is dL/dh_t, see :mod:`seqbench.train.gradient_flow`).
+        `hidden_offsets`: one (B, T, P_k) array per layer (`probe_widths`), added to the forward
+        direction's hidden state h_t at every step (zeros leave the outputs unchanged; the gradient
+        with respect to them is dL/dh_t, see :mod:`seqbench.train.gradient_flow`).
+        `deterministic`: False in training (dropout acts).
         """
         if (initial_carry is not None or return_carry) and self.bidirectional:
             raise ValueError("SequenceModel: carrying state across calls needs bidirectional=False")
@@ -148,19 +208,46 @@ class SequenceModel(nn.Module):
         x = self._encode(jnp.asarray(inputs))
         carries = []
         for k in range(self.n_layers):
-            if k > 0 and self.dropout > 0.0:
-                x = nn.Dropout(rate=self.dropout)(x, deterministic=deterministic)
             start = None if initial_carry is None else initial_carry[k]
             offsets = None if hidden_offsets is None else hidden_offsets[k]
+            if self.block == "residual":
+                block = ResidualBlock(
+                    architecture,
+                    options,
+                    remat=self.remat,
+                    mlp_width=self.mlp_width or 3 * self.hidden_size,
+                    dropout=self.dropout,
+                    name=f"block_{k}",
+                )
+                x, final = block(
+                    x,
+                    seq_lengths,
+                    initial_carry=start,
+                    hidden_offsets=offsets,
+                    deterministic=deterministic,
+                )
+                carries.append(final)
+                continue
+            if k > 0 and self.dropout > 0.0:
+                x = nn.Dropout(rate=self.dropout)(x, deterministic=deterministic)
             fwd, final = layer(f"layer_{k}_fwd")(
-                x, seq_lengths, initial_carry=start, hidden_offsets=offsets
+                x,
+                seq_lengths,
+                initial_carry=start,
+                hidden_offsets=offsets,
+                deterministic=deterministic,
             )
             carries.append(final)
             if self.bidirectional:
-                bwd, _ = layer(f"layer_{k}_bwd")(x, seq_lengths, reverse=True)
+                bwd, _ = layer(f"layer_{k}_bwd")(
+                    x, seq_lengths, reverse=True, deterministic=deterministic
+                )
                 x = jnp.concatenate([fwd, bwd], axis=-1)
             else:
                 x = fwd
+        if self.block == "residual":
+            x = nn.RMSNorm(name="final_norm")(x)
+            fwd = x
 
         dense = nn.Dense(self.output_dim, name="readout")
 
@@ -180,7 +267,11 @@ class SequenceModel(nn.Module):
             y = head(last)
         return (y, tuple(carries)) if return_carry else y
 
-    def initial_carry(self, batch: int) -> tuple:
-        """Zero carries for every layer, in the form `initial_carry` takes."""
-        zero = self.architecture.initial_carry(self.options, batch, self.hidden_size)
-        return tuple(zero for _ in range(self.n_layers))
+    def initial_carry(self, batch: int, features: int) -> tuple:
+        """Zero carries for every layer, in the form `initial_carry` takes, for raw inputs of
+        `features` per step (F, or the vocabulary size for tokens)."""
+        zero = self.architecture.initial_carry
+        return tuple(
+            zero(self.options, batch, width, self.hidden_size)
+            for width in self.layer_widths(features)
+        )

@@ -52,7 +52,8 @@ def step_flops(architecture: str, cfg: BenchConfig) -> float:
     2 B T (I + H) G H) plus the readout 2 B T' H 10 (T' = T or 1). Element-wise gate arithmetic is
     left out, as usual for such counts.
     """
-    recurrent = get(architecture).step_flops(cfg.batch, cfg.length, cfg.input_size, cfg.hidden)
+    spec = get(architecture)
+    recurrent = spec.step_flops(spec.options(), cfg.batch, cfg.length, cfg.input_size, cfg.hidden)
     readout_steps = cfg.length if cfg.readout == "every_step" else 1
     readout = 2.0 * cfg.batch * readout_steps * cfg.hidden * N_CLASSES
     return 3.0 * (recurrent + readout)

@@ -276,7 +276,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--min-seconds", type=float, default=2.0, help="timed seconds per measurement"
     )
-    largest_carry = max(ARCHITECTURES.values(), key=lambda spec: spec.state_size(1)).name
+    largest_carry = max(
+        ARCHITECTURES.values(), key=lambda spec: spec.state_size(spec.options(), 1, 1)
+    ).name
     parser.add_argument(
         "--long-cells",
         default=largest_carry,

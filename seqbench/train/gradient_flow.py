@@ -8,7 +8,8 @@ the loss reads the state (the vanishing gradient); gates are meant to keep it fr
 
 The loss is the task's training loss times the batch size, so for a loss that is a mean over
 examples each example's row is the gradient of its own loss; the reported value is the L2 norm
-over the H hidden units, averaged over the examples of the batch (padded steps count as zero).
+over the H hidden units (the P_k probe units of `SequenceModel.probe_widths`: the TCN's layer
+inputs, the LRU's complex state as real and imaginary parts), averaged over the examples of the batch (padded steps count as zero).
 Shapes: S = seeds, L = recurrent layers, B = batch, T = time, H = hidden size.
 """
 
@@ -45,8 +46,9 @@ def make_gradient_flow(model: SequenceModel, task: Task) -> Callable[[Any, Batch
 
     def flow(params: Any, batch: Batch) -> jax.Array:
         size, time = batch.inputs.shape[:2]
+        features = batch.inputs.shape[2] if batch.inputs.ndim == 3 else model.vocab_size
         zeros = tuple(
-            jnp.zeros((size, time, model.hidden_size), jnp.float32) for _ in range(model.n_layers)
+            jnp.zeros((size, time, width), jnp.float32) for width in model.probe_widths(features)
         )
 
         def scaled_loss(offsets: tuple[jax.Array, ...]) -> jax.Array:

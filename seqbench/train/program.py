@@ -114,7 +114,7 @@ def make_train(
             step=jnp.zeros((), jnp.int32),
             diverged_step=jnp.full((), NOT_DIVERGED, jnp.int32),
             initial_loss=jnp.full((), jnp.nan, jnp.float32),
-            carry=model.initial_carry(batch_size) if stateful else None,
+            carry=model.initial_carry(batch_size, task.spec.input_dim) if stateful else None,
         )
 
     def loss_fn(
@@ -187,7 +187,8 @@ def make_train(
             )
             return carry, task.metrics(outputs, batch)
 
-        _, per_segment = jax.lax.scan(run_segment, model.initial_carry(streams), segments)
+        start = model.initial_carry(streams, task.spec.input_dim)
+        _, per_segment = jax.lax.scan(run_segment, start, segments)
         return {name: jnp.mean(values) for name, values in per_segment.items()}
 
     def evaluate(params: Any, eval_set: Batch) -> dict[str, jax.Array]:

@@ -22,7 +22,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from seqbench.config import ConfigError
-from seqbench.models.architectures import elman, gru, lstm
+from seqbench.models.architectures import elman, gru, lru, lstm, mingru, minlstm, rglru, tcn
 from seqbench.models.architectures.base import CellOptions, SequenceLayer, Spec
 
 #: every registered architecture, by name, in registration order (the tables' column order)
@@ -97,6 +97,11 @@ def cell_options_of(model: Mapping[str, Any]) -> tuple[str | None, dict[str, Any
 register(elman.SPEC)
 register(lstm.SPEC)
 register(gru.SPEC)
+register(mingru.SPEC)
+register(minlstm.SPEC)
+register(lru.SPEC)
+register(rglru.SPEC)
+register(tcn.SPEC)
 
 __all__ = [
     "ARCHITECTURES",

@@ -32,6 +32,7 @@ class SequenceLayer(Protocol):
         reverse: bool = False,
         initial_carry: Any = None,
         hidden_offsets: jax.Array | None = None,
+        deterministic: bool = True,
     ) -> tuple[jax.Array, Any]:
         """inputs (B, T, F) float -> (outputs (B, T, H), final_carry).
 
@@ -41,10 +42,13 @@ class SequenceLayer(Protocol):
             aligned with the input positions.
         initial_carry: the carry to start from, in the form `Spec.initial_carry` gives (None: the
             zero carry); truncated backpropagation through time continues a sequence with it.
-        hidden_offsets (B, T, H) or None: added to the hidden state h_t right after step t computes
-            it, before h_t feeds step t+1 and the output; zeros leave the outputs unchanged and the
-            gradient with respect to them is dL/dh_t along every path (see
+        hidden_offsets (B, T, P) or None, P = `Spec.probe_width`: added to the state the layer
+            carries from step t to step t+1 (the hidden state h_t, right after step t computes it;
+            a layer without one, the TCN, adds them to its input x_t); zeros leave the outputs
+            unchanged and the gradient with respect to them is dL/dh_t along every path (see
             `seqbench.train.gradient_flow`).
+        deterministic: False in training, so that dropout inside the layer (if any) acts; rng
+            stream "dropout".
         final_carry: the carry after the last valid step of each row, in `initial_carry`'s form.
         """
         ...
@@ -91,14 +95,17 @@ class Spec:
     #: layer(options, hidden_size, *, remat, name) -> a SequenceLayer module; `remat` recomputes
     #: each step in the backward pass (memory for the carries only); `name` is the Flax module name
     layer: LayerFactory
-    #: initial_carry(options, batch, hidden_size) -> one layer's zero carry, in the form the
-    #: layer's `initial_carry` argument takes and its final carry has
-    initial_carry: Callable[[Any, int, int], Any]
-    #: state_size(hidden_size) -> floats per example in one layer's carry (e.g. H, or 2H for (h, c))
-    state_size: Callable[[int], int]
-    #: step_flops(batch, length, features, hidden) -> matmul FLOPs of one forward pass of one
-    #: layer direction over (batch, length, features) inputs (the speed bench's FLOP count)
-    step_flops: Callable[[int, int, int, int], float]
+    #: initial_carry(options, batch, features, hidden_size) -> the zero carry of one layer that
+    #: reads `features` inputs per step, in the form the layer's `initial_carry` argument takes
+    #: and its final carry has: a pytree of real float arrays with the batch first
+    initial_carry: Callable[[Any, int, int, int], Any]
+    #: state_size(options, features, hidden_size) -> floats per example in the carry of one layer
+    #: direction that reads `features` inputs per step (e.g. H, or 2H for (h, c)); a complex
+    #: number counts as two floats
+    state_size: Callable[[Any, int, int], int]
+    #: step_flops(options, batch, length, features, hidden) -> matmul FLOPs of one forward pass
+    #: of one layer direction over (batch, length, features) inputs (the speed bench's FLOP count)
+    step_flops: Callable[[Any, int, int, int, int], float]
     #: the torch.nn class with the same equations and parameters (e.g. "GRU"): the PyTorch
     #: state-dict round trip and the speed bench's PyTorch peer; None: there is none
     torch_module: str | None = None
@@ -108,6 +115,21 @@ class Spec:
     #: label(options) -> the report tables' column label of a run, from its `config.model.cell`
     #: dict (possibly missing keys: take the defaults); None: the name
     label: Callable[[Mapping[str, Any]], str] | None = None
+    #: probe_width(options, features, hidden_size) -> P, the width of the `hidden_offsets` the
+    #: layer takes (the gradient-flow probe); None: H
+    probe_width: Callable[[Any, int, int], int] | None = None
+    #: receptive_field(options) -> how many steps back one layer sees (a convolution's window);
+    #: None: unbounded (a recurrence)
+    receptive_field: Callable[[Any], int] | None = None
+    #: the block the architecture's paper stacks it in ("plain" or "residual"): `model.block=auto`
+    block: str = "plain"
+    #: an int option (None: H) that `model.param_budget` may set to land within 2% of the budget
+    #: in a plain stack when one step of H moves the count by more (the count must grow with it);
+    #: None: H alone decides
+    budget_option: str | None = None
+    #: the values its options' `scan` field takes, the default first (linear recurrences); empty
+    #: for an architecture with one way to run
+    scans: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if not self.name.isidentifier():
@@ -116,6 +138,14 @@ class Spec:
             raise TypeError(f"architecture {self.name!r}: options must subclass CellOptions")
         if not dataclasses.is_dataclass(self.options):
             raise TypeError(f"architecture {self.name!r}: options must be a dataclass")
+        if self.block not in ("plain", "residual"):
+            raise ValueError(f"architecture {self.name!r}: block must be 'plain' or 'residual'")
+        if self.scans and not any(f.name == "scan" for f in dataclasses.fields(self.options)):
+            raise TypeError(f"architecture {self.name!r}: scans listed, but no options.scan field")
+        if self.budget_option is not None and not any(
+            f.name == self.budget_option for f in dataclasses.fields(self.options)
+        ):
+            raise TypeError(f"architecture {self.name!r}: no option {self.budget_option!r}")
         if self.label is None:
             name = self.name
             object.__setattr__(self, "label", lambda options: name)

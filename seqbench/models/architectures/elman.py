@@ -100,7 +100,7 @@ SPEC = Spec(
     options=ElmanOptions,
     layer=layer,
     initial_carry=zero_carry(1),
-    state_size=lambda hidden: hidden,
+    state_size=lambda options, features, hidden: hidden,
     step_flops=projected_step_flops(ElmanRules.gates),
     torch_module="RNN",
     flax_peer=lambda hidden: nn.SimpleCell(features=hidden),

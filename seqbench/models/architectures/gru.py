@@ -77,7 +77,7 @@ SPEC = Spec(
     options=GRUOptions,
     layer=layer,
     initial_carry=zero_carry(GRURules.carries),
-    state_size=lambda hidden: hidden,
+    state_size=lambda options, features, hidden: hidden,
     step_flops=projected_step_flops(GRURules.gates),
     torch_module="GRU",
     flax_peer=lambda hidden: nn.GRUCell(features=hidden),

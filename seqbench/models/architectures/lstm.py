@@ -110,7 +110,7 @@ SPEC = Spec(
     options=LSTMOptions,
     layer=layer,
     initial_carry=zero_carry(LSTMRules.carries),
-    state_size=lambda hidden: LSTMRules.carries * hidden,
+    state_size=lambda options, features, hidden: LSTMRules.carries * hidden,
     step_flops=projected_step_flops(LSTMRules.gates),
     torch_module="LSTM",
     flax_peer=lambda hidden: nn.LSTMCell(features=hidden),

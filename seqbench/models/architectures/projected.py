@@ -85,11 +85,12 @@ def orthogonal_blocks_init(gates: int) -> nn.initializers.Initializer:
     return init
 
 
-def projected_step_flops(gates: int) -> Callable[[int, int, int, int], float]:
+def projected_step_flops(gates: int) -> Callable[[Any, int, int, int, int], float]:
     """`Spec.step_flops` of a projected layer: the gate matmuls 2 B T (F + H) G H of one forward
     pass (element-wise gate arithmetic left out, as usual for such counts)."""
 
-    def flops(batch: int, length: int, features: int, hidden: int) -> float:
+    def flops(options: Any, batch: int, length: int, features: int, hidden: int) -> float:
+        del options
         return 2.0 * batch * length * (features + hidden) * gates * hidden
 
     return flops
@@ -122,6 +123,7 @@ class ProjectedLayer(nn.Module):
         reverse: bool = False,
         initial_carry=None,
         hidden_offsets=None,
+        deterministic: bool = True,
     ):
         """inputs (B, T, F), seq_lengths (B,) int or None -> (outputs (B, T, H), final_carry).
 
@@ -133,6 +135,7 @@ class ProjectedLayer(nn.Module):
         gradient with respect to each h_t along every path (see
         :mod:`seqbench.train.gradient_flow`).
         """
+        del deterministic  # no dropout inside
         rules = self.rules
         gates = rules.gates
         f, h, gh = inputs.shape[-1], self.hidden_size, gates * self.hidden_size
@@ -178,8 +181,8 @@ def zero_carry(carries: int) -> Callable[[Any, int, int], Any]:
     """`Spec.initial_carry` of a projected layer whose rules carry `carries` (B, H) arrays: h
     (B, H) zeros, or the tuple of them."""
 
-    def initial_carry(options: Any, batch: int, hidden_size: int) -> Any:
-        del options
+    def initial_carry(options: Any, batch: int, features: int, hidden_size: int) -> Any:
+        del options, features
         h = jnp.zeros((batch, hidden_size), jnp.float32)
         return h if carries == 1 else (h,) * carries
 
