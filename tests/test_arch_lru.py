@@ -3,8 +3,8 @@
 installed); every scan against the sequential one; the ring initialisation; the options."""
 
 import dataclasses
+import functools
 import math
-from functools import partial
 from pathlib import Path
 
 import jax
@@ -12,6 +12,14 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 import yaml
+from scan_checks import (
+    TOL,
+    assert_like_sequential,
+    assert_padding_respected,
+    every_scan,
+    run_compiled,
+    spec_layer,
+)
 
 from seqbench.config import ConfigError
 from seqbench.models.architectures import get
@@ -24,20 +32,8 @@ from seqbench.models.architectures.lru import (
     theta_log_init,
 )
 
-TOL = {"rtol": 1e-5, "atol": 1e-6}
 CONF = Path(__file__).resolve().parents[1] / "conf" / "model" / "lru.yaml"
-
-
-def run_compiled(function, *args):
-    """function(*args) compiled at XLA's backend optimisation level 0: these small graphs of
-    complex scans and their gradients then compile in about half the time (this file's time is
-    mostly compilation)."""
-    compiled = jax.jit(function).lower(*args).compile({"xla_backend_optimization_level": 0})
-    return compiled(*args)
-
-
-def lru_layer(hidden, remat=False, **options):
-    return SPEC.layer(LRUOptions(**options), hidden, remat=remat)
+lru_layer = functools.partial(spec_layer, SPEC)
 
 
 def random_variables(module, inputs, seed, r_min=0.5, r_max=0.99, max_phase=3.14):
@@ -194,9 +190,10 @@ def test_matches_memax_lru():
 
 
 def scan_results(time, lengths, chunk_size=3):
-    """Outputs, final carry and gradients (w.r.t. params, offsets and the initial carry) of every
-    scan and direction, with padding, a non-zero initial carry and non-zero hidden offsets (remat:
-    tests/test_architecture_contract.py)."""
+    """{(scan, reverse): `differentiate` result}: outputs, final carry and gradients (w.r.t. params,
+    the initial carry and offsets) of every scan and direction, with padding, a non-zero initial
+    carry and non-zero hidden offsets (remat: tests/test_architecture_contract.py); the initial
+    carry."""
     batch, features, hidden, state = len(lengths), 3, 4, 5
     rng = np.random.default_rng(11)
     x = jnp.asarray(rng.standard_normal((batch, time, features)), jnp.float32)
@@ -209,41 +206,26 @@ def scan_results(time, lengths, chunk_size=3):
         for scan in SCANS
     }
     variables = random_variables(modules["sequential"], x, seed=5, r_min=0.6, r_max=0.95)
-    lengths = jnp.asarray(lengths)
+    layers = {(scan,): (module, (False, True)) for scan, module in modules.items()}
 
-    def loss(module, reverse, variables, offsets, carry):
-        out, (final_re, final_im) = module.apply(
-            variables, x, lengths, reverse, initial_carry=carry, hidden_offsets=offsets
-        )
+    def loss(out, final):
+        final_re, final_im = final
         value = jnp.sum(out * out_weights) + jnp.sum(final_re * final_weights[0])
-        return value + jnp.sum(final_im * final_weights[1]), (out, (final_re, final_im))
+        return value + jnp.sum(final_im * final_weights[1])
 
-    def run(variables, offsets, carry):
-        results = {}
-        for scan, module in modules.items():
-            for reverse in (False, True):
-                grad = jax.grad(partial(loss, module, reverse), argnums=(0, 1, 2), has_aux=True)
-                results[scan, reverse] = grad(variables, offsets, carry)
-        return results
-
-    return run_compiled(run, variables, offsets, carry), carry
+    run = functools.partial(every_scan, layers, loss)
+    return run_compiled(run, variables["params"], x, jnp.asarray(lengths), carry, offsets), carry
 
 
 def test_every_scan_equals_sequential():
+    """Outputs, final carry, loss and gradients within TOL of the sequential scan's; padded steps
+    output zeros and pass no gradient to their offsets, the empty row keeps its carry."""
     lengths = [10, 6, 0]
     results, carry = scan_results(10, lengths)
-    for (scan, reverse), (grads, (out, final)) in results.items():
-        expected_grads, (expected_out, expected_final) = results["sequential", reverse]
-        np.testing.assert_allclose(out, expected_out, **TOL, err_msg=f"{scan} {reverse}")
-        for got, want in zip(final, expected_final, strict=True):
-            np.testing.assert_allclose(got, want, **TOL)
-        jax.tree.map(lambda g, w: np.testing.assert_allclose(g, w, **TOL), grads, expected_grads)
-        # padded steps: zero outputs, the carry held, no gradient to their offsets
-        padded = np.arange(10)[None, :] >= np.asarray(lengths)[:, None]
-        assert (np.asarray(out)[padded] == 0.0).all()
-        assert (np.asarray(grads[1])[padded] == 0.0).all()
-        for got, start in zip(final, carry, strict=True):
-            np.testing.assert_array_equal(got[2], start[2])
+    for (scan, reverse), result in results.items():
+        case = f"scan={scan} reverse={reverse}"
+        assert_like_sequential(result, results["sequential", reverse], case)
+        assert_padding_respected(result, carry, lengths, case)
 
 
 def test_initialisation():

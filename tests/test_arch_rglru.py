@@ -15,7 +15,18 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+import reference
 import yaml
+from scan_checks import (
+    TOL,
+    as_numpy,
+    assert_like_sequential,
+    assert_padding_respected,
+    assert_trees_close,
+    differentiate,
+    fast_jit,
+    spec_layer,
+)
 
 from seqbench.config import ConfigError
 from seqbench.models.architectures import get
@@ -27,27 +38,18 @@ from recurrentgemma.jax import layers as ref_layers
 from recurrentgemma.jax import modules as ref_modules
 
 SPEC = get("rglru")
-TOL = {"rtol": 1e-5, "atol": 1e-6}
 CONF = Path(__file__).resolve().parents[1] / "conf" / "model" / "rglru.yaml"
-#: jax.jit for these tiny programs, whose cost is their compilation: XLA's backend at level 0
-#: compiles in about half the time
-jit = functools.partial(jax.jit, compiler_options={"xla_backend_optimization_level": 0})
-
-
-def make_layer(hidden, remat=False, **options):
-    return SPEC.layer(RGLRUOptions(**options), hidden, remat=remat)
+make_layer = functools.partial(spec_layer, SPEC)
 
 
 def random_variables(module, inputs, seed):
     """Parameters for `module` drawn in NumPy (no init compute): every leaf N(0, 0.5²), biases
     included; Λ from the layer's ring initialisation moved by N(0, 0.5²)."""
-    shapes = jax.eval_shape(module.init, jax.random.key(0), inputs)
-    rng = np.random.default_rng(seed)
-    variables = jax.tree_util.tree_map(lambda s: 0.5 * rng.standard_normal(s.shape), shapes)
+    variables = reference.random_variables(module, inputs, seed)
     lru = variables["params"]["rg_lru"]
     ring = np.asarray(a_param_init()(jax.random.key(seed), lru["a_param"].shape))
-    lru["a_param"] = ring + lru["a_param"]
-    return jax.tree_util.tree_map(lambda v: jnp.asarray(v, jnp.float32), variables)
+    lru["a_param"] = jnp.asarray(ring + np.asarray(lru["a_param"]), jnp.float32)
+    return variables
 
 
 def random_carry(batch, hidden, conv_width=4, seed=5):
@@ -56,15 +58,6 @@ def random_carry(batch, hidden, conv_width=4, seed=5):
     buffer = rng.standard_normal((batch, conv_width - 1, hidden))
     h = 0.5 * rng.standard_normal((batch, hidden))
     return jnp.asarray(buffer, jnp.float32), jnp.asarray(h, jnp.float32)
-
-
-def as_numpy(tree):
-    """Results as NumPy arrays (indexing a jax.Array dispatches, and compiles, a program)."""
-    return jax.tree_util.tree_map(np.asarray, tree)
-
-
-def assert_trees_close(got, expected):
-    jax.tree_util.tree_map(lambda g, e: np.testing.assert_allclose(g, e, **TOL), got, expected)
 
 
 # --- equivalence with the packaged reference ---------------------------------------------------
@@ -82,7 +75,7 @@ def against_reference():
     variables = random_variables(module, x, seed=2)
     start = random_carry(BATCH, HIDDEN)
 
-    @jit
+    @fast_jit
     def ours(variables):
         first, carry = module.apply(variables, x[:, :CUT])
         return {
@@ -95,8 +88,10 @@ def against_reference():
     block = ref_modules.RecurrentBlock(
         width=HIDDEN, num_heads=HEADS, lru_width=HIDDEN, scan_type=common.ScanType.LINEAR_NATIVE
     )
-    whole = jit(lambda v, x: block.apply(v, x, jnp.broadcast_to(jnp.arange(TIME), x.shape[:2])))
-    step = jit(lambda v, x_t, position, cache: block.apply(v, x_t, position, cache))
+    whole = fast_jit(
+        lambda v, x: block.apply(v, x, jnp.broadcast_to(jnp.arange(TIME), x.shape[:2]))
+    )
+    step = fast_jit(lambda v, x_t, position, cache: block.apply(v, x_t, position, cache))
 
     def decode(cache, first_position):
         """The reference one token at a time from `cache`: outputs (B, T, H), caches per step."""
@@ -169,17 +164,11 @@ S_BATCH, S_TIME, S_FEATURES, S_HIDDEN = 3, 7, 3, 4
 S_LENGTHS = np.array([7, 4, 0])
 
 
-def run_and_differentiate(module, params, x, lengths, offsets, start, reverse):
-    """Outputs, final carry, and the gradients of a fixed loss w.r.t. params and offsets."""
-
-    def loss(params, offsets):
-        out, (buffer, h) = module.apply({"params": params}, x, lengths, reverse, start, offsets)
-        weights = jnp.cos(jnp.arange(out.size, dtype=jnp.float32)).reshape(out.shape)
-        value = jnp.sum(out * weights) + jnp.sum(jnp.sin(h)) + 0.5 * jnp.sum(buffer**2)
-        return value, (out, (buffer, h))
-
-    grads, (out, carry) = jax.grad(loss, argnums=(0, 1), has_aux=True)(params, offsets)
-    return {"outputs": out, "carry": carry, "grads": grads}
+def loss(out, carry):
+    """A fixed loss of the outputs and the final carry, non-linear in the carry."""
+    buffer, h = carry
+    weights = jnp.cos(jnp.arange(out.size, dtype=jnp.float32)).reshape(out.shape)
+    return jnp.sum(out * weights) + jnp.sum(jnp.sin(h)) + 0.5 * jnp.sum(buffer**2)
 
 
 def bump_offsets():
@@ -216,10 +205,10 @@ def scan_results():
     modules["remat"] = make_layer(S_HIDDEN, True, num_heads=2, scan="associative", chunk_size=3)
     params = random_variables(modules["sequential"], x, seed=9)["params"]
 
-    @jit
+    @fast_jit
     def run(params):
         results = {
-            name: run_and_differentiate(module, params, x, lengths, offsets, start, True)
+            name: differentiate(module, loss, params, x, lengths, True, start, offsets)
             for name, module in modules.items()
         }
         apply = functools.partial(modules["sequential"].apply, {"params": params})
@@ -236,9 +225,11 @@ def scan_results():
 
 @pytest.mark.parametrize("scan", [*SCANS[1:], "remat"])
 def test_scans_match_sequential(scan_results, scan):
-    """Outputs, final carry and gradients (params and hidden offsets) equal the sequential
-    scan's: non-zero initial carry, reverse, padding, hidden offsets; remat: associative."""
-    assert_trees_close(scan_results[scan], scan_results["sequential"])
+    """Outputs, final carry, loss and gradients (params, initial carry and hidden offsets) equal
+    the sequential scan's: non-zero initial carry, reverse, padding, hidden offsets; remat:
+    associative. Padded steps output zeros and pass no gradient to their offsets."""
+    assert_like_sequential(scan_results[scan], scan_results["sequential"], scan)
+    assert_padding_respected(scan_results[scan], random_carry(S_BATCH, S_HIDDEN), S_LENGTHS, scan)
 
 
 @pytest.mark.parametrize("given", [True, False], ids=["carry", "reset"])
@@ -291,7 +282,7 @@ def test_initialisation_equals_the_reference_and_its_ranges():
     block = ref_modules.RecurrentBlock(width=width, num_heads=heads, lru_width=width)
     ring = ref_layers.rnn_real_param_init(min_rad=0.9, max_rad=0.999)
 
-    @jit
+    @fast_jit
     def draw(key):
         return {
             "ours": make_layer(width, num_heads=heads).init(key, x)["params"],

@@ -10,6 +10,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 import torch
+from scan_checks import TOL, assert_trees_close, fast_jit
 from torch import nn as tnn
 from torch.nn.utils.parametrizations import weight_norm
 
@@ -18,7 +19,6 @@ from seqbench.models.architectures import get
 from seqbench.models.architectures.tcn import TCNOptions
 
 SPEC = get("tcn")
-TOL = {"rtol": 1e-5, "atol": 1e-6}
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -165,12 +165,6 @@ def make(kernel_size=3, levels=2, hidden=4, dropout=0.0, remat=False, **options)
     return SPEC.layer(options, hidden, remat=remat), options
 
 
-def assert_carry_close(actual, expected):
-    assert len(actual) == len(expected)
-    for a, e in zip(actual, expected, strict=True):
-        np.testing.assert_allclose(a, e, **TOL)
-
-
 # One layer for most tests (k = 3, two levels, F = 3 -> H = 4 with a downsample; P = 2 and 4);
 # each test compiles its calls as one function (JAX's compilation dominates the file's time).
 B, T, F, H, K, LEVELS = 3, 12, 3, 4, 3, 2
@@ -191,7 +185,7 @@ def dropout_key(seed):
 def all_variants(module, masks=(False, True)):
     """Compiled once: {(reverse, masked): (outputs, carry)} over the ways to run."""
 
-    @jax.jit
+    @fast_jit
     def run(variables, x, lengths):
         return {
             (reverse, masked): module.apply(variables, x, lengths if masked else None, reverse)
@@ -222,7 +216,7 @@ def test_layer_matches_the_reference(case):
         ref_out, ref_carry = torch_run(net, x, lengths if masked else None, reverse)
         assert out.shape == (*x.shape[:2], hidden)
         np.testing.assert_allclose(out, ref_out, **TOL)
-        assert_carry_close(carry, ref_carry)
+        assert_trees_close(carry, ref_carry)
         if masked:
             padded = np.arange(x.shape[1])[None, :] >= lengths[:, None]
             assert (np.asarray(out)[padded] == 0.0).all()
@@ -256,7 +250,7 @@ def test_two_calls_chained_by_the_carry_equal_one_call():
     zeros = SPEC.initial_carry(OPTIONS, B, F, H)
     half = T // 2
 
-    @jax.jit  # one compilation for the chains of both directions
+    @fast_jit  # one compilation for the chains of both directions
     def chains(variables, x):
         early, late = x[:, :half], x[:, half:]
         runs = {}
@@ -274,7 +268,7 @@ def test_two_calls_chained_by_the_carry_equal_one_call():
         out, final = runs[key]
         whole, whole_carry = variants[key == "reverse", False]
         np.testing.assert_allclose(out, whole, **TOL)
-        assert_carry_close(final, whole_carry)
+        assert_trees_close(final, whole_carry)
 
 
 def test_lengths_continue_from_a_carry_over_each_rows_valid_steps():
@@ -285,7 +279,7 @@ def test_lengths_continue_from_a_carry_over_each_rows_valid_steps():
     history, segment = X[:, half:][:, ::-1] * 0.5 + 0.5, X[:, :half]
     lengths = np.array([half, 3, 0])  # 3 < P of the second level
 
-    @jax.jit
+    @fast_jit
     def continued(variables, history, segment, lengths):
         runs = {}
         for reverse in (False, True):
@@ -303,7 +297,7 @@ def test_lengths_continue_from_a_carry_over_each_rows_valid_steps():
             ref_out = ref_out[0, :length] if reverse else ref_out[0, half:]
             np.testing.assert_allclose(out[b, :length], ref_out, **TOL)
             assert (np.asarray(out[b, length:]) == 0.0).all()
-            assert_carry_close(tuple(c[b] for c in final), tuple(c[0] for c in ref_carry))
+            assert_trees_close(tuple(c[b] for c in final), tuple(c[0] for c in ref_carry))
 
 
 # --- causality and the receptive field ----------------------------------------------------------
@@ -331,7 +325,7 @@ def test_the_receptive_field_is_the_gradient_support():
     rng = np.random.default_rng(3)
     positive = jax.tree.map(lambda p: jnp.abs(p) + 0.05, random_params(rng, 2, 3, 3, 3))
     x = np.abs(rng.standard_normal((1, field + 4, 2))).astype(np.float32) + 0.1
-    grad = jax.jit(jax.grad(lambda x: module.apply(positive, x)[0][:, -1].sum()))(x)
+    grad = fast_jit(jax.grad(lambda x: module.apply(positive, x)[0][:, -1].sum()))(x)
     support = np.flatnonzero(np.abs(np.asarray(grad[0])).sum(axis=-1) > 0)
     np.testing.assert_array_equal(support, np.arange(x.shape[1] - field, x.shape[1]))
 
@@ -344,7 +338,7 @@ def test_dropout_acts_only_when_not_deterministic_and_remat_changes_nothing():
     layer (dropout included) has the same outputs and gradients."""
     rematted, _ = make(K, LEVELS, H, dropout=0.3, remat=True)
 
-    @jax.jit
+    @fast_jit
     def runs(params, key, other_key):
         def loss(params, layer, key):
             rngs = {"dropout": key}
@@ -381,7 +375,7 @@ def test_hidden_offsets_are_added_to_the_inputs():
     assert SPEC.probe_width(OPTIONS, F, H) == F
     weights = np.random.default_rng(2).standard_normal((B, T, H)).astype(np.float32)
 
-    @jax.jit
+    @fast_jit
     def loss_and_grads(x, offsets):
         def loss(x, offsets):
             out, _ = LAYER.apply(VARIABLES, x, LENGTHS, hidden_offsets=offsets)
@@ -410,7 +404,7 @@ def test_initialisation_is_the_references():
     assert jax.tree.map(jnp.shape, shapes) == jax.tree.map(jnp.shape, VARIABLES)
     features, hidden, k = 40, 64, 3
     modules = {init: make(k, 2, hidden, conv_init=init)[0] for init in ("pytorch", "normal")}
-    inits = jax.jit(
+    inits = fast_jit(
         lambda key: {name: m.init(key, jnp.zeros((1, 4, features))) for name, m in modules.items()}
     )(dropout_key(0))
     for conv_init, variables in inits.items():

@@ -246,7 +246,7 @@ def test_a_config_must_pair_the_architecture_with_its_options():
 def test_a_presets_options_for_one_architecture_apply_to_it_only(
     compose_config, preset, forget_bias
 ):
-    """conf/experiment/cell/<preset>_lstm.yaml: the published values; the others compose."""
+    """conf/experiment/for_model/<preset>_lstm.yaml: the published values; the others compose."""
     from seqbench.store import validate
 
     lstm = validate(compose_config([f"experiment={preset}", "model=lstm"]))
@@ -305,8 +305,8 @@ def test_every_registered_spec_describes_its_layer():
         options = spec.options()
         layer = spec.layer(options, 4)
         carry = spec.initial_carry(options, 2, 5, 4)
-        variables = layer.init(jax.random.key(0), x)
-        outputs, final = layer.apply(variables, x, initial_carry=carry)
+        variables = jax.jit(layer.init)(jax.random.key(0), x)
+        outputs, final = jax.jit(layer.apply)(variables, x, initial_carry=carry)
         assert outputs.shape == (2, 3, 4)
         assert jax.tree.structure(final) == jax.tree.structure(carry)
         assert sum(leaf.size for leaf in jax.tree.leaves(carry)) == 2 * spec.state_size(

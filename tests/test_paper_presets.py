@@ -17,7 +17,7 @@ SPECS = {  # the task's shape, without loading data files
 }
 
 
-@pytest.mark.parametrize("cell", ["simple_rnn", "lstm", "gru"])
+@pytest.mark.parametrize("cell", ["simple_rnn", "lstm", "gru", "tcn"])
 @pytest.mark.parametrize("preset", sorted(SPECS))
 def test_preset_composes_and_meets_its_parameter_budget(compose_config, preset, cell):
     cfg = validate(compose_config([f"experiment={preset}", f"model={cell}"]))
@@ -29,3 +29,17 @@ def test_preset_composes_and_meets_its_parameter_budget(compose_config, preset, 
 def test_adding_lstm_matches_the_papers_130_units(compose_config):
     cfg = validate(compose_config(["experiment=paper_adding_600", "model=lstm"]))
     assert build_model(cfg.model, SPECS["paper_adding_600"]).hidden_size == 130
+
+
+def test_tcn_presets_take_the_tcn_scripts_settings_and_leave_the_other_models_alone(
+    compose_config,
+):
+    """conf/experiment/for_model/paper_adding_600_tcn.yaml: locuslab/TCN add_test.py's kernel,
+    depth and optimiser, with the TCN only."""
+    tcn = validate(compose_config(["experiment=paper_adding_600", "model=tcn"]))
+    assert (tcn.model.cell.kernel_size, tcn.model.cell.levels, tcn.model.cell.dropout) == (7, 8, 0)
+    assert (tcn.optimizer.name, tcn.optimizer.lr, tcn.optimizer.grad_clip) == ("adam", 4e-3, None)
+    lstm = validate(compose_config(["experiment=paper_adding_600", "model=lstm"]))
+    assert (lstm.optimizer.lr, lstm.optimizer.grad_clip) == (2e-3, 5.0)
+    ptb = validate(compose_config(["experiment=paper_char_ptb", "model=tcn"]))
+    assert (ptb.optimizer.name, ptb.optimizer.momentum, ptb.optimizer.lr) == ("sgd", 0.0, 4.0)

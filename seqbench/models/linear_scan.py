@@ -28,6 +28,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
+from seqbench.config import choice, require
 from seqbench.models.scan import length_mask
 
 #: the scans of a linear recurrence, as `model.cell.scan` names them
@@ -37,6 +38,17 @@ DEFAULT_CHUNK = 64
 #: log b at padded steps of the log-space form: exp() of it is 0, its gradient 0, and it stays far
 #: from float32's limits after the cumulative sums of log a are subtracted
 _LOG_ZERO = -1e30
+
+
+def check_scan_options(scan: str, chunk_size: int, scans: tuple[str, ...] = SCANS) -> None:
+    """ConfigError naming `model.cell.scan` / `model.cell.chunk_size` for bad values; `scans`:
+    the architecture's (`Spec.scans`)."""
+    choice(scan, "model.cell.scan", scans)
+    require(
+        isinstance(chunk_size, int) and not isinstance(chunk_size, bool) and chunk_size >= 1,
+        "model.cell.chunk_size",
+        f"must be an integer >= 1, got {chunk_size!r}",
+    )
 
 
 def _combine(left: tuple[jax.Array, jax.Array], right: tuple[jax.Array, jax.Array]):

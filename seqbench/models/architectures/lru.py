@@ -38,9 +38,9 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from seqbench.config import choice, require
+from seqbench.config import require
 from seqbench.models.architectures.base import CellOptions, Spec
-from seqbench.models.linear_scan import DEFAULT_CHUNK, linear_recurrence
+from seqbench.models.linear_scan import DEFAULT_CHUNK, check_scan_options, linear_recurrence
 from seqbench.models.scan import length_mask
 
 #: the scans of `model.cell.scan`, the reference's (a parallel scan over time) first
@@ -80,12 +80,7 @@ class LRUOptions(CellOptions):
             "model.cell.max_phase",
             f"must be a positive number, got {self.max_phase}",
         )
-        choice(self.scan, "model.cell.scan", SCANS)
-        require(
-            isinstance(self.chunk_size, int) and self.chunk_size >= 1,
-            "model.cell.chunk_size",
-            f"must be a positive int, got {self.chunk_size!r}",
-        )
+        check_scan_options(self.scan, self.chunk_size, SCANS)
 
 
 def complex_state_size(options: LRUOptions, hidden_size: int) -> int:

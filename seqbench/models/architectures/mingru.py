@@ -53,7 +53,6 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from seqbench.config import choice, require
 from seqbench.models import linear_scan
 from seqbench.models.architectures.base import CellOptions, Spec
 from seqbench.models.scan import length_mask
@@ -64,12 +63,7 @@ SCANS = ("log", *linear_scan.SCANS)
 
 def check_scan_options(scan: str, chunk_size: int) -> None:
     """ConfigError naming `model.cell.scan` / `model.cell.chunk_size` for bad values."""
-    choice(scan, "model.cell.scan", SCANS)
-    require(
-        isinstance(chunk_size, int) and not isinstance(chunk_size, bool) and chunk_size >= 1,
-        "model.cell.chunk_size",
-        f"must be an integer >= 1, got {chunk_size!r}",
-    )
+    linear_scan.check_scan_options(scan, chunk_size, SCANS)
 
 
 @dataclass

@@ -57,9 +57,9 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from seqbench.config import choice, require
+from seqbench.config import require
 from seqbench.models.architectures.base import CellOptions, Spec
-from seqbench.models.linear_scan import DEFAULT_CHUNK, SCANS, linear_recurrence
+from seqbench.models.linear_scan import DEFAULT_CHUNK, SCANS, check_scan_options, linear_recurrence
 from seqbench.models.scan import length_mask
 
 #: c in log a_t = -c softplus(Λ) r_t (the reference's constant)
@@ -92,10 +92,7 @@ class RGLRUOptions(CellOptions):
         require(
             self.conv_width >= 1, "model.cell.conv_width", f"must be >= 1, got {self.conv_width}"
         )
-        choice(self.scan, "model.cell.scan", SCANS)
-        require(
-            self.chunk_size >= 1, "model.cell.chunk_size", f"must be >= 1, got {self.chunk_size}"
-        )
+        check_scan_options(self.scan, self.chunk_size, SCANS)
 
 
 def check_heads(num_heads: int, hidden_size: int) -> None:
