@@ -7,18 +7,22 @@ Each builder returns a `Runner`: `run()` performs `steps_per_call` training step
   `lax.scan` (seeds > 1: the seeds vmapped inside it).
 - flax: plain Flax linen `nn.RNN(<the architecture's Spec.flax_peer cell>)`, one jitted step per
   call.
-- torch: the PyTorch module named by the architecture's `Spec.torch_module` (batch_first) on the
-  CPU, eager, one step per call.
+- torch: the PyTorch module named by the architecture's `Spec.torch_module` (batch_first), or the
+  packaged PyTorch reference in `TORCH_REFERENCES` (run in its parallel training form), eager, one
+  step per call, on the GPU when PyTorch sees one and on the CPU otherwise.
 
-An architecture without a peer (`flax_peer` or `torch_module` None) is skipped for that
-implementation (`missing_peer` says why; the builders raise `NoPeer`).
+An architecture without a peer (`flax_peer` None; `torch_module` None and no packaged reference,
+or its package not installed) is skipped for that implementation (`missing_peer` says why; the
+builders raise `NoPeer`). `scan` (seqbench only) picks one of the architecture's `Spec.scans`.
 """
 
 from __future__ import annotations
 
+import importlib
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from importlib import util
 
 import numpy as np
 
@@ -33,6 +37,18 @@ class Runner:
     steps_per_call: int
     #: XLA's buffer sizes of the compiled program, MiB (JAX implementations, after compile())
     memory_mb: Callable[[], float | None] = lambda: None
+    #: peak memory in use on the accelerator so far, MiB (None on the CPU)
+    device_peak_mb: Callable[[], float | None] = lambda: None
+
+
+#: packaged PyTorch references of architectures with no torch.nn module: architecture ->
+#: (pip requirement, module, class); the class is built as `cls(dim=I, expansion_factor=H / I)`
+#: (maps I -> H, no output projection) and called on (B, T, I) batch-first inputs, T > 1 (its
+#: parallel, log-space form)
+TORCH_REFERENCES: dict[str, tuple[str, str, str]] = {
+    "mingru": ("mingru-pytorch==0.2.1", "minGRU_pytorch.minGRU", "minGRU"),
+    "minlstm": ("mingru-pytorch==0.2.1", "minGRU_pytorch.minLSTM", "minLSTM"),
+}
 
 
 def _data(cfg: BenchConfig, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -101,11 +117,16 @@ def _jax_runner(model, cfg: BenchConfig, steps: int, seeds: int, scan: bool) -> 
         )
         return total / 2**20
 
+    def device_peak_mb() -> float | None:
+        stats = jax.devices()[0].memory_stats()  # None on the CPU
+        peak = (stats or {}).get("peak_bytes_in_use")
+        return None if peak is None else peak / 2**20
+
     def run() -> None:
         holder["state"], loss = holder["fn"](holder["state"])
         jax.block_until_ready(loss)
 
-    return Runner(run, compile_, steps if scan else 1, memory_mb)
+    return Runner(run, compile_, steps if scan else 1, memory_mb, device_peak_mb)
 
 
 class NoPeer(ValueError):
@@ -118,18 +139,48 @@ def missing_peer(impl: str, architecture: str) -> str | None:
     if impl == "flax" and spec.flax_peer is None:
         return f"architecture {architecture!r} has no plain-Flax peer (its Spec.flax_peer is None)"
     if impl == "torch" and spec.torch_module is None:
-        return f"architecture {architecture!r} has no PyTorch peer (its Spec.torch_module is None)"
+        if architecture not in TORCH_REFERENCES:
+            return (
+                f"architecture {architecture!r} has no PyTorch peer (its Spec.torch_module is "
+                "None and there is no packaged reference in TORCH_REFERENCES)"
+            )
+        requirement, module, _ = TORCH_REFERENCES[architecture]
+        package = module.split(".")[0]
+        if util.find_spec(package) is None:
+            return (
+                f"the PyTorch reference of {architecture!r} is not installed "
+                f"(pip install {requirement})"
+            )
     return None
 
 
+def scan_options(cell: str, scan: str | None):
+    """The options of `cell` with `scan` (one of its `Spec.scans`), or None (the defaults) when
+    `scan` is None; ValueError for a scan the architecture does not have."""
+    spec = get(cell)
+    if scan is None:
+        return None
+    if scan not in spec.scans:
+        have = ", ".join(spec.scans) or "none (one way to run)"
+        raise ValueError(f"architecture {cell!r} has no scan {scan!r}; its scans: {have}")
+    return spec.options(scan=scan)
+
+
 def seqbench_runner(
-    cell: str, cfg: BenchConfig, steps: int = 4, seeds: int = 1, remat: bool = False
+    cell: str,
+    cfg: BenchConfig,
+    steps: int = 4,
+    seeds: int = 1,
+    remat: bool = False,
+    scan: str | None = None,
 ) -> Runner:
-    """`cell`: a registered architecture's name, with its default options."""
+    """`cell`: a registered architecture's name, with its default options but `scan` (None: the
+    default scan). One layer, plain block, inputs fed unchanged (as the peers)."""
     from seqbench.models.sequence import SequenceModel
 
     model = SequenceModel(
         architecture=get(cell),
+        cell=scan_options(cell, scan),
         hidden_size=cfg.hidden,
         output_dim=N_CLASSES,
         readout=cfg.readout,
@@ -158,24 +209,45 @@ def flax_runner(cell: str, cfg: BenchConfig, steps: int = 1, seeds: int = 1) -> 
     return _jax_runner(PlainFlax(), cfg, steps, seeds, scan=False)
 
 
+def _torch_layer(cell: str, cfg: BenchConfig):
+    """(module, returns_tuple): the torch.nn module of `Spec.torch_module` (returns (outputs, h))
+    or the packaged reference of `TORCH_REFERENCES` (returns the outputs), batch first, I -> H."""
+    import torch
+
+    name = get(cell).torch_module
+    if name is not None:
+        return getattr(torch.nn, name)(cfg.input_size, cfg.hidden, batch_first=True), True
+    _, module, cls = TORCH_REFERENCES[cell]
+    if cfg.length < 2:
+        raise ValueError(f"the PyTorch reference of {cell!r} runs in parallel only for T > 1")
+    expansion = cfg.hidden / cfg.input_size
+    if int(cfg.input_size * expansion) != cfg.hidden:  # the class's inner width, rounded down
+        raise ValueError(f"{cls}(dim={cfg.input_size}) cannot map to H={cfg.hidden}")
+    layer = getattr(importlib.import_module(module), cls)
+    return layer(cfg.input_size, expansion_factor=expansion, proj_out=False), False
+
+
 def torch_runner(cell: str, cfg: BenchConfig, steps: int = 1, seeds: int = 1) -> Runner:
     import torch
 
     reason = missing_peer("torch", cell)
     if reason is not None:
         raise NoPeer(f"torch: {reason}")
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     torch.manual_seed(0)
-    module = getattr(torch.nn, str(get(cell).torch_module))
-    rnn = module(cfg.input_size, cfg.hidden, batch_first=True)
-    head = torch.nn.Linear(cfg.hidden, N_CLASSES)
+    rnn, returns_tuple = _torch_layer(cell, cfg)
+    rnn = rnn.to(device)
+    head = torch.nn.Linear(cfg.hidden, N_CLASSES).to(device)
     parameters = [*rnn.parameters(), *head.parameters()]
     optimizer = torch.optim.Adam(parameters, lr=1e-3)
     x_np, y_np = _data(cfg)
-    x, y = torch.from_numpy(x_np), torch.from_numpy(y_np).long()
+    x, y = torch.from_numpy(x_np).to(device), torch.from_numpy(y_np).long().to(device)
 
     def run() -> None:
         optimizer.zero_grad(set_to_none=True)
-        outputs, _ = rnn(x)
+        outputs = rnn(x)
+        if returns_tuple:
+            outputs = outputs[0]
         if cfg.readout == "last":
             logits = head(outputs[:, -1])
             loss = torch.nn.functional.cross_entropy(logits, y)
@@ -184,8 +256,15 @@ def torch_runner(cell: str, cfg: BenchConfig, steps: int = 1, seeds: int = 1) ->
             loss = torch.nn.functional.cross_entropy(logits.reshape(-1, N_CLASSES), y.reshape(-1))
         loss.backward()
         optimizer.step()
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
 
-    return Runner(run, lambda: 0.0, 1)
+    def device_peak_mb() -> float | None:
+        if device.type != "cuda":
+            return None
+        return torch.cuda.max_memory_allocated(device) / 2**20
+
+    return Runner(run, lambda: 0.0, 1, device_peak_mb=device_peak_mb)
 
 
 IMPLEMENTATIONS: dict[str, Callable[..., Runner]] = {

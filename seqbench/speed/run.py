@@ -3,6 +3,13 @@
     seqbench-speed                                  # every configuration, cell and implementation
     seqbench-speed --configs tiny,large --cells <architecture>   # a subset
     seqbench-speed --out results/bench/cpu          # writes cpu.json and cpu.md
+    seqbench-speed --recurrences --out results/bench/cpu_recurrences   # the recurrences section
+
+`--recurrences` runs the recurrences section alone instead (`seqbench.speed.recurrences`: the
+linear recurrences, each scan, and the convolutions at T = 1024 and 4096 beside the fused GRU and
+LSTM and the PyTorch references, then T = 16,384 with and without trainer.remat); `--configs`,
+`--cells`, `--impls` (seqbench, torch), `--scans`, `--long-config` and `--long-cells` choose within
+it.
 
 Each measurement runs in a fresh process (`seqbench.speed.worker`): cold compile time with an empty
 persistent cache, then compile time again from that cache in another fresh process, the median step
@@ -22,10 +29,20 @@ import time
 from importlib import util
 from pathlib import Path
 
-from seqbench.models.architectures import ARCHITECTURES
+from seqbench.models.architectures import ARCHITECTURES, get
 from seqbench.provenance import device_info, package_versions
 from seqbench.records import write_json_atomic
-from seqbench.speed.configs import CONFIGS, LONG, TINY, BenchConfig, step_flops
+from seqbench.speed import recurrences
+from seqbench.speed.configs import (
+    CONFIGS,
+    LONG,
+    RECURRENCE_CONFIGS,
+    RECURRENCE_LONG,
+    RECURRENCE_TINY,
+    TINY,
+    BenchConfig,
+    step_flops,
+)
 from seqbench.speed.implementations import missing_peer
 
 IMPLS = ("seqbench", "flax", "torch")
@@ -59,10 +76,15 @@ def run_worker(
     min_seconds: float = 2.0,
     timeout: float = 300.0,
     remat: bool = False,
+    scan: str | None = None,
+    steps: int | None = None,
+    max_memory_mb: float | None = None,
+    budget_seconds: float | None = None,
+    attempts: int = 2,
 ) -> dict:
     """One measurement in a fresh process. A worker that gives no result within `timeout` is run
-    once more (a safety net: vmapped initialisation used to deadlock XLA's CPU thread pool, see
-    TrainProgram.batched_init)."""
+    again, up to `attempts` times in all (a safety net: vmapped initialisation used to deadlock
+    XLA's CPU thread pool, see TrainProgram.batched_init)."""
     command = [
         sys.executable,
         "-m",
@@ -81,27 +103,34 @@ def run_worker(
         command.append("--compile-only")
     if remat:
         command.append("--remat")
-    for attempt in (1, 2):
+    if scan is not None:
+        command += ["--scan", scan]
+    if steps is not None:
+        command += ["--steps", str(steps)]
+    if max_memory_mb is not None:
+        command += ["--max-memory-mb", f"{max_memory_mb:.0f}"]
+    if budget_seconds is not None:
+        command += ["--budget-seconds", f"{budget_seconds:g}"]
+    failed = {"impl": impl, "cell": cell, "config": config, "seeds": seeds, "remat": remat}
+    if scan is not None:
+        failed["scan"] = scan
+    for attempt in range(1, attempts + 1):
         try:
             done = subprocess.run(command, capture_output=True, text=True, timeout=timeout)
             break
         except subprocess.TimeoutExpired:
             print(
-                f"  {config:7s} {cell:10s} {impl}: no result in {timeout:.0f} s (attempt {attempt})",
+                f"  {config:7s} {cell:10s} {scan or ''} {impl}: no result in {timeout:.0f} s "
+                f"(attempt {attempt})",
                 file=sys.stderr,
                 flush=True,
             )
     else:
-        return {
-            "impl": impl,
-            "cell": cell,
-            "config": config,
-            "seeds": seeds,
-            "error": f"no result within {timeout:.0f} s, twice",
-        }
+        times = "once" if attempts == 1 else "twice" if attempts == 2 else f"{attempts} times"
+        return {**failed, "error": f"no result within {timeout:.0f} s, {times}"}
     if done.returncode != 0:
         tail = done.stderr.strip().splitlines()[-1:] or ["(no output)"]
-        return {"impl": impl, "cell": cell, "config": config, "seeds": seeds, "error": tail[0]}
+        return {**failed, "error": tail[0]}
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
@@ -258,56 +287,137 @@ def long_sequence_rows(cells: list[str], results: list[dict]) -> list[dict]:
     return rows
 
 
+def worker_measure(
+    impl: str,
+    cell: str,
+    config: str,
+    *,
+    scan: str | None = None,
+    remat: bool = False,
+    min_seconds: float = 2.0,
+    steps: int | None = None,
+    max_memory_mb: float | None = None,
+    timeout: float = 300.0,
+) -> dict:
+    """One measurement of the recurrences section in a fresh worker process (cold compile), tried
+    once: a step that runs past the timeout would again (seeds = 1: no vmapped initialisation)."""
+    return run_worker(
+        impl,
+        cell,
+        config,
+        scan=scan,
+        remat=remat,
+        min_seconds=min_seconds,
+        steps=steps,
+        max_memory_mb=max_memory_mb,
+        budget_seconds=timeout / 4,
+        timeout=timeout,
+        attempts=1,
+    )
+
+
+def _choose(parser: argparse.ArgumentParser, value: str, known: dict, what: str) -> list[str]:
+    """The comma-separated names in `value`, each one of `known` (a usage error otherwise)."""
+    names = [name for name in value.split(",") if name]
+    for name in names:
+        if name not in known:
+            parser.error(f"unknown {what} {name!r}; choose from {', '.join(known)}")
+    return names
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="seqbench-speed", description=__doc__.splitlines()[0])
     parser.add_argument(
+        "--recurrences",
+        action="store_true",
+        help="run the recurrences section alone (linear recurrences and convolutions at long T)",
+    )
+    parser.add_argument(
         "--configs",
-        default=",".join(CONFIGS),
-        help=f"comma-separated, from {', '.join(CONFIGS)} (and 'tiny' for a check)",
+        default=None,
+        help=f"comma-separated, from {', '.join(CONFIGS)} (and 'tiny' for a check); with "
+        f"--recurrences from {', '.join(RECURRENCE_CONFIGS)} (and {', '.join(RECURRENCE_TINY)})",
     )
     parser.add_argument(
         "--cells",
-        default=",".join(ARCHITECTURES),
-        help=f"comma-separated architectures, from {', '.join(ARCHITECTURES)}",
+        default=None,
+        help=f"comma-separated architectures, from {', '.join(ARCHITECTURES)} (default: those with a plain-Flax or PyTorch peer; "
+        "with --recurrences the linear recurrences, the convolutions and the fused GRU and LSTM)",
     )
-    parser.add_argument("--impls", default=",".join(IMPLS))
+    parser.add_argument(
+        "--impls", default=None, help=f"from {', '.join(IMPLS)} (--recurrences: seqbench, torch)"
+    )
+    parser.add_argument(
+        "--scans",
+        default=None,
+        help="--recurrences: comma-separated scans to measure (default: every one of Spec.scans)",
+    )
     parser.add_argument("--seeds", type=int, default=8, help="seeds for the multi-seed comparison")
     parser.add_argument("--seeds-config", default="adding", help="configuration for it ('' skips)")
     parser.add_argument(
         "--min-seconds", type=float, default=2.0, help="timed seconds per measurement"
     )
+    # the main matrix compares against plain Flax and PyTorch: the architectures that have peers
+    # (the linear recurrences and convolutions have their own section, --recurrences)
+    with_peers = [
+        name
+        for name, spec in ARCHITECTURES.items()
+        if spec.torch_module is not None or spec.flax_peer is not None
+    ]
     largest_carry = max(
-        ARCHITECTURES.values(), key=lambda spec: spec.state_size(spec.options(), 1, 1)
-    ).name
+        with_peers, key=lambda name: get(name).state_size(get(name).options(), 1, 1)
+    )
     parser.add_argument(
         "--long-cells",
-        default=largest_carry,
+        default=None,
         help="architectures for the long-sequence memory check ('' skips; default: the one with "
-        f"the largest carry, {largest_carry})",
+        f"the largest carry, {largest_carry}; with --recurrences the section's linear recurrences "
+        "and convolutions)",
+    )
+    parser.add_argument(
+        "--long-config",
+        default=None,
+        help=f"--recurrences: the long check's configuration ('' skips; default "
+        f"{RECURRENCE_LONG.name}; {', '.join(RECURRENCE_TINY)} for a check)",
     )
     parser.add_argument("--out", default=None, help="write OUT.json and OUT.md")
     args = parser.parse_args(argv)
 
-    known = {**CONFIGS, "tiny": TINY}
-    configs = {}
-    for name in filter(None, args.configs.split(",")):
-        if name not in known:
-            parser.error(f"unknown configuration {name!r}; choose from {', '.join(known)}")
-        configs[name] = known[name]
-    cells = [c for c in args.cells.split(",") if c]
-    impls = [i for i in args.impls.split(",") if i]
-    known_cells = ", ".join(ARCHITECTURES)
-    for cell in cells:
-        if cell not in ARCHITECTURES:
-            parser.error(f"unknown cell {cell!r}; choose from {known_cells}")
-    for cell in filter(None, args.long_cells.split(",")):
-        if cell not in ARCHITECTURES:
-            parser.error(f"unknown --long-cells cell {cell!r}; choose from {known_cells}")
-    for impl in impls:
-        if impl not in IMPLS:
-            parser.error(f"unknown implementation {impl!r}; choose from {', '.join(IMPLS)}")
-    if args.seeds_config and args.seeds_config not in known:
+    if args.recurrences:
+        known = {**RECURRENCE_CONFIGS, **RECURRENCE_TINY}
+        default_configs, default_cells = RECURRENCE_CONFIGS, recurrences.default_cells()
+        allowed_impls: tuple[str, ...] = recurrences.IMPLS
+    else:
+        known = {**CONFIGS, "tiny": TINY}
+        default_configs, default_cells, allowed_impls = CONFIGS, with_peers, IMPLS
+        for option in ("scans", "long_config"):
+            if getattr(args, option) is not None:
+                parser.error(f"--{option.replace('_', '-')} goes with --recurrences")
+    chosen = ",".join(default_configs) if args.configs is None else args.configs
+    configs = {name: known[name] for name in _choose(parser, chosen, known, "configuration")}
+    if args.recurrences and not configs:
+        parser.error("--recurrences needs at least one configuration")
+    cells = (
+        default_cells if args.cells is None else _choose(parser, args.cells, ARCHITECTURES, "cell")
+    )
+    chosen = ",".join(allowed_impls) if args.impls is None else args.impls
+    impls = _choose(parser, chosen, dict.fromkeys(allowed_impls), "implementation")
+    if args.long_cells is None:
+        long_cells = None if args.recurrences else [largest_carry]
+    else:
+        long_cells = _choose(parser, args.long_cells, ARCHITECTURES, "--long-cells cell")
+    if not args.recurrences and args.seeds_config and args.seeds_config not in known:
         parser.error(f"unknown --seeds-config {args.seeds_config!r}")
+    scans = None
+    if args.scans is not None:
+        every = {scan for cell in cells for scan in ARCHITECTURES[cell].scans}
+        scans = set(_choose(parser, args.scans, dict.fromkeys(sorted(every)), "scan"))
+    long_config = None
+    if args.recurrences:
+        long_name = RECURRENCE_LONG.name if args.long_config is None else args.long_config
+        long_known = {RECURRENCE_LONG.name: RECURRENCE_LONG, **RECURRENCE_TINY}
+        if long_name:
+            long_config = long_known[_choose(parser, long_name, long_known, "--long-config")[0]]
     if "torch" in impls and util.find_spec("torch") is None:
         print(
             "seqbench-speed: torch is not installed (pip install torch==2.13.0): skipping it",
@@ -319,8 +429,43 @@ def main(argv: list[str] | None = None) -> None:
         out.parent.mkdir(parents=True, exist_ok=True)
         if not os.access(out.parent, os.W_OK):
             parser.error(f"cannot write to {out.parent}")
+    command = " ".join(["seqbench-speed", *(argv if argv is not None else sys.argv[1:])])
 
     env = environment()
+    if args.recurrences:
+        section = recurrences.run_section(
+            configs,
+            cells,
+            impls,
+            worker_measure,
+            scans=scans,
+            long_config=long_config,
+            long_cells=long_cells,
+            min_seconds=args.min_seconds,
+        )
+        table = recurrences.markdown(
+            section["rows"], section["long_sequence"], configs, long_config, env
+        )
+        report = {"environment": env, **section, "command": command}
+    else:
+        table, report = _default_matrix(args, configs, cells, impls, long_cells or [], env)
+        report["command"] = command
+    print(table)
+    if out is not None:
+        write_json_atomic(out.with_suffix(".json"), report)
+        out.with_suffix(".md").write_text(table + "\n")
+
+
+def _default_matrix(
+    args: argparse.Namespace,
+    configs: dict[str, BenchConfig],
+    cells: list[str],
+    impls: list[str],
+    long_cells: list[str],
+    env: dict,
+) -> tuple[str, dict]:
+    """The default matrix (every configuration, cell and implementation), the multi-seed
+    comparison and the long check: (markdown, report)."""
     peak = matmul_peak_gflops()
     print(f"matmul peak: {peak:.0f} GFLOP/s", file=sys.stderr)
     results = []
@@ -363,23 +508,18 @@ def main(argv: list[str] | None = None) -> None:
                 }
             )
             print(f"  {args.seeds} seeds {cell:<10} ratio {fmt(ratio, 2)}", file=sys.stderr)
-    long_cells = [c for c in args.long_cells.split(",") if c]
     long_rows = long_sequence_rows(long_cells, results) if "seqbench" in impls else []
     rows = summarise(results, configs, peak)
     table = markdown(rows, seed_rows, long_rows, peak, env)
-    print(table)
-    if out is not None:
-        report = {
-            "environment": env,
-            "matmul_peak_gflops": peak,
-            "rows": rows,
-            "multi_seed": seed_rows,
-            "long_sequence": long_rows,
-            "measurements": results,
-            "command": " ".join(["seqbench-speed", *(argv if argv is not None else sys.argv[1:])]),
-        }
-        write_json_atomic(out.with_suffix(".json"), report)
-        out.with_suffix(".md").write_text(table + "\n")
+    report = {
+        "environment": env,
+        "matmul_peak_gflops": peak,
+        "rows": rows,
+        "multi_seed": seed_rows,
+        "long_sequence": long_rows,
+        "measurements": results,
+    }
+    return table, report
 
 
 if __name__ == "__main__":

@@ -1,9 +1,14 @@
 """Measure one (implementation, cell, configuration) in a fresh process; print one JSON line.
 
-Run as `python -m seqbench.speed.worker IMPL CELL CONFIG [--seeds S] [--cache DIR] [--compile-only]`.
-CELL is the name of an architecture registered on importing seqbench
-(`seqbench.models.architectures.ARCHITECTURES`). A fresh process makes the compile time cold (or warm from the persistent cache in DIR) and the
-peak resident memory its own.
+Run as `python -m seqbench.speed.worker IMPL CELL CONFIG [--seeds S] [--cache DIR] [--compile-only]
+[--remat] [--scan SCAN] [--steps N] [--max-memory-mb M] [--budget-seconds S]`. CELL is the name of
+an architecture registered on importing seqbench (`seqbench.models.architectures.ARCHITECTURES`);
+CONFIG one of `seqbench.speed.configs.ALL_CONFIGS`; SCAN (seqbench only) one of the architecture's
+`Spec.scans`; N training steps per call (JAX implementations; default: the implementation's); a
+program whose XLA buffers exceed M MiB is compiled but not run (its result says "skipped"); after S
+seconds of warm-up and timed calls no further call is timed (at least one is). A fresh process
+makes the compile time cold (or warm from the persistent cache in DIR) and the peak resident memory
+its own.
 """
 
 from __future__ import annotations
@@ -32,11 +37,15 @@ def measure(
     min_seconds: float,
     max_calls: int,
     remat: bool = False,
+    scan: str | None = None,
+    steps: int | None = None,
+    max_memory_mb: float | None = None,
+    budget_seconds: float | None = None,
 ) -> dict:
-    from seqbench.speed.configs import CONFIGS, LONG, TINY
+    from seqbench.speed.configs import ALL_CONFIGS
     from seqbench.speed.implementations import IMPLEMENTATIONS
 
-    cfg = {"tiny": TINY, "long": LONG}.get(config) or CONFIGS[config]
+    cfg = ALL_CONFIGS[config]
     if impl == "torch":
         import torch
 
@@ -46,7 +55,11 @@ def measure(
 
         enable_compilation_cache(cache_dir)
     baseline_rss = rss_mb()
-    options = {"remat": True} if remat else {}
+    options: dict = {"remat": True} if remat else {}
+    if scan is not None:
+        options["scan"] = scan
+    if steps is not None and impl != "torch":
+        options["steps"] = steps
     runner = IMPLEMENTATIONS[impl](cell, cfg, seeds=seeds, **options)
     compile_s = runner.compile()
     result = {
@@ -55,15 +68,23 @@ def measure(
         "config": config,
         "seeds": seeds,
         "remat": remat,
+        "scan": scan,
         "compile_s": compile_s,
         "xla_memory_mb": runner.memory_mb(),
     }
     if compile_only:
         return result
+    planned = result["xla_memory_mb"]
+    if max_memory_mb is not None and planned is not None and planned > max_memory_mb:
+        result["skipped"] = f"XLA buffers {planned:.0f} MiB > {max_memory_mb:.0f} MiB"
+        return result
+    begin = time.perf_counter()
     runner.run()  # warm-up
     times: list[float] = []
     start = time.perf_counter()
     while len(times) < max_calls and (len(times) < 3 or time.perf_counter() - start < min_seconds):
+        if times and budget_seconds is not None and time.perf_counter() - begin >= budget_seconds:
+            break
         t0 = time.perf_counter()
         runner.run()
         times.append((time.perf_counter() - t0) / runner.steps_per_call)
@@ -72,6 +93,7 @@ def measure(
         step_times_s=times,
         peak_rss_mb=rss_mb(),
         rss_increase_mb=rss_mb() - baseline_rss,
+        device_peak_mb=runner.device_peak_mb(),
     )
     return result
 
@@ -87,6 +109,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--min-seconds", type=float, default=2.0)
     parser.add_argument("--max-calls", type=int, default=10)
     parser.add_argument("--remat", action="store_true", help="seqbench only: trainer.remat")
+    parser.add_argument("--scan", default=None, help="seqbench only: one of the Spec.scans")
+    parser.add_argument("--steps", type=int, default=None, help="JAX: training steps per call")
+    parser.add_argument(
+        "--max-memory-mb", type=float, default=None, help="compile only above these XLA buffers"
+    )
+    parser.add_argument(
+        "--budget-seconds", type=float, default=None, help="time no call after these seconds"
+    )
     args = parser.parse_args(argv)
     result = measure(
         args.impl,
@@ -98,6 +128,10 @@ def main(argv: list[str] | None = None) -> None:
         args.min_seconds,
         args.max_calls,
         args.remat,
+        args.scan,
+        args.steps,
+        args.max_memory_mb,
+        args.budget_seconds,
     )
     print(json.dumps(result), file=sys.stdout, flush=True)
     # The result is out: skip interpreter shutdown, where XLA's CPU runtime has been seen to hang.
