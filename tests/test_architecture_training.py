@@ -25,13 +25,18 @@ TINY = [
     "seeds=[0,1]",
 ]
 MODELS = sorted(path.stem for path in (Path(CONF_DIR) / "model").glob("*.yaml"))
+#: the classic cells train end to end in many other tests: here only with -m slow
+CLASSIC = ("simple_rnn", "lstm", "gru")
 
 
 def test_every_registered_architecture_has_a_model_option():
     assert set(MODELS) == set(ARCHITECTURES)
 
 
-@pytest.mark.parametrize("model", MODELS)
+@pytest.mark.parametrize(
+    "model",
+    [pytest.param(m, marks=[pytest.mark.slow] if m in CLASSIC else []) for m in MODELS],
+)
 def test_a_tiny_adding_run_of_every_model_records_flow_and_state_size(
     compose_config, tmp_path, model
 ):

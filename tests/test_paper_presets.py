@@ -17,8 +17,22 @@ SPECS = {  # the task's shape, without loading data files
 }
 
 
-@pytest.mark.parametrize("cell", ["simple_rnn", "lstm", "gru", "tcn"])
-@pytest.mark.parametrize("preset", sorted(SPECS))
+#: the TCN in the presets whose rows are reproduced (adding, copy memory); the others with -m slow
+TCN_FAST = ("paper_adding_600", "paper_copy_1000")
+
+
+@pytest.mark.parametrize(
+    ("preset", "cell"),
+    [
+        pytest.param(
+            preset,
+            cell,
+            marks=[pytest.mark.slow] if cell == "tcn" and preset not in TCN_FAST else [],
+        )
+        for preset in sorted(SPECS)
+        for cell in ("simple_rnn", "lstm", "gru", "tcn")
+    ],
+)
 def test_preset_composes_and_meets_its_parameter_budget(compose_config, preset, cell):
     cfg = validate(compose_config([f"experiment={preset}", f"model={cell}"]))
     assert "paper" in cfg.tags and cfg.seeds == [0, 1, 2]
