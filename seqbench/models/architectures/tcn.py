@@ -268,18 +268,14 @@ def _flip_valid(x: jax.Array, seq_lengths: jax.Array | None) -> jax.Array:
 
 
 class TCNLayer(nn.Module):
-    """One TemporalConvNet of `levels` blocks of `hidden_size` channels (a `SequenceLayer`).
+    """One TemporalConvNet of `options.levels` blocks of `hidden_size` channels (a `SequenceLayer`).
 
     Submodules ``block_{i}`` (see the module docstring); `remat` recomputes each block's
     convolutions in the backward pass, keeping only the blocks' outputs (B, T, H).
     """
 
     hidden_size: int
-    kernel_size: int = 2
-    levels: int = 8
-    dropout: float = 0.2
-    conv_init: str = "pytorch"
-    last_inner: int | None = None
+    options: TCNOptions
     remat: bool = False
 
     def __post_init__(self):
@@ -312,22 +308,20 @@ class TCNLayer(nn.Module):
             x = jnp.where(mask, x, jnp.zeros_like(x))  # no garbage (or NaN) from padded steps
         if reverse:
             x = _flip_valid(x, seq_lengths)
+        options = self.options
         if initial_carry is None:
-            options = TCNOptions(
-                self.kernel_size, self.levels, self.dropout, self.conv_init, self.last_inner
-            )
             initial_carry = zero_carry(options, batch, features, self.hidden_size)
         block_class = nn.remat(TemporalBlock) if self.remat else TemporalBlock
         carry = []
-        for level in range(self.levels):
+        for level in range(options.levels):
             block = block_class(
                 self.hidden_size,
-                self.kernel_size,
+                options.kernel_size,
                 2**level,
-                self.dropout,
-                self.conv_init,
+                options.dropout,
+                options.conv_init,
                 deterministic,
-                self.last_inner if level == self.levels - 1 else None,
+                inner_width(options, level, self.hidden_size),
                 name=f"block_{level}",
             )
             x, block_carry = block(x, tuple(initial_carry[2 * level : 2 * level + 2]), seq_lengths)
@@ -343,16 +337,7 @@ def layer(
     options: TCNOptions, hidden_size: int, *, remat: bool = False, name: str | None = None
 ) -> TCNLayer:
     """The TCN layer: inputs (B, T, F) -> (outputs (B, T, H), carry of 2 `levels` arrays)."""
-    return TCNLayer(
-        hidden_size=hidden_size,
-        kernel_size=options.kernel_size,
-        levels=options.levels,
-        dropout=options.dropout,
-        conv_init=options.conv_init,
-        last_inner=options.last_inner,
-        remat=remat,
-        name=name,
-    )
+    return TCNLayer(hidden_size=hidden_size, options=options, remat=remat, name=name)
 
 
 SPEC = Spec(
