@@ -6,7 +6,10 @@ The linear recurrences (minGRU, minLSTM, LRU, RG-LRU) all reduce to this element
 whose coefficients depend on the inputs only, so it can be computed without a loop over time. Three
 scans compute the same states:
 
-- ``sequential``: ``jax.lax.scan``, one step at a time (T steps, O(T) depth);
+- ``sequential``: one step at a time (T steps, O(T) depth), in the batch-major layout, with its own
+  backward pass, the reversed recurrence of the cotangents (``_stepwise_bwd``): no transposes and
+  no saved per-step residuals (on a CPU, writing large arrays, more than arithmetic, bounds these
+  recurrences);
 - ``associative``: ``jax.lax.associative_scan`` with the operator
   (a1, b1) . (a2, b2) = (a1 a2, a2 b1 + b2) (Blelloch 1990; Martin & Cundy 2018), O(log T) depth;
 - ``chunked``: the associative scan inside chunks of ``chunk_size`` steps, all chunks at once, then a
@@ -24,6 +27,8 @@ non-zero initial state (the carry of truncated backpropagation through time).
 """
 
 from __future__ import annotations
+
+from functools import partial
 
 import jax
 import jax.numpy as jnp
@@ -58,15 +63,70 @@ def _combine(left: tuple[jax.Array, jax.Array], right: tuple[jax.Array, jax.Arra
     return a1 * a2, a2 * b1 + b2
 
 
-def _sequential(a: jax.Array, b: jax.Array, h0: jax.Array) -> jax.Array:
-    """Time-major a, b (T, B, N), h0 (B, N) -> states (T, B, N)."""
+def _step(x: jax.Array, t: jax.Array) -> jax.Array:
+    """(B, T, ...) -> step t, (B, ...)."""
+    return jax.lax.dynamic_index_in_dim(x, t, 1, keepdims=False)
 
-    def step(h, ab):
-        a_t, b_t = ab
-        h = a_t * h + b_t
-        return h, h
 
-    return jax.lax.scan(step, h0, (a, b))[1]
+@partial(jax.custom_vjp, nondiff_argnums=(3,))
+def _stepwise(a, b, initial, reverse):
+    return _stepwise_forward(a, b, initial, reverse)
+
+
+def _stepwise_forward(a, b, initial, reverse):
+    """Batch-major a, b (B, T, N), initial (B, N) -> (states (B, T, N), final (B, N))."""
+    time = b.shape[1]
+
+    def step(s, carry):
+        h, states = carry
+        t = time - 1 - s if reverse else s
+        h = _step(a, t) * h + _step(b, t)
+        return h, jax.lax.dynamic_update_index_in_dim(states, h, t, 1)
+
+    final, states = jax.lax.fori_loop(0, time, step, (initial, jnp.zeros_like(b)))
+    return states, final
+
+
+def _stepwise_fwd(a, b, initial, reverse):
+    states, final = _stepwise_forward(a, b, initial, reverse)
+    return (states, final), (a, initial, states)
+
+
+def _stepwise_bwd(reverse, residuals, cotangents):
+    """The reversed recurrence of the cotangents, t in scan order: with g_t = dL/dh_t from the
+    states and dL/d final added to the last step, lam_t = g_t + a_{t+1} lam_{t+1}; then
+    dL/da_t = lam_t h_{t-1}, dL/db_t = lam_t and dL/dh_{-1} = a_0 lam_0."""
+    a, initial, states = residuals
+    g_states, g_final = cotangents
+    time = states.shape[1]
+
+    def step(i, carry):
+        later, d_a, d_b = carry  # later = a_{t+1} lam_{t+1} (B, N)
+        s = time - 1 - i
+        t = time - 1 - s if reverse else s
+        before = jnp.clip(t + 1 if reverse else t - 1, 0, time - 1)
+        h_before = jnp.where(s == 0, initial, _step(states, before))
+        lam = _step(g_states, t) + later
+        d_a = jax.lax.dynamic_update_index_in_dim(d_a, lam * h_before, t, 1)
+        d_b = jax.lax.dynamic_update_index_in_dim(d_b, lam, t, 1)
+        return _step(a, t) * lam, d_a, d_b
+
+    start = (g_final.astype(states.dtype), jnp.zeros_like(a), jnp.zeros_like(states))
+    d_initial, d_a, d_b = jax.lax.fori_loop(0, time, step, start)
+    return d_a, d_b, d_initial
+
+
+_stepwise.defvjp(_stepwise_fwd, _stepwise_bwd)
+
+
+def _sequential(a, b, initial, seq_lengths, reverse):
+    """Batch-major a, b (B, T, N), initial (B, N) -> (states (B, T, N), final (B, N)), padded
+    steps held."""
+    if seq_lengths is not None:
+        mask = length_mask(seq_lengths, a.shape[1])[..., None]
+        a = jnp.where(mask, a, jnp.ones((), a.dtype))
+        b = jnp.where(mask, b, jnp.zeros((), b.dtype))
+    return _stepwise(a, b, initial, reverse)
 
 
 def _associative(a: jax.Array, b: jax.Array, h0: jax.Array) -> jax.Array:
@@ -170,10 +230,10 @@ def linear_recurrence(
     dtype = jnp.result_type(a, b)
     a, b = a.astype(dtype), b.astype(dtype)
     h0 = jnp.zeros((b.shape[0], b.shape[2]), dtype) if initial is None else initial.astype(dtype)
-    a, b = _prepare(a, b, seq_lengths, reverse, 1.0, 0.0)
     if scan == "sequential":
-        states = _sequential(a, b, h0)
-    elif scan == "associative":
+        return _sequential(a, b, h0, seq_lengths, reverse)
+    a, b = _prepare(a, b, seq_lengths, reverse, 1.0, 0.0)
+    if scan == "associative":
         states = _associative(a, b, h0)
     elif scan == "chunked":
         states = _chunked(a, b, h0, chunk_size)

@@ -17,8 +17,9 @@ form (``scan="log"``, the default) runs it in log space with
     log a_t = log(1 - z_t) = -softplus(k_z)
     log b_t = log z_t + log g(k_h) = -softplus(-k_z) + log g(k_h)
 
-The linear scans ("sequential", "associative", "chunked") take a_t = exp(log a_t) and
-b_t = exp(log b_t) to `seqbench.models.linear_scan.linear_recurrence`.
+The linear scans ("sequential", "associative", "chunked") take a_t = σ(-k_z) and b_t = σ(k_z) g(k_h)
+(the same numbers, fewer transcendental functions) to
+`seqbench.models.linear_scan.linear_recurrence`.
 
 Shapes: B = batch, T = time, F = input features, H = hidden size, G = gate blocks (2 here, 3 for
 minLSTM). Carry: h (B, H). Parameters: kernel (F, G H) and bias (G H,), PyTorch ``nn.Linear``'s
@@ -79,14 +80,19 @@ class MinGRUOptions(CellOptions):
         check_scan_options(self.scan, self.chunk_size)
 
 
+def g(x: jax.Array) -> jax.Array:
+    """g(x) = x + 0.5 for x >= 0, σ(x) otherwise (the paper's positive activation)."""
+    return jnp.where(x >= 0, jax.nn.relu(x) + 0.5, jax.nn.sigmoid(x))
+
+
 def log_g(x: jax.Array) -> jax.Array:
     """log g(x), g(x) = x + 0.5 for x >= 0 and σ(x) otherwise (the paper's positive activation)."""
     return jnp.where(x >= 0, jnp.log(jax.nn.relu(x) + 0.5), -jax.nn.softplus(-x))
 
 
 def min_rnn_recurrence(
-    log_a: jax.Array,
-    log_b: jax.Array,
+    rules: Any,
+    projected: jax.Array,
     initial: jax.Array | None,
     *,
     scan: str,
@@ -95,12 +101,15 @@ def min_rnn_recurrence(
     reverse: bool = False,
     hidden_offsets: jax.Array | None = None,
 ) -> tuple[jax.Array, jax.Array]:
-    """h_t = a_t h_{t-1} + b_t + o_t with a_t = exp(log_a), b_t = exp(log_b), o_t = hidden_offsets.
+    """h_t = a_t h_{t-1} + b_t + o_t with a_t, b_t from `projected` by `rules` and
+    o_t = hidden_offsets.
 
     Args:
-        log_a, log_b: (B, T, H) real.
+        rules: `MinGRURules` or `minlstm.MinLSTMRules`.
+        projected: (B, T, G H) the input projection x W + b.
         initial: (B, H) h_{-1}, any sign, or None for zeros.
-        scan: one of `SCANS`; "log" is `log_linear_recurrence`, the others `linear_recurrence`.
+        scan: one of `SCANS`; "log" runs `rules.log_coefficients` through
+            `log_linear_recurrence`, the others `rules.coefficients` through `linear_recurrence`.
         chunk_size: steps per chunk of the chunked and log scans (the log form's error grows with
             the steps it spans: see `log_linear_recurrence`).
         seq_lengths: (B,) int or None; steps t >= seq_lengths[b] leave row b's state unchanged.
@@ -113,6 +122,7 @@ def min_rnn_recurrence(
     """
     order = {"seq_lengths": seq_lengths, "reverse": reverse}
     if scan == "log":
+        log_a, log_b = rules.log_coefficients(projected)
         states, final = linear_scan.log_linear_recurrence(
             log_a, log_b, initial, chunk_size=chunk_size, **order
         )
@@ -123,11 +133,11 @@ def min_rnn_recurrence(
             )
             states, final = states + offset_states, final + offset_final
     else:
-        b = jnp.exp(log_b)
+        a, b = rules.coefficients(projected)
         if hidden_offsets is not None:
             b = b + hidden_offsets
         states, final = linear_scan.linear_recurrence(
-            jnp.exp(log_a), b, initial, scan=scan, chunk_size=chunk_size, **order
+            a, b, initial, scan=scan, chunk_size=chunk_size, **order
         )
     if seq_lengths is not None:
         valid = length_mask(seq_lengths, states.shape[1])[..., None]
@@ -145,8 +155,13 @@ class MinGRURules:
         """(2H,) added to the bias after its uniform draw: none."""
         return jnp.zeros(self.gates * hidden, jnp.float32)
 
+    def coefficients(self, projected: jax.Array) -> tuple[jax.Array, jax.Array]:
+        """projected (..., 2H) -> (a = 1 - z, b = z h~), each (..., H)."""
+        k_h, k_z = jnp.split(projected, 2, axis=-1)
+        return jax.nn.sigmoid(-k_z), jax.nn.sigmoid(k_z) * g(k_h)
+
     def log_coefficients(self, projected: jax.Array) -> tuple[jax.Array, jax.Array]:
-        """projected (B, T, 2H) -> (log(1 - z), log(z h~)), each (B, T, H)."""
+        """projected (..., 2H) -> (log(1 - z), log(z h~)), each (..., H)."""
         k_h, k_z = jnp.split(projected, 2, axis=-1)
         return -jax.nn.softplus(k_z), -jax.nn.softplus(-k_z) + log_g(k_h)
 
@@ -196,10 +211,9 @@ class MinRNNLayer(nn.Module):
 
         def run(kernel, bias, inputs, seq_lengths, initial, offsets):
             projected = inputs.astype(jnp.float32) @ kernel + bias
-            log_a, log_b = rules.log_coefficients(projected)
             return min_rnn_recurrence(
-                log_a,
-                log_b,
+                rules,
+                projected,
                 initial,
                 scan=scan,
                 chunk_size=chunk_size,

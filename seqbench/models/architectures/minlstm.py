@@ -47,6 +47,7 @@ from seqbench.models.architectures.mingru import (
     SCANS,
     MinRNNLayer,
     check_scan_options,
+    g,
     log_g,
     min_rnn_step_flops,
     zero_carry,
@@ -99,8 +100,16 @@ class MinLSTMRules:
             .set(self.forget_bias)
         )
 
+    def coefficients(self, projected: jax.Array) -> tuple[jax.Array, jax.Array]:
+        """projected (..., 3H) -> (a = f', b = i' h~), each (..., H)."""
+        k_h, k_f, k_i = jnp.split(projected, 3, axis=-1)
+        if self.normalize_gates:
+            forget = jax.nn.sigmoid(jax.nn.softplus(-k_i) - jax.nn.softplus(-k_f))  # f / (f + i)
+            return forget, (1.0 - forget) * g(k_h)
+        return jax.nn.sigmoid(k_f), jax.nn.sigmoid(k_i) * g(k_h)
+
     def log_coefficients(self, projected: jax.Array) -> tuple[jax.Array, jax.Array]:
-        """projected (B, T, 3H) -> (log f', log(i' h~)), each (B, T, H)."""
+        """projected (..., 3H) -> (log f', log(i' h~)), each (..., H)."""
         k_h, k_f, k_i = jnp.split(projected, 3, axis=-1)
         if self.normalize_gates:
             log_ratio = jax.nn.softplus(-k_f) - jax.nn.softplus(-k_i)  # log(i / f)
