@@ -6,17 +6,21 @@
 # one process each; start NVIDIA MPS first (`nvidia-cuda-mps-control -d`) so that their small
 # kernels share the GPU instead of taking turns. Ends with the table beside the paper's numbers and
 # the learning-curve and gradient-flow plots in <sweep dir>. Committed as results/paper_bai2018/.
+# CELLS (default "simple_rnn lstm gru") picks the architectures: CELLS=tcn adds the paper's TCN
+# column (each preset's conf/experiment/for_model/<preset>_tcn.yaml: the TCN scripts' settings),
+# and runs on a CPU too (two jobs at once on two cores).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN="${BIN:-.venv/bin}"
 STEPS="${STEPS:-7500}"
+CELLS="${CELLS:-simple_rnn lstm gru}"
 SWEEP_DIR="${SWEEP_DIR:-outputs/paper_gpu/$(date +%Y-%m-%d_%H-%M-%S)}"
 export XLA_PYTHON_CLIENT_PREALLOCATE=false  # six processes share the GPU's memory
 mkdir -p "$SWEEP_DIR"
 start=$(date +%s)
 pids=()
 for exp in paper_adding_600 paper_copy_1000; do
-  for cell in simple_rnn lstm gru; do
+  for cell in $CELLS; do
     "$BIN/seqbench-train" "experiment=$exp" "model=$cell" "trainer.steps=$STEPS" \
       "trainer.gradient_flow_steps=[0,500,$STEPS]" trainer.progress=false \
       "hydra.run.dir=$SWEEP_DIR/$exp/$cell" "$@" > "$SWEEP_DIR/$exp-$cell.log" 2>&1 &

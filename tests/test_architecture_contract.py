@@ -27,17 +27,25 @@ LENGTHS = jnp.array([T, 7, 1])
 #: options that keep an architecture's programs small here (the contract holds for any)
 SMALL = {"tcn": {"levels": 3}}
 
+#: the architectures whose residual-block check runs by default: a tuple carry (lstm), a carry
+#: of differently shaped arrays (rglru), probes of the input width (tcn); the others under -m slow
+#: (each trains end to end in its default block in test_architecture_training.py)
+RESIDUAL_BY_DEFAULT = ("lstm", "rglru", "tcn")
+
 
 def variants(every_scan=False):
     """(architecture, options) pairs: every architecture with its default options (`SMALL`), or
-    once per scan (`every_scan`; the per-architecture tests compare the scans with each other)."""
+    also once per other scan (`every_scan`), those under -m slow: test_linear_scan.py checks
+    every scan from a non-zero initial state and the per-architecture tests compare the scans."""
     cases = []
     for name, spec in ARCHITECTURES.items():
-        scans = spec.scans if every_scan and spec.scans else (None,)
-        for scan in scans:
-            small = SMALL.get(name, {})
-            options = spec.options(**small) if scan is None else spec.options(scan=scan, **small)
-            cases.append(pytest.param(spec, options, id=name if scan is None else f"{name}-{scan}"))
+        default = spec.options(**SMALL.get(name, {}))
+        cases.append(pytest.param(spec, default, id=name))
+        others = [scan for scan in spec.scans if scan != getattr(default, "scan", None)]
+        for scan in others if every_scan else ():
+            options = spec.options(scan=scan, **SMALL.get(name, {}))
+            slow = pytest.mark.slow
+            cases.append(pytest.param(spec, options, id=f"{name}-{scan}", marks=slow))
     return cases
 
 
@@ -159,7 +167,7 @@ def test_param_budget_lands_within_two_percent_in_both_blocks(name, block):
     budget, layers = (5_000, 1) if block == "plain" else (20_000, 2)
     config = ModelConfig(
         architecture=name,
-        cell=spec.options(),
+        cell=spec.options(**SMALL.get(name, {})),
         block=block,
         param_budget=budget,
         n_layers=layers,
@@ -169,7 +177,13 @@ def test_param_budget_lands_within_two_percent_in_both_blocks(name, block):
     assert built.model.block == block
 
 
-@pytest.mark.parametrize("name", list(ARCHITECTURES))
+@pytest.mark.parametrize(
+    "name",
+    [
+        name if name in RESIDUAL_BY_DEFAULT else pytest.param(name, marks=pytest.mark.slow)
+        for name in ARCHITECTURES
+    ],
+)
 def test_residual_model_carries_state_and_probes_every_layer(name):
     spec = ARCHITECTURES[name]
     model = SequenceModel(
