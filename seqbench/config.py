@@ -151,7 +151,10 @@ class TrainerConfig:
 
     Steps between evaluations run as one jitted `lax.scan`; `eval_batch_size` splits each evaluation
     set into chunks of at most that many examples (null: the whole set at once) to bound memory. `remat` recomputes each
-    recurrent step's gates in the backward pass instead of storing them (long sequences).
+    recurrent step's gates in the backward pass instead of storing them (long sequences);
+    `remat_chunk` (with `remat`) instead runs each layer over time in chunks of that many steps,
+    each recomputed whole in the backward pass (`seqbench.models.time_chunks`; unidirectional
+    models), so that only the layers' inputs and outputs are kept over all T steps.
     `checkpoint` saves the whole training state (orbax, `<run dir>/checkpoints/`) after every
     `checkpoint_every` steps (a multiple of `eval_every`; null: every evaluation) and at the end.
     `deterministic` sets the XLA flags that make GPU runs reproducible bit for bit (CPU runs are
@@ -173,6 +176,7 @@ class TrainerConfig:
     progress: bool = True
     compilation_cache_dir: str | None = None
     remat: bool = False
+    remat_chunk: int | None = None
     checkpoint: bool = True
     checkpoint_every: int | None = None
     deterministic: bool = False
@@ -206,6 +210,17 @@ class TrainerConfig:
                 "trainer.gradient_flow_steps",
                 f"{step} is not an evaluation step (0, a multiple of trainer.eval_every="
                 f"{self.eval_every} up to trainer.steps={self.steps}, or trainer.steps)",
+            )
+        if self.remat_chunk is not None:
+            require(
+                isinstance(self.remat_chunk, int) and self.remat_chunk >= 1,
+                "trainer.remat_chunk",
+                f"must be a positive number of steps (or null), got {self.remat_chunk!r}",
+            )
+            require(
+                self.remat,
+                "trainer.remat_chunk",
+                "needs trainer.remat=true (the chunks are what is rematerialised)",
             )
         require(
             self.batch_size > 0, "trainer.batch_size", f"must be positive, got {self.batch_size}"

@@ -40,7 +40,12 @@ class Job:
         one line) when they cannot be built or do not fit together."""
         task = build_task(config.task)
         check_batch_size(task, config.trainer.batch_size)
-        built = build_model(config.model, task.spec, remat=config.trainer.remat)
+        built = build_model(
+            config.model,
+            task.spec,
+            remat=config.trainer.remat,
+            remat_chunk=config.trainer.remat_chunk,
+        )
         return cls(config, task, built)
 
     @property

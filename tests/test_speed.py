@@ -183,21 +183,27 @@ def test_the_table_renders_the_targets():
     assert by["rectiny2", "tcn", None]["speedup_vs_gru"] == pytest.approx(10.0)
 
     def long_measure(
-        impl, cell, config, *, scan, remat, min_seconds, steps, timeout, max_memory_mb
+        impl, cell, config, *, scan, remat, min_seconds, steps, timeout, max_memory_mb, **chunk
     ):
         assert (impl, config, steps) == ("seqbench", "rectinylong", 1) and min_seconds == 0.0
         assert timeout == recurrences.LONG_TIMEOUT_S
+        assert chunk == ({"remat_chunk": recurrences.REMAT_CHUNK} if chunk else {})
         if cell == "tcn" and not remat:
             return {"xla_memory_mb": 9000.0, "skipped": "XLA buffers 9000 MiB > 8000 MiB"}
+        if chunk:
+            return {"step_s": 4.0, "xla_memory_mb": 400.0, "rss_increase_mb": 600.0}
         return {"step_s": 3.0, "xla_memory_mb": 500.0, "rss_increase_mb": 2500.0 if remat else 900}
 
     best = recurrences.best_scans(rows, configs)
     long_cfg = RECURRENCE_TINY["rectinylong"]
     long = recurrences.long_rows(["mingru", "tcn"], long_cfg, best, long_measure, fake_results())
-    assert [(r["cell"], r["scan"], r["remat"]) for r in long] == [
-        ("mingru", "log", False), ("mingru", "log", True), ("tcn", None, False), ("tcn", None, True)
+    chunk = recurrences.REMAT_CHUNK
+    assert [(r["cell"], r["scan"], r["remat"], r["remat_chunk"]) for r in long] == [
+        ("mingru", "log", False, None), ("mingru", "log", True, None),
+        ("mingru", "log", True, chunk), ("tcn", None, False, None), ("tcn", None, True, None),
+        ("tcn", None, True, chunk),
     ]  # fmt: skip
-    assert [r["within_limit"] for r in long] == [True, False, False, False]
+    assert [r["within_limit"] for r in long] == [True, False, True, False, False, True]
     env = {"platform": "cpu", "processor": "x86_64", "cpu_count": 2}
     table = recurrences.markdown(rows, long, configs, RECURRENCE_TINY["rectinylong"], env)
     assert (
@@ -208,6 +214,7 @@ def test_the_table_renders_the_targets():
     assert "| rectiny2 | tcn | – | 100.0 | – | 10.00× | – | – |" in table
     assert "| mingru | log | off | 3.00 | 500 | 900 | ✓ |" in table
     assert "| tcn | – | off | not run (XLA buffers 9000 MiB > 8000 MiB) | 9000 | – | ✗ |" in table
+    assert f"| mingru | log | chunks of {chunk} | 4.00 | 400 | 600 | ✓ |" in table
 
 
 @pytest.mark.slow  # runs real workers (about a minute); `make test-all`
@@ -220,7 +227,7 @@ def test_the_recurrences_section_writes_its_tables(tmp_path, capsys):
     )  # fmt: skip
     report = json.loads(out.with_suffix(".json").read_text())
     assert len(report["rows"]) == 6 and all("seqbench" in r["step_ms"] for r in report["rows"])
-    assert [r["remat"] for r in report["long_sequence"]] == [False, True]
+    assert [r["remat"] for r in report["long_sequence"]] == [False, True, True]
     table = out.with_suffix(".md").read_text()
     assert "3× GRU" in table and "within 2000 MB" in table
     assert table.strip() in capsys.readouterr().out

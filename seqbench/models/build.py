@@ -30,12 +30,16 @@ def example_inputs(spec: TaskSpec) -> jnp.ndarray:
     return jnp.zeros((1, 1, spec.input_dim), jnp.float32)
 
 
-def build_model(cfg: ModelConfig, spec: TaskSpec, remat: bool = False) -> BuiltModel:
+def build_model(
+    cfg: ModelConfig, spec: TaskSpec, remat: bool = False, remat_chunk: int | None = None
+) -> BuiltModel:
     """The configured model for `spec`: `cfg.architecture` (a registered name) with the options
     `cfg.cell` (None: that architecture's defaults), stacked in `cfg.block` ("auto": the
     architecture's paper form); `cfg.param_budget` (if set) decides the hidden size.
 
-    `remat` recomputes each recurrent step in the backward pass instead of storing its gates.
+    `remat` recomputes each recurrent step in the backward pass instead of storing its gates;
+    `remat_chunk` runs each layer over time in chunks of that many steps, each recomputed whole
+    (`SequenceModel.remat_chunk`).
     """
     architecture = get(cfg.architecture)
     block = architecture.block if cfg.block == "auto" else cfg.block
@@ -56,6 +60,10 @@ def build_model(cfg: ModelConfig, spec: TaskSpec, remat: bool = False) -> BuiltM
         )
     if block == "residual" and cfg.bidirectional:
         raise ValueError("model.bidirectional: residual blocks are unidirectional (model.block)")
+    if remat_chunk is not None and cfg.bidirectional:
+        raise ValueError(
+            "trainer.remat_chunk: needs model.bidirectional=false (chunks run forward in time)"
+        )
     if spec.input_kind == "tokens" and encoder in ("none", "linear"):
         raise ValueError(
             f"model.encoder: {encoder!r} needs real-valued inputs; the task gives tokens"
@@ -80,6 +88,7 @@ def build_model(cfg: ModelConfig, spec: TaskSpec, remat: bool = False) -> BuiltM
             vocab_size=spec.input_dim if spec.input_kind == "tokens" else None,
             readout=readout,
             remat=remat,
+            remat_chunk=remat_chunk,
             head_sizes=tuple(cfg.head_sizes),
             block=block,
             mlp_width=mlp_width,

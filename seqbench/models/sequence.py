@@ -12,6 +12,7 @@ import jax.numpy as jnp
 from seqbench.models.architectures import CellOptions, Spec
 from seqbench.models.blocks import ResidualBlock
 from seqbench.models.scan import length_mask, take_last_valid
+from seqbench.models.time_chunks import run_in_time_chunks
 
 ENCODERS = ("none", "linear", "embedding", "one_hot")
 READOUTS = ("last", "every_step")
@@ -46,7 +47,10 @@ class SequenceModel(nn.Module):
     (linear or embedding with ``embed_dim`` None or H) and the layers be unidirectional.
 
     ``remat``: rematerialise each recurrent step in the backward pass (memory O(T B H) for the
-    carries only, instead of every gate activation), for long sequences.
+    carries only, instead of every gate activation), for long sequences. ``remat_chunk``: instead,
+    run each layer (each residual block) over time in chunks of that many steps, each chunk
+    rematerialised (`seqbench.models.time_chunks`): the backward pass keeps each layer's inputs
+    and outputs and one chunk's intermediate values; unidirectional models only.
 
     Submodules: ``encoder`` (linear/embedding only), ``layer_{k}_fwd``, ``layer_{k}_bwd``
     (bidirectional only) or ``block_{k}`` (residual: its layer is ``block_{k}/layer``),
@@ -65,6 +69,7 @@ class SequenceModel(nn.Module):
     embed_dim: int | None = None
     readout: str = "last"
     remat: bool = False
+    remat_chunk: int | None = None
     head_sizes: tuple[int, ...] = ()
     block: str = "plain"
     mlp_width: int | None = None
@@ -106,6 +111,10 @@ class SequenceModel(nn.Module):
             raise bad("block", list(BLOCKS))
         if self.mlp_width is not None and self.mlp_width < 1:
             raise bad("mlp_width", "None or integers >= 1")
+        if self.remat_chunk is not None and self.remat_chunk < 1:
+            raise bad("remat_chunk", "None or integers >= 1")
+        if self.remat_chunk is not None and self.bidirectional:
+            raise bad("bidirectional", "False with remat_chunk (chunks run forward in time)")
         if self.block == "residual":
             if self.encoder not in ("linear", "embedding"):
                 raise bad("encoder", "linear or embedding with block='residual' (width H)")
@@ -201,9 +210,24 @@ class SequenceModel(nn.Module):
         if (initial_carry is not None or return_carry) and self.bidirectional:
             raise ValueError("SequenceModel: carrying state across calls needs bidirectional=False")
         architecture, options = self.architecture, self.options
+        remat = self.remat and self.remat_chunk is None  # chunks are rematerialised whole
 
         def layer(name: str) -> nn.Module:
-            return architecture.layer(options, self.hidden_size, remat=self.remat, name=name)
+            return architecture.layer(options, self.hidden_size, remat=remat, name=name)
+
+        def run(module: nn.Module, x, start, offsets):
+            """module (a layer or block) on x from carry `start`: (outputs, final carry)."""
+            context = {"initial_carry": start, "hidden_offsets": offsets}
+            if self.remat_chunk is not None:
+                return run_in_time_chunks(
+                    module,
+                    x,
+                    seq_lengths,
+                    chunk=self.remat_chunk,
+                    deterministic=deterministic,
+                    **context,
+                )
+            return module(x, seq_lengths, deterministic=deterministic, **context)
 
         x = self._encode(jnp.asarray(inputs))
         carries = []
@@ -214,29 +238,17 @@ class SequenceModel(nn.Module):
                 block = ResidualBlock(
                     architecture,
                     options,
-                    remat=self.remat,
+                    remat=remat,
                     mlp_width=self.mlp_width or 3 * self.hidden_size,
                     dropout=self.dropout,
                     name=f"block_{k}",
                 )
-                x, final = block(
-                    x,
-                    seq_lengths,
-                    initial_carry=start,
-                    hidden_offsets=offsets,
-                    deterministic=deterministic,
-                )
+                x, final = run(block, x, start, offsets)
                 carries.append(final)
                 continue
             if k > 0 and self.dropout > 0.0:
                 x = nn.Dropout(rate=self.dropout)(x, deterministic=deterministic)
-            fwd, final = layer(f"layer_{k}_fwd")(
-                x,
-                seq_lengths,
-                initial_carry=start,
-                hidden_offsets=offsets,
-                deterministic=deterministic,
-            )
+            fwd, final = run(layer(f"layer_{k}_fwd"), x, start, offsets)
             carries.append(final)
             if self.bidirectional:
                 bwd, _ = layer(f"layer_{k}_bwd")(

@@ -173,9 +173,11 @@ def seqbench_runner(
     seeds: int = 1,
     remat: bool = False,
     scan: str | None = None,
+    remat_chunk: int | None = None,
 ) -> Runner:
     """`cell`: a registered architecture's name, with its default options but `scan` (None: the
-    default scan). One layer, plain block, inputs fed unchanged (as the peers)."""
+    default scan). One layer, plain block, inputs fed unchanged (as the peers). `remat`,
+    `remat_chunk`: trainer.remat and trainer.remat_chunk."""
     from seqbench.models.sequence import SequenceModel
 
     model = SequenceModel(
@@ -185,6 +187,7 @@ def seqbench_runner(
         output_dim=N_CLASSES,
         readout=cfg.readout,
         remat=remat,
+        remat_chunk=remat_chunk,
     )
     return _jax_runner(model, cfg, steps, seeds, scan=True)
 

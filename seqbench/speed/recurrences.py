@@ -11,8 +11,9 @@ worker process: median training step, peak memory.
 Targets, for the best scan of each linear recurrence: at least `GRU_TARGET` times faster per
 training step than the fused GRU at the longest configuration (T = 4096), and at least as fast as
 its PyTorch reference at every configuration. Then the long check (rec16384): each linear
-recurrence at its best scan (at the longest configuration) and each convolution, with and without
-trainer.remat, step time and memory (target: within `LIMIT_MB`).
+recurrence at its best scan (at the longest configuration) and each convolution, without
+trainer.remat, with it, and with it in chunks of `REMAT_CHUNK` steps (trainer.remat_chunk), step
+time and memory (target: within `LIMIT_MB`).
 """
 
 from __future__ import annotations
@@ -50,8 +51,13 @@ HOST_MEMORY_SHARE = 0.75
 TIMEOUT_S, LONG_TIMEOUT_S, TIME_SHARE = 300.0, 600.0, 0.6
 #: remat's cost over the plain step, for that estimate (one more forward pass)
 REMAT_COST = 1.5
+#: the long check's third form: trainer.remat with trainer.remat_chunk of this many steps
+REMAT_CHUNK = 1024
+#: the long check's forms, (trainer.remat, trainer.remat_chunk)
+REMAT_FORMS = ((False, None), (True, None), (True, REMAT_CHUNK))
 
-#: measure(impl, cell, config, *, scan, remat, min_seconds, steps, timeout, max_memory_mb=None) ->
+#: measure(impl, cell, config, *, scan, remat, min_seconds, steps, timeout, max_memory_mb=None,
+#: remat_chunk=None) ->
 #: the worker's result (a dict with "step_s" and the memory fields, "skipped", or "error")
 Measure = Callable[..., dict]
 
@@ -294,7 +300,7 @@ def long_rows(
     results: list[dict],
     configs: dict[str, BenchConfig] | None = None,
 ) -> list[dict]:
-    """`long_config` with remat off and on, each in a fresh process: a linear recurrence at its
+    """`long_config` in each of `REMAT_FORMS`, each in a fresh process: a linear recurrence at its
     best scan (its default scan when it has none measured), a convolution as it is. With the
     section's `configs`, a cell expected to run past `LONG_TIMEOUT_S` (from its step at the longest
     of them, in `results`), or that gave none there, is not run."""
@@ -310,13 +316,14 @@ def long_rows(
     for cell in cells:
         spec = get(cell)
         scan = best.get(cell) or (spec.scans[0] if spec.scans else None)
-        for remat in (False, True):
+        for remat, remat_chunk in REMAT_FORMS:
             earlier = (target, steps[cell, scan]) if target and (cell, scan) in steps else None
             factor = REMAT_COST if remat else 1.0
             skip = too_slow(earlier, configs or {}, long_config, LONG_TIMEOUT_S, factor)
             if skip is not None:
                 result = {"impl": "seqbench", "cell": cell, "config": long_config.name}
-                result.update(seeds=1, remat=remat, scan=scan, skipped=skip)
+                result.update(seeds=1, remat=remat, remat_chunk=remat_chunk, scan=scan)
+                result["skipped"] = skip
             else:
                 result = measure(
                     "seqbench",
@@ -328,6 +335,7 @@ def long_rows(
                     steps=STEPS_PER_CALL,
                     timeout=LONG_TIMEOUT_S,
                     max_memory_mb=cap,
+                    **({} if remat_chunk is None else {"remat_chunk": remat_chunk}),
                 )
                 result.setdefault("scan", scan)
             results.append(result)
@@ -339,6 +347,7 @@ def long_rows(
                     "cell": cell,
                     "scan": scan,
                     "remat": remat,
+                    "remat_chunk": remat_chunk,
                     "step_s": result.get("step_s"),
                     "xla_memory_mb": result.get("xla_memory_mb"),
                     "memory_mb": memory,
@@ -348,7 +357,7 @@ def long_rows(
                 }
             )
             print(
-                f"  {long_config.name} {cell:<10} {scan or '–':<11} remat={remat} "
+                f"  {long_config.name} {cell:<10} {scan or '–':<11} {_remat(remat, remat_chunk)} "
                 f"{shown(result)}, {fmt(worst, 0)} MB",
                 file=sys.stderr,
                 flush=True,
@@ -362,6 +371,13 @@ def _ms(row: dict, impl: str) -> str:
     if error is None:
         return fmt(row["step_ms"].get(impl))
     return "not run" if error.startswith("not run") else "error"
+
+
+def _remat(remat: bool, chunk: int | None) -> str:
+    """How a long-check row rematerialises: off, on (per step), or in chunks of `chunk` steps."""
+    if not remat:
+        return "off"
+    return "on" if chunk is None else f"chunks of {chunk}"
 
 
 def _mark(ok: bool | None) -> str:
@@ -430,8 +446,9 @@ def markdown(
             "",
             f"Long sequences: {long_cfg.name}, B{long_cfg.batch} T{long_cfg.length} "
             f"I{long_cfg.input_size} H{long_cfg.hidden}: each linear recurrence at its best scan "
-            f"(at T={target.length}) and each convolution, seqbench training step with and without "
-            f"trainer.remat (target: within {LIMIT_MB} MB, the larger of the XLA buffers and the "
+            f"(at T={target.length}) and each convolution, seqbench training step without "
+            "trainer.remat, with it, and with it in rematerialised chunks of trainer.remat_chunk "
+            f"steps (target: within {LIMIT_MB} MB, the larger of the XLA buffers and the "
             "memory).",
             "",
             f"| architecture | scan | remat | step s | XLA buffers MB | memory MB "
@@ -446,7 +463,8 @@ def markdown(
             elif r["skipped"]:
                 step = f"not run ({r['skipped']})"
             lines.append(
-                f"| {r['cell']} | {r['scan'] or '–'} | {'on' if r['remat'] else 'off'} | {step} "
+                f"| {r['cell']} | {r['scan'] or '–'} "
+                f"| {_remat(r['remat'], r.get('remat_chunk'))} | {step} "
                 f"| {fmt(r['xla_memory_mb'], 0)} | {fmt(r['memory_mb'], 0)} | {ok} |"
             )
     return "\n".join(lines)

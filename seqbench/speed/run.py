@@ -81,6 +81,7 @@ def run_worker(
     max_memory_mb: float | None = None,
     budget_seconds: float | None = None,
     attempts: int = 2,
+    remat_chunk: int | None = None,
 ) -> dict:
     """One measurement in a fresh process. A worker that gives no result within `timeout` is run
     again, up to `attempts` times in all (a safety net: vmapped initialisation used to deadlock
@@ -103,6 +104,8 @@ def run_worker(
         command.append("--compile-only")
     if remat:
         command.append("--remat")
+    if remat_chunk is not None:
+        command += ["--remat-chunk", str(remat_chunk)]
     if scan is not None:
         command += ["--scan", scan]
     if steps is not None:

@@ -41,6 +41,7 @@ def measure(
     steps: int | None = None,
     max_memory_mb: float | None = None,
     budget_seconds: float | None = None,
+    remat_chunk: int | None = None,
 ) -> dict:
     from seqbench.speed.configs import ALL_CONFIGS
     from seqbench.speed.implementations import IMPLEMENTATIONS
@@ -56,6 +57,8 @@ def measure(
         enable_compilation_cache(cache_dir)
     baseline_rss = rss_mb()
     options: dict = {"remat": True} if remat else {}
+    if remat_chunk is not None:
+        options["remat_chunk"] = remat_chunk
     if scan is not None:
         options["scan"] = scan
     if steps is not None and impl != "torch":
@@ -68,6 +71,7 @@ def measure(
         "config": config,
         "seeds": seeds,
         "remat": remat,
+        "remat_chunk": remat_chunk,
         "scan": scan,
         "compile_s": compile_s,
         "xla_memory_mb": runner.memory_mb(),
@@ -109,6 +113,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--min-seconds", type=float, default=2.0)
     parser.add_argument("--max-calls", type=int, default=10)
     parser.add_argument("--remat", action="store_true", help="seqbench only: trainer.remat")
+    parser.add_argument(
+        "--remat-chunk", type=int, default=None, help="seqbench only: trainer.remat_chunk"
+    )
     parser.add_argument("--scan", default=None, help="seqbench only: one of the Spec.scans")
     parser.add_argument("--steps", type=int, default=None, help="JAX: training steps per call")
     parser.add_argument(
@@ -132,6 +139,7 @@ def main(argv: list[str] | None = None) -> None:
         args.steps,
         args.max_memory_mb,
         args.budget_seconds,
+        args.remat_chunk,
     )
     print(json.dumps(result), file=sys.stdout, flush=True)
     # The result is out: skip interpreter shutdown, where XLA's CPU runtime has been seen to hang.
