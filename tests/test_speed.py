@@ -1,5 +1,6 @@
 """seqbench-speed: the FLOP count, the step of each implementation, and the harness end to end."""
 
+import inspect
 import json
 
 import pytest
@@ -16,7 +17,7 @@ from seqbench.speed.configs import (
     step_flops,
 )
 from seqbench.speed.implementations import flax_runner, missing_peer, seqbench_runner
-from seqbench.speed.run import main
+from seqbench.speed.run import main, worker_measure
 from seqbench.speed.worker import measure
 
 
@@ -182,9 +183,13 @@ def test_the_table_renders_the_targets():
     assert by["rectiny2", "tcn", None]["meets_gru_target"] is None  # not a linear recurrence
     assert by["rectiny2", "tcn", None]["speedup_vs_gru"] == pytest.approx(10.0)
 
+    asked = []
+
     def long_measure(
         impl, cell, config, *, scan, remat, min_seconds, steps, timeout, max_memory_mb, **chunk
     ):
+        asked.append(dict(scan=scan, remat=remat, min_seconds=min_seconds, steps=steps, **chunk))
+        asked[-1].update(timeout=timeout, max_memory_mb=max_memory_mb)
         assert (impl, config, steps) == ("seqbench", "rectinylong", 1) and min_seconds == 0.0
         assert timeout == recurrences.LONG_TIMEOUT_S
         assert chunk == ({"remat_chunk": recurrences.REMAT_CHUNK} if chunk else {})
@@ -204,6 +209,8 @@ def test_the_table_renders_the_targets():
         ("tcn", None, True, chunk),
     ]  # fmt: skip
     assert [r["within_limit"] for r in long] == [True, False, True, False, False, True]
+    for options in asked:  # the real worker takes everything the long check asks of it
+        inspect.signature(worker_measure).bind("seqbench", "mingru", "rectinylong", **options)
     env = {"platform": "cpu", "processor": "x86_64", "cpu_count": 2}
     table = recurrences.markdown(rows, long, configs, RECURRENCE_TINY["rectinylong"], env)
     assert (

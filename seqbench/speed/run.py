@@ -301,6 +301,7 @@ def worker_measure(
     steps: int | None = None,
     max_memory_mb: float | None = None,
     timeout: float = 300.0,
+    remat_chunk: int | None = None,
 ) -> dict:
     """One measurement of the recurrences section in a fresh worker process (cold compile), tried
     once: a step that runs past the timeout would again (seeds = 1: no vmapped initialisation)."""
@@ -310,6 +311,7 @@ def worker_measure(
         config,
         scan=scan,
         remat=remat,
+        remat_chunk=remat_chunk,
         min_seconds=min_seconds,
         steps=steps,
         max_memory_mb=max_memory_mb,
