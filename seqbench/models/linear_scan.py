@@ -122,10 +122,7 @@ _stepwise.defvjp(_stepwise_fwd, _stepwise_bwd)
 def _sequential(a, b, initial, seq_lengths, reverse):
     """Batch-major a, b (B, T, N), initial (B, N) -> (states (B, T, N), final (B, N)), padded
     steps held."""
-    if seq_lengths is not None:
-        mask = length_mask(seq_lengths, a.shape[1])[..., None]
-        a = jnp.where(mask, a, jnp.ones((), a.dtype))
-        b = jnp.where(mask, b, jnp.zeros((), b.dtype))
+    a, b = _hold_padded(a, b, seq_lengths, 1.0, 0.0)
     return _stepwise(a, b, initial, reverse)
 
 
@@ -174,6 +171,18 @@ def _chunked(a: jax.Array, b: jax.Array, h0: jax.Array, chunk_size: int) -> jax.
     return _across_chunks(decay, local, h0, a.shape[0])
 
 
+def _hold_padded(
+    a: jax.Array, b: jax.Array, seq_lengths: jax.Array | None, hold_a: float, hold_b: float
+) -> tuple[jax.Array, jax.Array]:
+    """Batch-major a, b (B, T, N) with steps t >= seq_lengths[b] set to hold_a, hold_b."""
+    if seq_lengths is None:
+        return a, b
+    mask = length_mask(seq_lengths, a.shape[1])[..., None]
+    return jnp.where(mask, a, jnp.asarray(hold_a, a.dtype)), jnp.where(
+        mask, b, jnp.asarray(hold_b, b.dtype)
+    )
+
+
 def _prepare(
     a: jax.Array,
     b: jax.Array,
@@ -183,10 +192,7 @@ def _prepare(
     hold_b: float,
 ) -> tuple[jax.Array, jax.Array]:
     """Batch-major (B, T, N) -> time-major (T, B, N) in scan order, padded steps set to hold."""
-    if seq_lengths is not None:
-        mask = length_mask(seq_lengths, a.shape[1])[..., None]
-        a = jnp.where(mask, a, jnp.asarray(hold_a, a.dtype))
-        b = jnp.where(mask, b, jnp.asarray(hold_b, b.dtype))
+    a, b = _hold_padded(a, b, seq_lengths, hold_a, hold_b)
     a, b = jnp.swapaxes(a, 0, 1), jnp.swapaxes(b, 0, 1)
     if reverse:
         a, b = a[::-1], b[::-1]
