@@ -11,12 +11,12 @@ from pathlib import Path
 
 import pytest
 
-# long enough (a few seconds) to be killed between two checkpoints
+# long enough (a few seconds: ~150 steps/s) to be killed between two checkpoints
 SLOW_RUN = [
     "experiment=smoke",
-    "task.length=60",
-    "model.hidden_size=32",
-    "trainer.batch_size=32",
+    "task.length=30",
+    "model.hidden_size=16",
+    "trainer.batch_size=16",
     "trainer.steps=600",
     "trainer.eval_every=20",
     "trainer.checkpoint_every=100",
