@@ -11,7 +11,7 @@ from seqbench.models.build import build_model
 from seqbench.tasks.synthetic import AddingConfig, AddingProblem, CopyMemory, CopyMemoryConfig
 from seqbench.train.driver import run_training
 from seqbench.train.optim import build_optimizer, learning_rate_schedule
-from seqbench.train.program import NOT_DIVERGED, make_train
+from seqbench.train.program import NOT_DIVERGED, all_finite, make_train
 
 
 def program_for(task, cell="gru", hidden=8, lr=1e-2, batch=16, eval_batch=None, **opt):
@@ -83,6 +83,18 @@ def test_a_nan_in_one_seed_leaves_the_others_untouched(small_adding):
             poisoned.state.params,
             clean.state.params,
         )
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_all_finite_is_false_for_one_bad_element_in_any_leaf(bad):
+    tree = {"a": jnp.ones((3,)), "b": (jnp.zeros((2, 2)), jnp.float32(3e38))}
+    check = jax.jit(all_finite)
+    assert bool(check(tree))
+    for path in (("a",), ("b", 0), ("b", 1)):
+        leaves = {"a": tree["a"], "b": list(tree["b"])}
+        holder, key = (leaves, path[0]) if len(path) == 1 else (leaves["b"], path[1])
+        holder[key] = jnp.asarray(holder[key]).at[(0,) * holder[key].ndim].set(bad)
+        assert not bool(check({"a": leaves["a"], "b": tuple(leaves["b"])})), path
 
 
 def test_a_seed_that_blows_up_mid_run_is_frozen_at_its_last_finite_step():
