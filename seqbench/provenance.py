@@ -30,12 +30,15 @@ PACKAGES = (
 DETERMINISTIC_XLA_FLAGS = ("--xla_gpu_deterministic_ops=true",)
 
 
+def add_xla_flags(wanted: tuple[str, ...]) -> None:
+    """Add to $XLA_FLAGS those of `wanted` it lacks (effective if no JAX backend is running yet)."""
+    flags = os.environ.get("XLA_FLAGS", "").split()
+    os.environ["XLA_FLAGS"] = " ".join([*flags, *(f for f in wanted if f not in flags)])
+
+
 def use_deterministic_flags() -> None:
     """Add DETERMINISTIC_XLA_FLAGS to $XLA_FLAGS (effective if no JAX backend is running yet)."""
-    flags = os.environ.get("XLA_FLAGS", "").split()
-    os.environ["XLA_FLAGS"] = " ".join(
-        [*flags, *(f for f in DETERMINISTIC_XLA_FLAGS if f not in flags)]
-    )
+    add_xla_flags(DETERMINISTIC_XLA_FLAGS)
 
 
 def determinism_info(requested: bool) -> dict[str, Any]:

@@ -15,17 +15,17 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+from hydra import compose, initialize_config_dir
+
+from seqbench.cli.train import CONF_DIR
+from seqbench.provenance import add_xla_flags
+from seqbench.train.driver import enable_compilation_cache
+
 TEST_XLA_FLAGS = ("--xla_backend_optimization_level=0",)
-_flags = os.environ.get("XLA_FLAGS", "").split()
-os.environ["XLA_FLAGS"] = " ".join([*_flags, *(f for f in TEST_XLA_FLAGS if f not in _flags)])
-
-import pytest  # noqa: E402
-from hydra import compose, initialize_config_dir  # noqa: E402
-
-from seqbench.cli.train import CONF_DIR  # noqa: E402
-from seqbench.train.driver import enable_compilation_cache  # noqa: E402
-
 REPO = Path(__file__).resolve().parent.parent
+
+add_xla_flags(TEST_XLA_FLAGS)  # read when the backend starts, at the first computation
 enable_compilation_cache(os.environ.get("SEQBENCH_JAX_CACHE", "~/.cache/seqbench/jax"))
 
 

@@ -188,8 +188,8 @@ def test_the_table_renders_the_targets():
     def long_measure(
         impl, cell, config, *, scan, remat, min_seconds, steps, timeout, max_memory_mb, **chunk
     ):
-        asked.append(dict(scan=scan, remat=remat, min_seconds=min_seconds, steps=steps, **chunk))
-        asked[-1].update(timeout=timeout, max_memory_mb=max_memory_mb)
+        options = dict(scan=scan, remat=remat, min_seconds=min_seconds, steps=steps)
+        asked.append(dict(options, timeout=timeout, max_memory_mb=max_memory_mb, **chunk))
         assert (impl, config, steps) == ("seqbench", "rectinylong", 1) and min_seconds == 0.0
         assert timeout == recurrences.LONG_TIMEOUT_S
         assert chunk == ({"remat_chunk": recurrences.REMAT_CHUNK} if chunk else {})
