@@ -11,8 +11,9 @@ failed with the line when run.json can still be written (atomically: otherwise t
 run.json is left as it was), and exits with status 1 and that one line. `quiet_disk_faults` keeps
 the console free of the echoes of the same fault: logging handlers whose file is on the full disk
 (Hydra's job log, wandb's debug.log) drop the record instead of printing "--- Logging error ---",
-orbax's own log record of it (through absl, with a traceback) is dropped, and so are the "Event
-loop is closed" errors of its abandoned asynchronous writes. `guard_hydra` turns the same fault
+orbax's own log record of it (through absl, with a traceback) is dropped, and so are asyncio's
+"Task exception was never retrieved" records of its other concurrent writes that failed the same
+way and the "Event loop is closed" errors of its abandoned asynchronous writes. `guard_hydra` turns the same fault
 in Hydra's own writes (`.hydra/*.yaml`, the job log) into the one line instead of a traceback.
 """
 
@@ -229,8 +230,9 @@ class DropDiskFaults(logging.Filter):
 
 _DROP = DropDiskFaults()
 #: loggers whose records of a disk fault echo the line seqbench prints: orbax logs (through absl)
-#: its failed checkpoint write with a traceback
-ECHO_LOGGERS = ("absl",)
+#: its failed checkpoint write with a traceback; when several of its concurrent array writes fail,
+#: asyncio logs each one whose exception orbax never retrieved
+ECHO_LOGGERS = ("absl", "asyncio")
 
 
 def quiet_disk_faults() -> None:

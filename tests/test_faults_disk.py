@@ -6,7 +6,10 @@ thing; elsewhere those tests are skipped and the failure is injected where orbax
 writer would meet it.
 """
 
+import asyncio
+import contextlib
 import errno
+import gc
 import json
 import logging
 import os
@@ -183,8 +186,8 @@ class FullDiskStream:
 def test_log_handlers_on_a_full_disk_stay_silent_and_orbax_s_echo_is_dropped(monkeypatch, capsys):
     monkeypatch.setattr(logging.Handler, "handleError", logging.Handler.handleError)
     monkeypatch.setattr(logging, "raiseExceptions", True)
-    absl = logging.getLogger("absl")
-    monkeypatch.setattr(absl, "filters", list(absl.filters))
+    for name in diskfull.ECHO_LOGGERS:
+        monkeypatch.setattr(logging.getLogger(name), "filters", [])
     diskfull.quiet_disk_faults()
     logger = logging.getLogger(f"wandb.test-{uuid.uuid4().hex}")
     logger.propagate = False
@@ -195,15 +198,52 @@ def test_log_handlers_on_a_full_disk_stay_silent_and_orbax_s_echo_is_dropped(mon
     handler.stream = None  # a genuine bug in a handler is still reported
     logger.error("again")
     assert "--- Logging error ---" in capsys.readouterr().err
-    kept = []
-    absl.addHandler(catcher := logging.Handler())
-    catcher.emit = kept.append
-    try:
+    absl = logging.getLogger("absl")
+    with caught_records(absl) as kept:
         absl.error("_SignalingThread.run() raised an exception: %s", ENOSPC_TEXT)
         absl.error("something else")
-    finally:
-        absl.removeHandler(catcher)
     assert [r.getMessage() for r in kept] == ["something else"]
+
+
+def test_asyncio_s_record_of_orbax_s_other_failed_writes_is_dropped(monkeypatch):
+    """orbax's concurrent array writes that fail too are never retrieved: asyncio logs each
+    (with a traceback, through Hydra's console handler) when the task is collected."""
+    asyncio_logger = logging.getLogger("asyncio")
+    monkeypatch.setattr(asyncio_logger, "filters", [])
+    diskfull.quiet_disk_faults()
+
+    async def write(text):
+        raise ValueError(text)
+
+    def abandoned_write(text):
+        loop = asyncio.new_event_loop()
+        try:
+            task = loop.create_task(write(text))
+            loop.run_until_complete(asyncio.sleep(0))
+            assert task.done()
+            del task  # never retrieved: logged when collected
+            gc.collect()
+        finally:
+            loop.close()
+
+    with caught_records(asyncio_logger) as kept:
+        abandoned_write(ENOSPC_TEXT)
+        abandoned_write("a bug of its own")
+    assert len(kept) == 1, [r.getMessage() for r in kept]
+    assert "Task exception was never retrieved" in kept[0].getMessage()
+    assert "a bug of its own" in repr(kept[0].exc_info[1])
+
+
+@contextlib.contextmanager
+def caught_records(logger):
+    """The records that reach a handler of `logger` (after its filters) inside the block."""
+    kept = []
+    logger.addHandler(catcher := logging.Handler())
+    catcher.emit = kept.append
+    try:
+        yield kept
+    finally:
+        logger.removeHandler(catcher)
 
 
 class FakeRun:
