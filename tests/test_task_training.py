@@ -42,9 +42,9 @@ def mnist_files(data_dir):
 #: option -> (overrides, writes the fixture files under data_dir, expected task fields, marks)
 CASES = {
     "adding": (
-        ["task.length=6", "task.n_eval=16"],
+        ["task.length=6", "task.n_eval=16", "task.eval_lengths=[9]"],
         no_files,
-        {"label": "adding (T=6)", "family": "adding", "length": 6},
+        {"label": "adding (T=6)", "family": "adding", "length": 6, "eval_lengths": [9]},
         [],
     ),
     "copy_memory": (
@@ -126,6 +126,6 @@ def test_a_tiny_training_of_every_task_option_completes(compose_config, tmp_path
     assert task["family"] and "length" in task
     best = record.summary.best
     for metric in task["metrics"]:
-        for split in ("val", "test"):
+        for split in ("val", "test", *(f"test@{n}" for n in task.get("eval_lengths", []))):
             assert math.isfinite(best[f"{split}/{metric}"].mean), (split, metric, best)
     assert not any(math.isnan(value) for value in task["baseline"].values())

@@ -144,6 +144,11 @@ def test_sampling_runs_under_jit():
         (lambda: CopyMemoryConfig(length=10, n_memorize=0), "task.n_memorize"),
         (lambda: AddingConfig(n_eval=0), "task.n_eval"),
         (lambda: CopyMemoryConfig(eval_seed=-1), "task.eval_seed"),
+        (
+            lambda: AddingConfig(length=10, eval_lengths=[20, 1]),
+            r"task.eval_lengths: 1 is not a valid length \(task.length: adding needs at least 2",
+        ),
+        (lambda: AddingConfig(eval_lengths=[20, 20]), "task.eval_lengths: lists a length twice"),
     ],
 )
 def test_bad_task_options_raise_a_config_error(make, message):
@@ -172,3 +177,18 @@ def test_describe_gives_the_family_and_the_swept_length(task, label, family):
     described = task.describe()
     assert described["label"] == label and described["family"] == family
     assert described["length"] == task.config.length
+
+
+def test_eval_lengths_add_test_splits_drawn_at_each_length():
+    task = CopyMemory(CopyMemoryConfig(length=10, n_memorize=3, n_eval=8, eval_lengths=[40, 25]))
+    sets = task.eval_sets()
+    assert list(sets) == ["val", "test", "test@40", "test@25"]
+    for length in (40, 25):
+        longer = sets[f"test@{length}"]
+        assert longer.inputs.shape == (8, length + 6) == longer.targets.shape
+        alone = CopyMemory(CopyMemoryConfig(length=length, n_memorize=3, n_eval=8)).eval_set("test")
+        np.testing.assert_array_equal(longer.inputs, alone.inputs)
+    assert task.spec.seq_len == 16 and task.sample(jax.random.key(0), 2).inputs.shape == (2, 16)
+    described = task.describe()
+    assert described["eval_lengths"] == [40, 25]
+    assert described["eval_baselines"]["40"]["cross_entropy"] == pytest.approx(3 * math.log(8) / 46)

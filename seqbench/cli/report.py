@@ -247,12 +247,25 @@ def cmd_plot(args: argparse.Namespace) -> None:
     records = select(_records(args.paths, args.wandb), args)
     if not records:
         fail("no run matches the filters")
+    kinds = [
+        flag for flag in ("gradient_flow", "generalisation", "state_size") if getattr(args, flag)
+    ]
+    if len(kinds) > 1:
+        fail(f"--{kinds[0].replace('_', '-')} and --{kinds[1].replace('_', '-')}: pick one figure")
     if args.gradient_flow and args.metric:
         fail("--gradient-flow draws ||dL/dh_t||; it takes no --metric")
     records = _finished(records)
     try:
         if args.gradient_flow:
             written = plot_gradient_flow(records, args.out, layer=args.layer, formats=formats)
+        elif args.generalisation:
+            from seqbench.report.generalisation import plot_generalisation
+
+            written = plot_generalisation(records, args.out, metric=args.metric, formats=formats)
+        elif args.state_size:
+            from seqbench.report.state_size import plot_state_size
+
+            written = plot_state_size(records, args.out, metric=args.metric, formats=formats)
         else:
             written = plot_curves(
                 records, args.out, metric=args.metric, formats=formats, log_y=args.log_y
@@ -368,6 +381,18 @@ def _main(argv: list[str] | None) -> None:
     )
     plot.add_argument(
         "--layer", type=int, default=0, help="recurrent layer for --gradient-flow (default 0)"
+    )
+    plot.add_argument(
+        "--generalisation",
+        action="store_true",
+        help="draw the test metric (default: accuracy) against evaluation length, for runs "
+        "trained with task.eval_lengths: a panel per task, a line per model",
+    )
+    plot.add_argument(
+        "--state-size",
+        action="store_true",
+        help="draw the test metric (default: accuracy) against each model's recurrent state size "
+        "(floats per example): a point per configuration, a panel per task",
     )
     plot.set_defaults(func=cmd_plot)
     horizon = commands.add_parser(

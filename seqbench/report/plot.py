@@ -39,13 +39,32 @@ def curve(record: RunRecord, metric: str) -> tuple[np.ndarray, np.ndarray, np.nd
     values = np.asarray(record.curves.eval[metric_key(metric)], dtype=float)  # (E, S)
     if values.ndim == 1:
         values = values[:, None]
+    return (steps, *seed_band(values))
+
+
+def seed_band(values: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(mean, low, high), each (N,), of `values` (N, S): mean, min and max over the seeds with a
+    finite value in each row (NaN where none has one)."""
     finite = np.isfinite(values)
     counts = finite.sum(axis=1)
     has = counts > 0
     mean = np.where(has, np.where(finite, values, 0.0).sum(axis=1) / np.maximum(counts, 1), np.nan)
     low = np.where(has, np.where(finite, values, np.inf).min(axis=1), np.nan)
     high = np.where(has, np.where(finite, values, -np.inf).max(axis=1), np.nan)
-    return steps, mean, low, high
+    return mean, low, high
+
+
+def chosen_cells(
+    records: list[RunRecord],
+) -> tuple[dict[tuple[str, str], RunRecord], list[str], list[str]]:
+    """(record per (task label, model label), task labels in table order, model labels in
+    column order): the configuration each figure draws per cell, chosen as the table chooses
+    (`choose_per_cell`, each choice reported on stderr)."""
+    chosen, selections = choose_per_cell(records)
+    report_selections(selections)
+    order = task_order(chosen.values())
+    tasks = sorted(order, key=order.__getitem__)  # by family, then length as a number
+    return chosen, tasks, sort_models(m for _, m in chosen)
 
 
 def plot_curves(
@@ -68,10 +87,7 @@ def plot_curves(
     import matplotlib.pyplot as plt
 
     usable = [r for r in records if r.status in FINISHED and r.curves]
-    chosen, selections = choose_per_cell(usable)
-    report_selections(selections)
-    order = task_order(chosen.values())
-    tasks = sorted(order, key=order.__getitem__)  # by family, then length as a number
+    chosen, tasks, models = chosen_cells(usable)
     if not tasks:
         raise ValueError("no finished run with learning curves to plot")
     columns = min(len(tasks), MAX_COLUMNS)
@@ -82,7 +98,6 @@ def plot_curves(
     for ax in axes.flat[len(tasks) :]:
         ax.set_axis_off()
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
-    models = sort_models(m for _, m in chosen)
     for ax, task in zip(axes.flat, tasks, strict=False):
         shown_metric, baseline, lows = None, None, []
         for model in models:
@@ -174,11 +189,7 @@ def plot_gradient_flow(
         raise ValueError(
             "no finished run measured its gradient flow (train with trainer.gradient_flow_steps)"
         )
-    chosen, selections = choose_per_cell(usable)
-    report_selections(selections)
-    order = task_order(chosen.values())
-    tasks = sorted(order, key=order.__getitem__)  # by family, then length as a number
-    models = sort_models(m for _, m in chosen)
+    chosen, tasks, models = chosen_cells(usable)
     fig, axes = plt.subplots(
         len(tasks),
         len(models),

@@ -17,12 +17,13 @@ Each task's options are a dataclass beside its code (a `TaskConfig`, checked onc
 from __future__ import annotations
 
 import abc
-from dataclasses import dataclass
+import dataclasses
+from dataclasses import dataclass, field
 from typing import Any, Literal, NamedTuple
 
 import jax
 
-from seqbench.config import check_seed, require
+from seqbench.config import ConfigError, check_seed, require
 
 Direction = Literal["min", "max"]
 #: the held-out splits every task provides: selection happens on "val", reporting on "test"
@@ -66,6 +67,11 @@ class TaskConfig:
     the value checks in `__post_init__` (raising `ConfigError` with `task.<field>` keys)."""
 
 
+def length_split(length: int) -> str:
+    """The held-out split of the test examples drawn at another length: `test@<length>`."""
+    return f"test@{length}"
+
+
 @dataclass
 class SyntheticTaskConfig(TaskConfig):
     """A task generated from PRNG keys, `length` steps long (the length reports sweep)."""
@@ -76,11 +82,31 @@ class SyntheticTaskConfig(TaskConfig):
     n_eval: int = 1000
     #: the seed the held-out splits are drawn from (one key per split)
     eval_seed: int = 12345
+    #: length generalisation: each L adds a held-out split `test@L` of n_eval test examples drawn
+    #: with task.length=L (metrics `test@L/<name>`); training and selection stay at `length`
+    eval_lengths: list[int] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         require(self.length > 0, "task.length", f"must be positive, got {self.length}")
         require(self.n_eval > 0, "task.n_eval", f"must be positive, got {self.n_eval}")
         check_seed(self.eval_seed, "task.eval_seed")
+        lengths = list(self.eval_lengths)
+        require(
+            len(set(lengths)) == len(lengths),
+            "task.eval_lengths",
+            f"lists a length twice: {lengths}",
+        )
+        for length in lengths:
+            try:  # each evaluation length must make a valid task of its own
+                self.at_length(length)
+            except ConfigError as error:
+                raise ConfigError(
+                    f"task.eval_lengths: {length} is not a valid length ({error})"
+                ) from None
+
+    def at_length(self, length: int) -> SyntheticTaskConfig:
+        """The same options with task.length=`length` and no evaluation lengths."""
+        return dataclasses.replace(self, length=length, eval_lengths=[])
 
 
 class Task(abc.ABC):

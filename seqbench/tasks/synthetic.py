@@ -22,6 +22,7 @@ from seqbench.tasks.base import (
     SyntheticTaskConfig,
     Task,
     TaskSpec,
+    length_split,
 )
 
 
@@ -70,6 +71,27 @@ class SyntheticTask(Task):
 
     def eval_set(self, split: str) -> Batch:
         return self.sample(split_key(self.config.eval_seed, split), self.n_eval)
+
+    def at_length(self, length: int) -> SyntheticTask:
+        """The same task at task.length=`length` (without evaluation lengths)."""
+        return type(self)(self.config.at_length(length))
+
+    def eval_sets(self) -> dict[str, Batch]:
+        """ "val" and "test", then `test@L` for each of `config.eval_lengths`: the test examples
+        drawn (from the test split's key) at length L."""
+        sets = super().eval_sets()
+        for length in self.config.eval_lengths:
+            sets[length_split(length)] = self.at_length(length).eval_set("test")
+        return sets
+
+    def describe(self) -> dict:
+        lengths = self.config.eval_lengths
+        return {
+            **super().describe(),
+            "eval_lengths": list(lengths),
+            # each test@L split's trivial score (it may depend on the length)
+            "eval_baselines": {str(n): self.at_length(n).baseline() for n in lengths},
+        }
 
 
 @dataclass
