@@ -51,12 +51,13 @@ def test_every_task_option_lists_its_schemas_fields_at_their_defaults(compose_co
         value = OmegaConf.to_container(raw, resolve=False)[name]
         if isinstance(value, str) and value.startswith("${paths."):
             continue
+        default = spec.default
+        if default is dataclasses.MISSING:  # a list or dict field: default_factory
+            default = spec.default_factory()
         if (option, name) in INTENDED_DIFFERENCES:
-            assert value != spec.default
+            assert value != default
         else:
-            assert value == spec.default, (
-                f"{option}.yaml: {name}={value!r}, default {spec.default!r}"
-            )
+            assert value == default, f"{option}.yaml: {name}={value!r}, default {default!r}"
 
 
 def test_synthetic_tasks_draw_held_out_sets_from_one_eval_seed():
