@@ -26,7 +26,7 @@ bench: $(STAMP)  ## the default benchmark (experiments/default_benchmark.sh): 3 
 test: $(STAMP)  ## lint, format check and the test suite (tests marked slow deselected)
 	$(BIN)/ruff check seqbench tests experiments
 	$(BIN)/ruff format --check seqbench tests experiments
-	$(BIN)/python -m pytest -n auto --dist worksteal
+	$(BIN)/python -m pytest -n auto --dist worksteal --durations=25
 
 # Training-step throughput against plain Flax and PyTorch (installs the PyTorch CPU wheel).
 speed: $(STAMP)  ## training-step throughput against plain Flax and PyTorch (results/bench/cpu)

@@ -62,6 +62,12 @@ NON_IDENTITY_KEYS = (
     "trainer.checkpoint_every",
     "trainer.deterministic",
 )
+#: options added after run records were first written, each with the value at which a run computes
+#: what a record without the option computed: a config holding that value hashes as if the option
+#: were absent, so earlier runs are still resumed, skipped and grouped with new ones
+ADDED_OPTIONS: dict[str, Any] = {
+    "task.eval_lengths": [],  # length generalisation: no extra test lengths
+}
 STATUSES = ("running", "completed", "diverged", "failed", "interrupted")
 #: the statuses of a run that ended with results (tables and plots read these; resume skips them)
 FINISHED = ("completed", "diverged")
@@ -122,15 +128,25 @@ def metric_key(metric: str, split: str = REPORT_SPLIT) -> str:
 
 def config_identity(config: dict[str, Any]) -> str:
     """A hash of what a config computes: equal for the seeds, re-runs and logger choices of one
-    configuration (see NON_IDENTITY_KEYS), different when any hyper-parameter differs."""
+    configuration (see NON_IDENTITY_KEYS) and for options added since at their neutral value (see
+    ADDED_OPTIONS), different when any hyper-parameter differs."""
     identity = json.loads(json.dumps(config, default=str))
-    for dotted in NON_IDENTITY_KEYS:
+
+    def parent_of(dotted: str) -> tuple[dict[str, Any] | None, str]:
         *parents, last = dotted.split(".")
         node = identity
         for part in parents:
             node = node.get(part) if isinstance(node, dict) else None
-        if isinstance(node, dict):
+        return (node if isinstance(node, dict) else None), last
+
+    for dotted in NON_IDENTITY_KEYS:
+        node, last = parent_of(dotted)
+        if node is not None:
             node.pop(last, None)
+    for dotted, neutral in ADDED_OPTIONS.items():
+        node, last = parent_of(dotted)
+        if node is not None and last in node and node[last] == neutral:
+            del node[last]
     return hashlib.sha1(json.dumps(identity, sort_keys=True).encode()).hexdigest()
 
 

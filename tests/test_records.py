@@ -115,6 +115,19 @@ def test_config_identity_ignores_seeds_names_and_logging_only():
     assert records.flatten_config(other)["optimizer.lr"] == 0.2
 
 
+@pytest.mark.parametrize(("option", "neutral"), list(records.ADDED_OPTIONS.items()))
+def test_an_option_added_since_a_record_was_written_hashes_as_absent_at_its_neutral_value(
+    option, neutral
+):
+    group, name = option.split(".")
+    older = {"task": {"length": 10}, "optimizer": {"lr": 0.1}}
+    newer = json.loads(json.dumps(older))
+    newer[group][name] = neutral
+    assert records.config_identity(older) == records.config_identity(newer)
+    newer[group][name] = [7]  # another value computes something else
+    assert records.config_identity(older) != records.config_identity(newer)
+
+
 def test_load_record_reports_a_corrupt_file(tmp_path):
     (tmp_path / "run.json").write_text("{not json")
     with pytest.raises(ValueError, match="corrupt run record"):
