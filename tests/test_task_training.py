@@ -99,6 +99,67 @@ CASES = {
         {"label": "sunspots (window 24)", "family": "sunspots (window 24)", "length": None},
         [needs("statsmodels")],
     ),
+    "temporal_order": (
+        ["task.length=20", "task.variant=6b", "task.n_eval=16", "task.eval_lengths=[40]"],
+        no_files,
+        {
+            "label": "temporal_order (T=20, 6b)",
+            "family": "temporal_order (6b)",
+            "length": 20,
+            "eval_lengths": [40],
+        },
+        [],
+    ),
+    "parity": (
+        ["task.length=8", "task.min_length=2", "task.n_eval=16", "task.eval_lengths=[12]"],
+        no_files,
+        {
+            "label": "parity (T=8, min 2)",
+            "family": "parity (min 2)",
+            "length": 8,
+            "eval_lengths": [12],
+        },
+        [],
+    ),
+    "selective_copy": (
+        ["task.length=8", "task.n_tokens=3", "task.n_eval=16", "task.eval_lengths=[12]"],
+        no_files,
+        {
+            "label": "selective_copy (T=8, M=3)",
+            "family": "selective_copy (M=3)",
+            "length": 8,
+            "eval_lengths": [12],
+        },
+        [],
+    ),
+    "induction_heads": (
+        ["task.length=6", "task.n_eval=16", "task.eval_lengths=[10]"],
+        no_files,
+        {
+            "label": "induction_heads (T=6)",
+            "family": "induction_heads",
+            "length": 6,
+            "eval_lengths": [10],
+        },
+        [],
+    ),
+    "mqar": (
+        [
+            "task.length=16",
+            "task.num_kv_pairs=2",
+            "task.vocab_size=16",
+            "task.n_eval=16",
+            "task.eval_lengths=[24]",
+        ],
+        no_files,
+        {
+            "label": "mqar (T=16, 2 pairs, V=16)",
+            "family": "mqar (2 pairs, V=16)",
+            "length": 16,
+            "eval_lengths": [24],
+        },
+        [],
+    ),
 }
 
 

@@ -102,40 +102,6 @@ def test_copy_memory_perfect_recall_scores_zero_loss():
 
 
 @pytest.mark.parametrize(
-    "task",
-    [AddingProblem(AddingConfig(length=20)), CopyMemory(CopyMemoryConfig(length=20))],
-    ids=["adding", "copy"],
-)
-def test_same_key_same_batch_and_fixed_eval_set(task):
-    a, b = task.sample(jax.random.key(7), 8), task.sample(jax.random.key(7), 8)
-    c = task.sample(jax.random.key(8), 8)
-    np.testing.assert_array_equal(a.inputs, b.inputs)
-    assert not np.array_equal(a.inputs, c.inputs)
-    np.testing.assert_array_equal(task.eval_set("val").inputs, task.eval_set("val").inputs)
-    np.testing.assert_array_equal(task.eval_set("test").inputs, task.eval_set("test").inputs)
-
-
-@pytest.mark.parametrize(
-    "task",
-    [AddingProblem(AddingConfig(length=30)), CopyMemory(CopyMemoryConfig(length=30))],
-    ids=["adding", "copy"],
-)
-def test_validation_and_test_sets_share_no_example(task):
-    sets = {k: np.asarray(b.inputs).reshape(task.n_eval, -1) for k, b in task.eval_sets().items()}
-    assert set(sets) == {"val", "test"}
-    val_rows = {row.tobytes() for row in sets["val"]}
-    assert not any(row.tobytes() in val_rows for row in sets["test"])
-    with pytest.raises(ValueError, match="unknown split"):
-        task.eval_set("train")
-
-
-def test_sampling_runs_under_jit():
-    task = CopyMemory(CopyMemoryConfig(length=12))
-    batch = jax.jit(task.sample, static_argnums=1)(jax.random.key(0), 4)
-    np.testing.assert_array_equal(batch.inputs, task.sample(jax.random.key(0), 4).inputs)
-
-
-@pytest.mark.parametrize(
     ("make", "message"),
     [
         (lambda: AddingConfig(length=1), "task.length: adding needs at least 2 steps"),
@@ -192,3 +158,26 @@ def test_eval_lengths_add_test_splits_drawn_at_each_length():
     described = task.describe()
     assert described["eval_lengths"] == [40, 25]
     assert described["eval_baselines"]["40"]["cross_entropy"] == pytest.approx(3 * math.log(8) / 46)
+
+
+def test_labels_at_steps_average_over_scored_steps_when_their_count_varies():
+    from seqbench.tasks.base import Batch
+    from seqbench.tasks.choice import UNSCORED
+    from seqbench.tasks.selective_copy import SelectiveCopy, SelectiveCopyConfig
+
+    task = SelectiveCopy(SelectiveCopyConfig(length=4, n_tokens=2, vocab_size=5))
+    targets = np.array([[0, UNSCORED, 2], [UNSCORED, UNSCORED, 1]])
+    logits = np.random.default_rng(0).normal(size=(2, 3, 5)).astype(np.float32)
+    logits[0, 0, 0] = 9.0  # right; [0, 2] and [1, 2] wrong
+    logits[0, 2, 2], logits[1, 2, 1] = -9.0, -9.0
+    batch = Batch(jnp.zeros((2, 3), jnp.int32), jnp.asarray(targets))
+    log_p = logits - np.log(np.exp(logits).sum(-1, keepdims=True))
+    ce = {(b, t): -log_p[b, t, targets[b, t]] for b, t in [(0, 0), (0, 2), (1, 2)]}
+    metrics = task.metrics(jnp.asarray(logits), batch)
+    np.testing.assert_allclose(metrics["accuracy"], [0.5, 0.0])
+    np.testing.assert_allclose(
+        metrics["cross_entropy"], [(ce[0, 0] + ce[0, 2]) / 2, ce[1, 2]], rtol=1e-5
+    )
+    np.testing.assert_array_equal(task.example_weights(batch), [2.0, 1.0])
+    per_step = sum(ce.values()) / 3
+    assert float(task.loss(jnp.asarray(logits), batch)) == pytest.approx(per_step, rel=1e-5)

@@ -15,9 +15,14 @@ from seqbench.config import ConfigError
 from seqbench.tasks.base import Task, TaskConfig
 from seqbench.tasks.forecast import ForecastConfig, Forecasting
 from seqbench.tasks.imdb import IMDBConfig, IMDBSentiment
+from seqbench.tasks.induction_heads import InductionHeads, InductionHeadsConfig
 from seqbench.tasks.mnist import MnistConfig, SequentialMNIST
+from seqbench.tasks.mqar import MQARConfig, MultiQueryAssociativeRecall
 from seqbench.tasks.music import MusicConfig, PolyphonicMusic
+from seqbench.tasks.parity import Parity, ParityConfig
+from seqbench.tasks.selective_copy import SelectiveCopy, SelectiveCopyConfig
 from seqbench.tasks.synthetic import AddingConfig, AddingProblem, CopyMemory, CopyMemoryConfig
+from seqbench.tasks.temporal_order import TemporalOrder, TemporalOrderConfig
 from seqbench.tasks.text import CharLanguageModel, TextConfig
 from seqbench.tasks.uea import UEAClassification, UEAConfig
 
@@ -31,6 +36,11 @@ _REGISTERED: dict[str, tuple[type[TaskConfig], type[Task]]] = {
     "text": (TextConfig, CharLanguageModel),
     "imdb": (IMDBConfig, IMDBSentiment),
     "forecast": (ForecastConfig, Forecasting),
+    "temporal_order": (TemporalOrderConfig, TemporalOrder),
+    "parity": (ParityConfig, Parity),
+    "selective_copy": (SelectiveCopyConfig, SelectiveCopy),
+    "induction_heads": (InductionHeadsConfig, InductionHeads),
+    "mqar": (MQARConfig, MultiQueryAssociativeRecall),
 }
 #: schema name -> config class (what `seqbench.store` registers with Hydra)
 TASKS: dict[str, type[TaskConfig]] = {name: pair[0] for name, pair in _REGISTERED.items()}
