@@ -344,7 +344,8 @@ def fill(folder: Path) -> None:
 
 def console_lines(done):
     """stderr's lines without the run's start line, after checking stdout and stderr are clean."""
-    assert not any(echo in done.stderr + done.stdout for echo in ECHOES), done.stderr
+    echoed = any(echo in done.stderr + done.stdout for echo in ECHOES)
+    assert not echoed, f"{done.stderr}\n--- stdout ---\n{done.stdout}"
     return [line for line in done.stderr.splitlines() if not line.startswith("[seqbench] ")]
 
 

@@ -25,6 +25,7 @@ import hashlib
 import json
 import shutil
 import sys
+import threading
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -112,6 +113,19 @@ def check_history(
     return None
 
 
+def join_orbax_threads(timeout_s: float = 60.0) -> None:
+    """Wait for the background threads of a save that failed: orbax returns on the first failed
+    array write while its metadata write (a thread waiting on every array write) still runs, and
+    if the job exits first that thread fails at interpreter shutdown with a traceback of its own
+    instead of ending on the write's error (which `seqbench.diskfull` keeps off the console)."""
+    for thread in threading.enumerate():
+        if (
+            type(thread).__module__.startswith("orbax.")
+            and thread is not threading.current_thread()
+        ):
+            thread.join(timeout_s)
+
+
 class Checkpointer:
     """Save and restore (state, history) under `directory`, keeping the `keep` latest steps."""
 
@@ -132,15 +146,19 @@ class Checkpointer:
     def save(self, step: int, state: TrainState, history: dict[str, Any]) -> None:
         args = self._ocp.args
         saveable = _to_saveable(state)
-        self.manager.save(
-            step,
-            args=args.Composite(
-                state=args.StandardSave(saveable),
-                history=args.JsonSave(history),
-                **{_DIGEST_ITEM: args.JsonSave({"sha256": digest(saveable, history)})},
-            ),
-        )
-        self.manager.wait_until_finished()
+        try:
+            self.manager.save(
+                step,
+                args=args.Composite(
+                    state=args.StandardSave(saveable),
+                    history=args.JsonSave(history),
+                    **{_DIGEST_ITEM: args.JsonSave({"sha256": digest(saveable, history)})},
+                ),
+            )
+            self.manager.wait_until_finished()
+        except BaseException:
+            join_orbax_threads()
+            raise
 
     def restore(
         self, template: TrainState, chunk_ends: Sequence[int] | None = None
