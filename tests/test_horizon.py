@@ -211,3 +211,15 @@ def test_cli_without_records_or_with_a_metric_to_maximise(tmp_path, capsys):
     with pytest.raises(SystemExit, match="acc is a metric to maximise"):
         cli_main(["horizon", str(tmp_path / "acc")])
     assert capsys.readouterr().err.count("\n") == 2
+
+
+def test_a_cell_solving_the_longest_length_it_was_run_at_may_reach_beyond():
+    partial = [
+        r
+        for r in RECORDS
+        if not (r["name"].endswith("lstm") and r["config"]["task"]["length"] > 50)
+    ]
+    notes = render_markdown(build_horizon(typed(partial))).split("\n\n", 1)[1]
+    assert "adding / lstm: no run at T=100, T=200." in notes
+    assert "adding / lstm solves T=50, the longest length it was run at" in notes
+    assert "adding / gru solves" not in notes

@@ -166,10 +166,11 @@ class HorizonResult:
                 if cell.missing:
                     missing = ", ".join(f"T={t}" for t in cell.missing)
                     lines.append(f"{family.family} / {model}: no run at {missing}.")
-                if cell.horizon is not None and cell.horizon == family.lengths[-1]:
+                longest = max(t for t in family.lengths if t not in cell.missing)
+                if cell.horizon is not None and cell.horizon == longest:
                     lines.append(
                         f"{family.family} / {model} solves T={cell.horizon}, the longest "
-                        "length run: its horizon may lie beyond."
+                        "length it was run at: its horizon may lie beyond."
                     )
         lines += [f"Chosen on validation: {s.describe()}." for s in self.selections]
         return lines
