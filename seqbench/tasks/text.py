@@ -91,7 +91,10 @@ def load_abc_folk(split_seed: int) -> dict[str, str]:
 
 def load_text_files(directory: Path, corpus_name: str) -> dict[str, str]:
     """{"train", "val", "test"} text of a corpus in `directory` (see the module docstring)."""
-    alternative = "Use task.source=offline for the ABC folk-tune corpus shipped with music21."
+    alternative = (
+        f"Run `seqbench data download {corpus_name}` (ptb_char, text8), or use "
+        "task.source=offline for the ABC folk-tune corpus shipped with music21."
+    )
     what = f"text corpus {corpus_name} (task.source=files)"
     if corpus_name == "ptb_char":
         names = [f"ptb.char.{part}.txt" for part in ("train", "valid", "test")]

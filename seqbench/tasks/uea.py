@@ -138,7 +138,8 @@ def local_files(data_dir: Path, name: str) -> tuple[Path, Path]:
         data_dir / "uea" / name,
         [f"{name}_TRAIN.ts", f"{name}_TEST.ts"],
         f"UEA {name} (task.source=files)",
-        f"Use task.source=offline for {offline}.",
+        f"Run `seqbench data download {name}` (see `seqbench data list`), or use "
+        f"task.source=offline for {offline}.",
     )
     return train, test
 
