@@ -92,6 +92,26 @@ def cpu_model() -> str | None:
     return platform.processor() or None
 
 
+#: instruction-set extensions that change which kernels XLA's CPU backend generates (and so the
+#: order of floating-point operations): the vector and matrix units
+VECTOR_FLAG_PREFIXES = ("sse", "ssse", "avx", "fma", "f16c", "amx", "vnni", "neon", "asimd", "sve")
+
+
+def cpu_vector_flags() -> list[str] | None:
+    """The CPU's vector and matrix instruction-set extensions, sorted (Linux /proc/cpuinfo "flags"
+    on x86, "Features" on ARM; None elsewhere): two CPUs with the same model name can differ here
+    (a virtual machine may hide AVX-512), and so can their numbers."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith(("flags", "Features")):
+                    flags = line.split(":", 1)[1].split()
+                    return sorted({f for f in flags if f.startswith(VECTOR_FLAG_PREFIXES)})
+    except OSError:
+        pass
+    return None
+
+
 def device_info() -> dict[str, Any]:
     import jax
 
@@ -107,4 +127,8 @@ def device_info() -> dict[str, Any]:
         "cpu_affinity": sorted(os.sched_getaffinity(0))
         if hasattr(os, "sched_getaffinity")
         else None,
+        "cpu_vector_flags": cpu_vector_flags(),
+        # the cores XLA's CPU thread pool runs on (it sizes itself to them)
+        "threads": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
+        "xla_flags": os.environ.get("XLA_FLAGS", ""),
     }

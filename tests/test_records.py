@@ -217,3 +217,16 @@ def test_write_record_writes_run_json_atomically(tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["run.json"]
     assert records.load_record(tmp_path) == record
     assert json.loads((tmp_path / "run.json").read_text()) == record.to_json()
+
+
+def test_the_device_record_explains_cpu_differences(monkeypatch):
+    monkeypatch.setenv("XLA_FLAGS", "--xla_backend_optimization_level=0")
+    info = provenance.device_info()
+    assert info["xla_flags"] == "--xla_backend_optimization_level=0"
+    assert info["threads"] == len(info["cpu_affinity"]) >= 1
+    flags = info["cpu_vector_flags"]
+    if Path("/proc/cpuinfo").exists():  # Linux: the vector extensions only, sorted
+        assert flags == sorted(flags) and all(
+            f.startswith(provenance.VECTOR_FLAG_PREFIXES) for f in flags
+        )
+        assert "avx" in flags or "asimd" in flags or "neon" in flags
