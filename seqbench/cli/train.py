@@ -27,7 +27,16 @@ from seqbench.records import FINISHED, SELECT_SPLIT, RunRecord, Timing, metric_k
 from seqbench.resume import ResumeError, previous_run
 from seqbench.store import register_configs, validate
 
-CONF_DIR = Path(__file__).resolve().parents[2] / "conf"
+
+def config_dir() -> Path:
+    """The Hydra configs: the copy a built wheel ships inside the package (`seqbench/conf/`, see
+    setup.py), else `conf/` at the top of the repository (a clone, an editable install)."""
+    package = Path(__file__).resolve().parents[1]
+    packaged = package / "conf"
+    return packaged if packaged.is_dir() else package.parent / "conf"
+
+
+CONF_DIR = config_dir()
 
 if not OmegaConf.has_resolver("seqbench.pid"):
     OmegaConf.register_new_resolver("seqbench.pid", lambda: os.getpid())
