@@ -152,7 +152,7 @@ def test_plot_gradient_flow_draws_a_panel_per_cell_from_the_records(tmp_path, ca
     cli_main(["plot", str(tmp_path / "runs"), "--gradient-flow", "--out", str(prefix)])
     assert capsys.readouterr().out.split() == [f"{prefix}.png", f"{prefix}.svg"]
     svg = (tmp_path / "fig" / "flow.svg").read_text()
-    assert "adding (T=100) · lstm" in svg and "step 100" in svg
+    assert "adding (T=100) · LSTM" in svg and "step 100" in svg
     with pytest.raises(SystemExit, match="has 1 layer"):
         cli_main(["plot", str(tmp_path / "runs"), "--gradient-flow", "--layer", "1"])
 

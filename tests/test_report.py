@@ -338,8 +338,11 @@ def test_plot_writes_png_and_svg(tmp_path, capsys):
     assert "<svg" in svg and "adding (T=100)" in svg and "baseline" in svg
     with pytest.raises(SystemExit, match="no metric 'test/acc'"):
         cli_main(["plot", str(root), "--metric", "acc", "--out", str(tmp_path / "x")])
-    with pytest.raises(SystemExit, match="unknown pdf"):
-        cli_main(["plot", str(root), "--format", "pdf"])
+    assert "GRU (n=2)" in svg and "test MSE" in svg  # display names and units
+    cli_main(["plot", str(root), "--format", "pdf", "--out", str(tmp_path / "fig" / "paper")])
+    assert (tmp_path / "fig" / "paper.pdf").read_bytes().startswith(b"%PDF")
+    with pytest.raises(SystemExit, match="unknown eps"):
+        cli_main(["plot", str(root), "--format", "eps"])
 
 
 def test_runs_show_the_config_keys_that_tell_them_apart(tmp_path, capsys):
@@ -352,3 +355,37 @@ def test_runs_show_the_config_keys_that_tell_them_apart(tmp_path, capsys):
     lines = capsys.readouterr().out.splitlines()
     assert ["optimizer.lr=0.1  " in lines[0], "optimizer.lr=0.01  " in lines[1]] == [True, True]
     assert not any("logger" in line for line in lines)  # logging does not change a result
+
+
+def test_figures_name_models_and_metrics_for_readers():
+    from seqbench.report.plot import display_metric, figure_metric
+    from seqbench.report.table import display_model
+
+    assert [display_model(m) for m in ("lstm", "bi-gru ×2", "minlstm (unnormalised)")] == [
+        "LSTM",
+        "bi-GRU ×2",
+        "minLSTM (unnormalised)",
+    ]
+    assert display_model("simple_rnn (relu)") == "RNN (relu)" and display_model("irnn") == "irnn"
+    assert display_metric("cross_entropy") == "test cross-entropy (nats)"
+    assert display_metric("val/bpc") == "val bits per character"
+    copy = record("gru", [0.1], task="copy_memory", metric="cross_entropy")
+    copy["task"]["metrics"]["recall_accuracy"] = "max"
+    # a record from before tasks named their figure metric: the registered copy_memory's
+    assert figure_metric(RunRecord.from_json(copy)) == "recall_accuracy"
+    copy["task"]["figure_metric"] = "cross_entropy"
+    assert figure_metric(RunRecord.from_json(copy)) == "cross_entropy"
+    assert figure_metric(RunRecord.from_json(record("gru", [0.1]))) == "mse"
+
+
+def test_a_figure_of_several_tasks_has_one_legend(tmp_path):
+    from seqbench.report.plot import plot_curves
+
+    runs = [
+        with_curves(record(cell, [0.1, 0.2], task=task, path=f"/r/{cell}-{task}"), [[1.0, 1.0]])
+        for cell in ("lstm", "gru")
+        for task in ("adding", "copy_memory")
+    ]
+    (svg,) = plot_curves(typed(runs), tmp_path / "curves", formats=("svg",))
+    text = svg.read_text()
+    assert text.count("LSTM (n=2)") == 1 and text.count("GRU (n=2)") == 1

@@ -239,9 +239,9 @@ def cmd_table(args: argparse.Namespace) -> None:
 
 
 def cmd_plot(args: argparse.Namespace) -> None:
-    from seqbench.report.plot import PLOT_FORMATS, plot_curves, plot_gradient_flow
+    from seqbench.report.plot import DEFAULT_FORMATS, PLOT_FORMATS, plot_curves, plot_gradient_flow
 
-    formats = tuple(_csv(args.format) or PLOT_FORMATS)
+    formats = tuple(_csv(args.format) or DEFAULT_FORMATS)
     unknown = [f for f in formats if f not in PLOT_FORMATS]
     if unknown:
         fail(f"--format: unknown {', '.join(unknown)}; choose from {', '.join(PLOT_FORMATS)}")
@@ -373,7 +373,7 @@ def _main(argv: list[str] | None) -> None:
         "--metric", help="metric to draw, test split unless prefixed val/ (default: primary)"
     )
     plot.add_argument("--out", default="curves", help="output path without suffix")
-    plot.add_argument("--format", default="png,svg", help="comma-separated: png, svg")
+    plot.add_argument("--format", default="png,svg", help="comma-separated: png, svg, pdf")
     plot.add_argument("--log-y", choices=("auto", "on", "off"), default="auto")
     plot.add_argument(
         "--gradient-flow",

@@ -17,8 +17,14 @@ from pathlib import Path
 import numpy as np
 
 from seqbench.records import FINISHED, RunRecord
-from seqbench.report.plot import PLOT_FORMATS, chosen_cells, save_figure, seed_band
-from seqbench.report.table import task_label
+from seqbench.report.plot import (
+    DEFAULT_FORMATS,
+    chosen_cells,
+    display_metric,
+    save_figure,
+    seed_band,
+)
+from seqbench.report.table import display_model, task_label
 
 _LENGTH_SPLIT = re.compile(r"^test@(\d+)$")
 
@@ -66,7 +72,7 @@ def plot_generalisation(
     out: str | Path,
     *,
     metric: str | None = None,
-    formats: tuple[str, ...] = PLOT_FORMATS,
+    formats: tuple[str, ...] = DEFAULT_FORMATS,
 ) -> list[Path]:
     """Draw the length generalisation of the finished records that were evaluated at other
     lengths (`task.eval_lengths`); return the files written. `metric`: a bare metric name
@@ -100,7 +106,8 @@ def plot_generalisation(
             lengths, values = generalisation_points(record, name)
             color = colors[models.index(model) % len(colors)]
             mean, low, high = seed_band(values)
-            ax.plot(lengths, mean, color=color, marker="o", label=f"{model} (n={values.shape[1]})")
+            label = f"{display_model(model)} (n={values.shape[1]})"
+            ax.plot(lengths, mean, color=color, marker="o", label=label)
             ax.fill_between(lengths, low, high, color=color, alpha=0.15, linewidth=0)
             for column in range(values.shape[1]):
                 ax.scatter(lengths, values[:, column], color=color, s=8, alpha=0.5)
@@ -114,7 +121,7 @@ def plot_generalisation(
         ax.set_xscale("log", base=2)
         ax.set_title(f"{task} (dotted: training length)", fontsize="medium")
         ax.set_xlabel("evaluation length")
-        ax.set_ylabel(f"test {name}")
+        ax.set_ylabel(display_metric(f"test/{name}"))
         ax.grid(alpha=0.3)
         ax.legend(fontsize="small")
     return save_figure(fig, out, formats)

@@ -21,11 +21,12 @@ from pathlib import Path
 from typing import Any
 
 from seqbench.records import FINISHED, RunRecord, flatten_config, metric_key
-from seqbench.report.plot import PLOT_FORMATS, save_figure
+from seqbench.report.plot import DEFAULT_FORMATS, save_figure
 from seqbench.report.table import (
     Entry,
     Selection,
     choose_per_cell,
+    display_model,
     model_label,
     seed_stats,
     sort_models,
@@ -318,7 +319,7 @@ def render_markdown(result: HorizonResult) -> str:
 
 
 def plot_horizon(
-    result: HorizonResult, out_prefix: str | Path, *, formats: tuple[str, ...] = PLOT_FORMATS
+    result: HorizonResult, out_prefix: str | Path, *, formats: tuple[str, ...] = DEFAULT_FORMATS
 ) -> list[Path]:
     """Draw metric / baseline against T, one panel per family; return the files written.
 
@@ -347,9 +348,9 @@ def plot_horizon(
             ys = [p.ratio for p in points if p.ratio is not None and p.ratio > 0]
             horizon = family.horizons[model].horizon
             label = (
-                f"{model} (none solved)"
+                f"{display_model(model)} (none solved)"
                 if horizon is None
-                else f"{model} (longest solved: T={horizon})"
+                else f"{display_model(model)} (longest solved: T={horizon})"
             )
             ax.plot(xs, ys, color=color, marker="o", markersize=4, label=label)
             seed_x = [p.length for p in points for r in p.ratios if r > 0]

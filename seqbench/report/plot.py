@@ -19,6 +19,7 @@ import numpy as np
 from seqbench.records import FINISHED, RunRecord, metric_key
 from seqbench.report.table import (
     choose_per_cell,
+    display_model,
     model_label,
     report_selections,
     sort_models,
@@ -26,7 +27,41 @@ from seqbench.report.table import (
     task_order,
 )
 
-PLOT_FORMATS = ("png", "svg")
+PLOT_FORMATS = ("png", "svg", "pdf")
+#: the formats written when none is asked for
+DEFAULT_FORMATS = ("png", "svg")
+#: how figures name each metric, with its unit
+METRIC_NAMES = {
+    "mse": "MSE",
+    "mae": "MAE",
+    "cross_entropy": "cross-entropy (nats)",
+    "nll": "NLL (nats per step)",
+    "bpc": "bits per character",
+    "accuracy": "accuracy",
+    "recall_accuracy": "recall accuracy",
+}
+
+
+def display_metric(key: str) -> str:
+    """`test/cross_entropy` -> `test cross-entropy (nats)`; a metric without an entry in
+    METRIC_NAMES keeps its name."""
+    split, _, name = metric_key(key).partition("/")
+    return f"{split} {METRIC_NAMES.get(name, name)}"
+
+
+def figure_metric(record: RunRecord) -> str:
+    """The metric a figure draws for `record` unless told: its task's `figure_metric` (e.g. copy
+    memory's recall accuracy; records written before tasks named one get it from the registered
+    task of the same name), else its primary metric."""
+    named = record.task.extra.get("figure_metric")
+    if named is None:
+        from seqbench.tasks.registry import TASK_CLASSES
+
+        task = next((t for t in TASK_CLASSES.values() if t.name == record.task.name), None)
+        named = getattr(task, "figure_metric", None)
+    return named if named in record.task.metrics else record.task.primary_metric
+
+
 #: learning-curve panels per row; more tasks wrap onto further rows
 MAX_COLUMNS = 4
 
@@ -72,12 +107,12 @@ def plot_curves(
     out: str | Path,
     *,
     metric: str | None = None,
-    formats: tuple[str, ...] = PLOT_FORMATS,
+    formats: tuple[str, ...] = DEFAULT_FORMATS,
     log_y: str = "auto",
 ) -> list[Path]:
     """Draw the curves of the completed or diverged records; return the files written.
 
-    `metric`: the metric to draw (default: each task's primary metric). `out`: the file path
+    `metric`: the metric to draw (default: each task's `figure_metric`). `out`: the file path
     without suffix; one file per format. `log_y`: "auto" (log scale where every value is positive
     and they span over two decades), "on" or "off".
     """
@@ -104,7 +139,7 @@ def plot_curves(
             record = chosen.get((task, model))
             if record is None:
                 continue
-            name = metric_key(metric or record.task.primary_metric)
+            name = metric_key(metric or figure_metric(record))
             if name not in record.curves.eval:
                 raise ValueError(
                     f"{task_label(record)} / {model_label(record)} has no metric {name!r}"
@@ -112,7 +147,7 @@ def plot_curves(
             steps, mean, low, high = curve(record, name)
             color = colors[models.index(model) % len(colors)]
             n = len(record.seeds)
-            ax.plot(steps, mean, color=color, label=f"{model} (n={n})")
+            ax.plot(steps, mean, color=color, label=f"{display_model(model)} (n={n})")
             ax.fill_between(steps, low, high, color=color, alpha=0.2, linewidth=0)
             shown_metric = name
             baseline = record.task.baseline.get(name.split("/", 1)[1])
@@ -125,13 +160,31 @@ def plot_curves(
             ax.set_yscale("log")
         ax.set_title(task)
         ax.set_xlabel("training step")
-        ax.set_ylabel(shown_metric or "")
+        ax.set_ylabel(display_metric(shown_metric) if shown_metric else "")
         ax.grid(alpha=0.3)
-        ax.legend(fontsize="small")
+        if len(tasks) == 1:
+            ax.legend(fontsize="small")
+    if len(tasks) > 1:
+        shared_legend(fig, axes.flat)
     return save_figure(fig, out, formats)
 
 
-def save_figure(fig: Any, out: str | Path, formats: tuple[str, ...] = PLOT_FORMATS) -> list[Path]:
+def shared_legend(fig: Any, axes: Any) -> None:
+    """One legend for the figure, below its panels: each model once (its seed count in the
+    label) and the baseline, from whichever panels draw them."""
+    entries: dict[str, Any] = {}
+    for ax in axes:
+        for handle, label in zip(*ax.get_legend_handles_labels(), strict=True):
+            entries.setdefault(label, handle)
+    fig.legend(
+        entries.values(), entries.keys(), loc="outside lower center", ncol=min(len(entries), 6),
+        fontsize="small",
+    )  # fmt: skip
+
+
+def save_figure(
+    fig: Any, out: str | Path, formats: tuple[str, ...] = DEFAULT_FORMATS
+) -> list[Path]:
     """Write `fig` to `<out>.<format>` for each format (each through a temporary file renamed into
     place, so a failed write leaves no partial file), create the folder, close the figure."""
     import matplotlib.pyplot as plt
@@ -174,7 +227,7 @@ def plot_gradient_flow(
     out: str | Path,
     *,
     layer: int = 0,
-    formats: tuple[str, ...] = PLOT_FORMATS,
+    formats: tuple[str, ...] = DEFAULT_FORMATS,
 ) -> list[Path]:
     """Gradient flow of the records that measured it: a row per task, a panel per cell, a line per
     training step at which it was measured (geometric mean over seeds, the seeds' range shaded),
@@ -202,7 +255,7 @@ def plot_gradient_flow(
     for row, task in zip(axes, tasks, strict=True):
         for ax, model in zip(row, models, strict=True):
             record = chosen.get((task, model))
-            ax.set_title(f"{task} · {model}", fontsize="medium")
+            ax.set_title(f"{task} · {display_model(model)}", fontsize="medium")
             ax.set_xlabel("time step t")
             ax.grid(alpha=0.3)
             if record is None:

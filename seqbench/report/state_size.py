@@ -18,8 +18,8 @@ import numpy as np
 
 from seqbench.records import FINISHED, RunRecord, metric_key
 from seqbench.report.generalisation import default_metric
-from seqbench.report.plot import PLOT_FORMATS, save_figure, seed_band
-from seqbench.report.table import model_label, sort_models, task_label, task_order
+from seqbench.report.plot import DEFAULT_FORMATS, display_metric, save_figure, seed_band
+from seqbench.report.table import display_model, model_label, sort_models, task_label, task_order
 
 
 def seed_values(record: RunRecord, metric: str) -> np.ndarray:
@@ -57,7 +57,7 @@ def plot_state_size(
     out: str | Path,
     *,
     metric: str | None = None,
-    formats: tuple[str, ...] = PLOT_FORMATS,
+    formats: tuple[str, ...] = DEFAULT_FORMATS,
 ) -> list[Path]:
     """Draw each task's metric against the recurrent state size of every finished record that has
     one; return the files written."""
@@ -86,7 +86,7 @@ def plot_state_size(
         for model, series in points[task].items():
             sizes, mean, low, high = np.asarray(series, dtype=float).T
             color = colors[models.index(model) % len(colors)]
-            ax.plot(sizes, mean, color=color, marker="o", label=model)
+            ax.plot(sizes, mean, color=color, marker="o", label=display_model(model))
             ax.vlines(sizes, low, high, color=color, linewidth=1.5)  # the seeds' range
         record = baseline_of[task]
         name = metric_key(metric or default_metric(record))
@@ -96,7 +96,7 @@ def plot_state_size(
         ax.set_xscale("log")
         ax.set_title(task, fontsize="medium")
         ax.set_xlabel("recurrent state (floats per example)")
-        ax.set_ylabel(name.replace("/", " "))
+        ax.set_ylabel(display_metric(name))
         ax.grid(alpha=0.3)
         ax.legend(fontsize="small")
     return save_figure(fig, out, formats)

@@ -56,6 +56,18 @@ def model_label(record: RunRecord) -> str:
     return label
 
 
+def display_model(label: str) -> str:
+    """How figures write a model column label: its architecture's display name in place of the
+    name (`lstm` -> `LSTM`, `bi-gru ×2` -> `bi-GRU ×2`, `minlstm (unnormalised)` -> `minLSTM
+    (unnormalised)`); a label of no registered architecture is kept."""
+    prefix = "bi-" if label.startswith("bi-") else ""
+    rest = label.removeprefix("bi-")
+    for spec in ARCHITECTURES.values():
+        if spec.display_name and (rest == spec.name or rest.startswith(f"{spec.name} ")):
+            return prefix + spec.display_name + rest[len(spec.name) :]
+    return label
+
+
 def task_label(record: RunRecord) -> str:
     """The task's own label (`adding (T=600)`, `seq_mnist (pixel)`; records from before labels
     were recorded get one on reading, see `seqbench.records.upgrade_record`)."""

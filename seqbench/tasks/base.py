@@ -120,6 +120,8 @@ class Task(abc.ABC):
     metric_directions: dict[str, Direction]
     #: the metric that ranks runs and picks the best evaluation
     primary_metric: str
+    #: the metric figures draw by default (None: the primary metric)
+    figure_metric: str | None = None
     #: training examples of a fixed data set (None: generated afresh every step)
     n_train: int | None = None
 
@@ -194,6 +196,7 @@ class Task(abc.ABC):
             "spec": self.spec.__dict__,
             "metrics": dict(self.metric_directions),
             "primary_metric": self.primary_metric,
+            "figure_metric": self.figure_metric or self.primary_metric,
             "baseline": self.baseline(),
         }
 

@@ -209,6 +209,8 @@ class CopyMemory(SyntheticTask):
         "recall_accuracy": "max",
     }
     primary_metric = "cross_entropy"
+    #: what a reader of a figure asks of copy memory: how many digits come back
+    figure_metric = "recall_accuracy"
     vocab_size = 10
     config: CopyMemoryConfig
 

@@ -112,6 +112,8 @@ class Spec:
     #: flax_peer(hidden_size) -> a plain Flax linen cell (nn.RNNCellBase) for the speed bench's
     #: plain-Flax peer, run under nn.RNN; None: there is none
     flax_peer: Callable[[int], Any] | None = None
+    #: how figures and papers write the architecture ("LSTM", "minGRU"); None: the name
+    display_name: str | None = None
     #: label(options) -> the report tables' column label of a run, from its `config.model.cell`
     #: dict (possibly missing keys: take the defaults); None: the name
     label: Callable[[Mapping[str, Any]], str] | None = None

@@ -97,6 +97,7 @@ def label(options: Mapping[str, Any]) -> str:
 
 SPEC = Spec(
     name="simple_rnn",
+    display_name="RNN",
     options=ElmanOptions,
     layer=layer,
     initial_carry=zero_carry(1),

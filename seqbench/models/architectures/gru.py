@@ -74,6 +74,7 @@ def layer(
 
 SPEC = Spec(
     name="gru",
+    display_name="GRU",
     options=GRUOptions,
     layer=layer,
     initial_carry=zero_carry(GRURules.carries),

@@ -252,6 +252,7 @@ def step_flops(options: LRUOptions, batch: int, length: int, features: int, hidd
 
 SPEC = Spec(
     name="lru",
+    display_name="LRU",
     options=LRUOptions,
     layer=layer,
     initial_carry=initial_carry,

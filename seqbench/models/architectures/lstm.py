@@ -107,6 +107,7 @@ def layer(
 
 SPEC = Spec(
     name="lstm",
+    display_name="LSTM",
     options=LSTMOptions,
     layer=layer,
     initial_carry=zero_carry(LSTMRules.carries),

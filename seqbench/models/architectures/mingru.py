@@ -269,6 +269,7 @@ def layer(
 
 SPEC = Spec(
     name="mingru",
+    display_name="minGRU",
     options=MinGRUOptions,
     layer=layer,
     initial_carry=zero_carry,

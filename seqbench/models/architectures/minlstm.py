@@ -140,6 +140,7 @@ def label(options: Mapping[str, Any]) -> str:
 
 SPEC = Spec(
     name="minlstm",
+    display_name="minLSTM",
     options=MinLSTMOptions,
     layer=layer,
     initial_carry=zero_carry,

@@ -423,6 +423,7 @@ def step_flops(options: RGLRUOptions, batch: int, length: int, features: int, hi
 
 SPEC = Spec(
     name="rglru",
+    display_name="RG-LRU",
     options=RGLRUOptions,
     layer=layer,
     initial_carry=initial_carry,

@@ -342,6 +342,7 @@ def layer(
 
 SPEC = Spec(
     name="tcn",
+    display_name="TCN",
     options=TCNOptions,
     layer=layer,
     initial_carry=zero_carry,
