@@ -1,6 +1,7 @@
 """Every config option composes and validates; bad values fail with one clear line."""
 
 import dataclasses
+import sys
 from pathlib import Path
 
 import pytest
@@ -135,3 +136,20 @@ def test_encoder_must_fit_the_input_kind(compose_config):
     cfg = validate(compose_config(["task=copy_memory", "model.encoder=linear"]))
     with pytest.raises(ValueError, match=r"model\.encoder"):
         build_model(cfg.model, build_task(cfg.task).spec)
+
+
+def test_help_lists_each_groups_options_not_the_schemas_and_the_composed_config(
+    monkeypatch, capsys
+):
+    from seqbench.cli import train
+
+    monkeypatch.setattr(sys, "argv", ["seqbench-train", "task=parity", "--help"])
+    train.main()
+    text = capsys.readouterr().out
+    assert "  task: adding, copy_memory, " in text and "_schema" not in text
+    assert "  model: gru, lru, lstm, mingru, minlstm, rglru, simple_rnn, tcn" in text
+    assert "for_model" not in text and "min_length: 3" in text
+    monkeypatch.setattr(sys, "argv", ["seqbench-train", "task=nosuch", "-h"])
+    with pytest.raises(SystemExit) as ended:
+        train.main()
+    assert ended.value.code == 2 and "task/nosuch" in capsys.readouterr().err

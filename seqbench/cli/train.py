@@ -322,10 +322,51 @@ def hydra_main(cfg: DictConfig) -> float:
     return sweeper_value(record)
 
 
+HELP_FLAGS = ("--help", "-h")
+
+
+def help_text(overrides: list[str]) -> str:
+    """`seqbench-train --help`: each config group's options (the YAML files of conf/, not the
+    schemas Hydra's own help lists beside them) and the config that `overrides` compose."""
+    from hydra import compose, initialize_config_dir
+
+    groups: dict[str, list[str]] = {}
+    for path in sorted(CONF_DIR.rglob("*.yaml")):
+        group = path.parent.relative_to(CONF_DIR).as_posix()
+        if group != "." and not group.startswith("hydra") and not group.endswith("for_model"):
+            groups.setdefault(group, []).append(path.stem)
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        composed = compose("config", overrides=overrides)
+    lines = [
+        "seqbench-train [--multirun] [group=option ...] [key=value ...]",
+        "",
+        "Trains every seed of a configuration at once and writes its run record (README: "
+        '"Training runs"). Options of each group (conf/<group>/<option>.yaml):',
+        "",
+        *(f"  {group}: {', '.join(options)}" for group, options in sorted(groups.items())),
+        "",
+        "The configuration" + (f" with {' '.join(overrides)}" if overrides else "") + " (any key "
+        "can be overridden, e.g. task.length=200 model.hidden_size=64; every key is commented in "
+        "its conf/ file):",
+        "",
+        OmegaConf.to_yaml(composed, resolve=False).rstrip(),
+        "",
+        "Hydra's own options: seqbench-train --hydra-help",
+    ]
+    return "\n".join(lines)
+
+
 def main() -> None:
     """Console entry: check every job of the command line, then hand it to Hydra."""
     from seqbench.preflight import preflight
 
+    if any(flag in sys.argv[1:] for flag in HELP_FLAGS):
+        overrides = [a for a in sys.argv[1:] if a not in HELP_FLAGS and not a.startswith("-")]
+        try:
+            print(help_text(overrides))
+        except Exception as error:  # a bad override: the same one line as a run would print
+            fail(f"{type(error).__name__}: {str(error).splitlines()[0]}")
+        return
     try:
         preflight(sys.argv[1:], CONF_DIR)
     except ConfigError as error:
