@@ -39,6 +39,15 @@ def test_a_short_run_writes_a_complete_run_record(run_cli, tmp_path):
     assert all(len(record["curves"]["eval"][k]) == 3 for k in ("val/mse", "test/mse"))
     assert record["curves"]["eval"]["val/mse"] != record["curves"]["eval"]["test/mse"]
     assert all(len(row) == 2 for row in record["curves"]["train_loss"])
+    log = (out / "train.log").read_text().splitlines()  # Hydra's job log: seqbench's own lines
+    assert [line.split(" - ", 1)[1].split(":")[0] for line in log] == [
+        "[seqbench] smoke",
+        "step 0",
+        "step 2",
+        "step 4",
+        "[seqbench] smoke completed",
+    ]
+    assert "step 4: train loss " in log[3] and "test/mse" in log[3]
     for name in ("compile_s", "steps_per_s", "tokens_per_s", "wall_s"):
         assert record["timing"][name] > 0
     assert record["device"]["platform"] == "cpu"

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 import hydra
+import numpy as np
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
@@ -37,6 +38,30 @@ def config_dir() -> Path:
 
 
 CONF_DIR = config_dir()
+#: the job's log file, `<output dir>/train.log` (Hydra's job logging; conf/config.yaml routes this
+#: logger to the file alone: the console gets the same lines from `announce` on stderr)
+LOG = logging.getLogger("seqbench.run")
+
+
+def announce(line: str) -> None:
+    """A line for the console (stderr) and the job's log file."""
+    print(line, file=sys.stderr)
+    LOG.info(line)
+
+
+def log_evaluation(step: int, metrics: dict[str, Any], train_loss: Any) -> None:
+    """One line per evaluation in the job's log file: the chunk's training loss and every
+    evaluated metric, each the mean over the seeds with a finite value."""
+
+    def mean(values: Any) -> str:
+        finite = np.asarray(values, dtype=float)
+        finite = finite[np.isfinite(finite)]
+        return f"{finite.mean():.4g}" if finite.size else "nan"
+
+    loss = "" if train_loss is None else f"train loss {mean(train_loss)}, "
+    shown = ", ".join(f"{key} {mean(values)}" for key, values in sorted(metrics.items()))
+    LOG.info(f"step {step}: {loss}{shown} (means over seeds)")
+
 
 if not OmegaConf.has_resolver("seqbench.pid"):
     OmegaConf.register_new_resolver("seqbench.pid", lambda: os.getpid())
@@ -124,10 +149,9 @@ def train_from_config(
     if found is not None:
         output_dir, previous = found
         if previous.status in FINISHED:
-            print(
+            announce(
                 f"[seqbench] {previous.name}: already {previous.status} in {output_dir}; "
-                "skipping (choose another output directory to run it again)",
-                file=sys.stderr,
+                "skipping (choose another output directory to run it again)"
             )
             return previous
     enable_compilation_cache(cfg.trainer.compilation_cache_dir)
@@ -160,11 +184,10 @@ def train_from_config(
             record.wandb_run_ids = previous.wandb_run_ids
     record_path = output_dir / RECORD_NAME
     latest = checkpointer.latest_step() if checkpointer is not None else None
-    print(
+    announce(
         f"[seqbench] {job.name}: {cfg.model.architecture} hidden={job.built.hidden_size} "
         f"params={job.built.param_count:,} seeds={list(cfg.seeds)} -> {output_dir}"
-        + (f" (resuming from step {latest})" if latest else ""),
-        file=sys.stderr,
+        + (f" (resuming from step {latest})" if latest else "")
     )
     tracker = make_tracker(cfg.logger, resolved, record, output_dir)  # adds wandb run ids
     write_record(record_path, record)
@@ -187,7 +210,10 @@ def train_from_config(
             list(cfg.seeds),
             cfg.trainer,
             hooks=Hooks(
-                on_eval=tracker.log_eval,
+                on_eval=lambda *evaluation: (
+                    log_evaluation(*evaluation),
+                    tracker.log_eval(*evaluation),
+                ),
                 on_flow=tracker.log_gradient_flow,
                 should_stop=guard.requested if guard is not None else None,
             ),
@@ -313,9 +339,9 @@ def hydra_main(cfg: DictConfig) -> float:
         try:
             record = train_from_config(checked, resolved, output_dir, guard)
         except lifecycle.Interrupted as stopped:
-            print(stopped.line, file=sys.stderr)
+            announce(stopped.line)
             guard.end_process(stopped.exit_code)
-        print(summary_line(record), file=sys.stderr)
+        announce(summary_line(record))
         if guard.stop is not None:  # asked to stop as the run ended: no further job
             print(f"seqbench-train: stopped by {guard.stop.by} as the run ended", file=sys.stderr)
             guard.end_process(guard.stop.exit_code)
