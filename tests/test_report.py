@@ -240,6 +240,9 @@ def test_latex_is_booktabs_with_escapes_and_bold_best():
     end = lines.index(r"\end{tabular}")
     assert lines[end - 1] == r"\bottomrule"
     assert all(line.startswith("% ") for line in lines[end + 1 :])
+    # the seed counts and the parameter rows, as in the Markdown table
+    assert r"\mathbf{0.0200 \pm 0.0100}$ {\footnotesize (n=2/3, 1 diverged)}" in text
+    assert r"adding (T=100) & parameters &  & 4,965 & 4,918 & 5,071 \\" in lines
 
 
 def test_csv_is_tidy_and_complete():

@@ -378,7 +378,8 @@ def _latex_number(value: float) -> str:
 
 
 def render_latex(table: Table) -> str:
-    """A booktabs tabular; best entries in bold; needs \\usepackage{booktabs}."""
+    """A booktabs tabular: mean ± std with each entry's seed count, best entries in bold, then each
+    task's parameter counts (as the Markdown table); needs \\usepackage{booktabs}."""
     header = ["Task", "Metric", "Baseline", *table.models, *table.references]
     spec = "ll" + "r" * (len(header) - 2)
     lines = [rf"\begin{{tabular}}{{{spec}}}", r"\toprule"]
@@ -396,7 +397,8 @@ def render_latex(table: Table) -> str:
             else:
                 body = rf"{_latex_number(entry.mean)} \pm {_latex_number(entry.std)}"
                 body = rf"\mathbf{{{body}}}" if model in best else body
-                cells.append(f"${body}$")
+                seeds = _latex_escape(entry.seeds_note())
+                cells.append(f"${body}$ {{\\footnotesize ({seeds})}}")
         for name in table.references:
             value = row.references.get(name)
             if value is None:
@@ -408,6 +410,12 @@ def render_latex(table: Table) -> str:
         baseline = "--" if row.baseline is None else f"${_latex_number(row.baseline)}$"
         first = [_latex_escape(row.task), f"{_latex_escape(row.metric)} {arrow}", baseline]
         lines.append(" & ".join(first + cells) + r" \\")
+    if table.params:
+        lines.append(r"\midrule")
+    for task in table.params:
+        counts = [table.params[task].get(m) for m in table.models]
+        cells = ["--" if c is None else f"{c:,}" for c in counts] + [""] * len(table.references)
+        lines.append(" & ".join([_latex_escape(task), "parameters", "", *cells]) + r" \\")
     lines += [r"\bottomrule", r"\end{tabular}"]
     lines += [f"% {note}" for note in table.notes()]
     return "\n".join(lines)
