@@ -392,3 +392,23 @@ def test_a_figure_of_several_tasks_has_one_legend(tmp_path):
     (svg,) = plot_curves(typed(runs), tmp_path / "curves", formats=("svg",))
     text = svg.read_text()
     assert text.count("LSTM (n=2)") == 1 and text.count("GRU (n=2)") == 1
+
+
+def test_load_runs_gives_one_row_per_run_and_seed(tmp_path):
+    pytest.importorskip("pandas")  # not a dependency: the data extra brings it
+    from seqbench.report.frame import ID_COLUMNS, load_runs
+
+    write_runs(tmp_path)
+    runs = load_runs(tmp_path)  # every fixture record is finished: completed or diverged
+    assert len(runs) == sum(len(r["per_seed"]) for r in RECORDS)
+    assert list(runs.columns[: len(ID_COLUMNS)]) == list(ID_COLUMNS)
+    lstm = runs[(runs.model == "lstm") & (runs.task == "adding (T=100)")]
+    assert lstm.seed.tolist() == [0, 1, 2] and lstm["test/mse"].isna().tolist() == [
+        False,
+        True,
+        False,
+    ]
+    assert lstm["config.model.cell"].tolist() == ["lstm"] * 3
+    assert load_runs(tmp_path / "nothing-here").empty
+    with pytest.raises(ValueError, match="choose best or final"):
+        load_runs(tmp_path, which="last")
