@@ -153,3 +153,23 @@ def test_help_lists_each_groups_options_not_the_schemas_and_the_composed_config(
     with pytest.raises(SystemExit) as ended:
         train.main()
     assert ended.value.code == 2 and "task/nosuch" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("task", options("task"))
+def test_the_smoke_preset_composes_with_every_task(compose_config, task):
+    cfg = validate(compose_config(["experiment=smoke", f"task={task}"]))
+    assert cfg.trainer.steps == 4 and cfg.model.hidden_size == 8
+    if hasattr(cfg.task, "length"):  # the synthetic tasks, each at a short length
+        assert cfg.task.length <= 20 and cfg.task.n_eval == 16
+
+
+def test_every_preset_overlay_names_a_preset_and_an_option():
+    """conf/experiment/for_model/<preset>_<model>.yaml and for_task/<preset>_<task>.yaml apply
+    only when their name is an experiment and an option of their group: a typo would be ignored."""
+    for folder, group in (("for_model", "model"), ("for_task", "task")):
+        for name in options(f"experiment/{folder}"):
+            assert any(
+                name == f"{preset}_{option}"
+                for preset in options("experiment")
+                for option in options(group)
+            ), f"conf/experiment/{folder}/{name}.yaml matches no experiment and {group}"

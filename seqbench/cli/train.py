@@ -349,6 +349,8 @@ def hydra_main(cfg: DictConfig) -> float:
 
 
 HELP_FLAGS = ("--help", "-h")
+#: config folders of a preset's settings for one model or task, not options to pick
+OVERLAYS = ("for_model", "for_task")
 
 
 def help_text(overrides: list[str]) -> str:
@@ -359,7 +361,7 @@ def help_text(overrides: list[str]) -> str:
     groups: dict[str, list[str]] = {}
     for path in sorted(CONF_DIR.rglob("*.yaml")):
         group = path.parent.relative_to(CONF_DIR).as_posix()
-        if group != "." and not group.startswith("hydra") and not group.endswith("for_model"):
+        if group != "." and not group.startswith("hydra") and not group.endswith(OVERLAYS):
             groups.setdefault(group, []).append(path.stem)
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
         composed = compose("config", overrides=overrides)
