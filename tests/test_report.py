@@ -379,6 +379,10 @@ def test_figures_name_models_and_metrics_for_readers():
     copy["task"]["figure_metric"] = "cross_entropy"
     assert figure_metric(RunRecord.from_json(copy)) == "cross_entropy"
     assert figure_metric(RunRecord.from_json(record("gru", [0.1]))) == "mse"
+    # a task registered after the data sets (whose classes name no task) and one not registered
+    parity = record("gru", [0.9], task="parity", metric="accuracy", direction="max")
+    assert figure_metric(RunRecord.from_json(parity)) == "accuracy"
+    assert figure_metric(RunRecord.from_json(record("gru", [0.1], task="nosuch"))) == "mse"
 
 
 def test_a_figure_of_several_tasks_has_one_legend(tmp_path):

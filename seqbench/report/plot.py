@@ -57,7 +57,8 @@ def figure_metric(record: RunRecord) -> str:
     if named is None:
         from seqbench.tasks.registry import TASK_CLASSES
 
-        task = next((t for t in TASK_CLASSES.values() if t.name == record.task.name), None)
+        name = record.task.name  # a data-set task names itself per instance: no class attribute
+        task = next((t for t in TASK_CLASSES.values() if getattr(t, "name", None) == name), None)
         named = getattr(task, "figure_metric", None)
     return named if named in record.task.metrics else record.task.primary_metric
 
