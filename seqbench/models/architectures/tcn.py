@@ -201,12 +201,18 @@ class WeightNormCausalConv(nn.Module):
         padded = jnp.concatenate([carry.astype(inputs.dtype), inputs], axis=1)  # (B, P + T, C)
         time = inputs.shape[1]
         kernel = kernel.astype(inputs.dtype)
-        # one matmul per tap over shifted views: XLA's CPU convolution is many times slower
-        # inside the training loop's scan than these k matmuls
-        outputs = sum(
-            padded[:, j * self.dilation : j * self.dilation + time] @ kernel[j]
-            for j in range(self.kernel_size)
+        # the k shifted views side by side, (B, T, k C), times the taps stacked, (k C, H): one
+        # matmul. Inside the training loop's scan on a CPU, XLA's convolution is 4x and a sum of
+        # k per-tap matmuls 2.4x slower than this, the per-tap sum with 1.7x the memory
+        # (measured at the copy memory T=1000 preset's shape).
+        taps = jnp.concatenate(
+            [
+                padded[:, j * self.dilation : j * self.dilation + time]
+                for j in range(self.kernel_size)
+            ],
+            axis=-1,
         )
+        outputs = taps @ kernel.reshape(self.kernel_size * channels, self.features)
         pad = carry.shape[1]
         if ends is None:
             new_carry = padded[:, padded.shape[1] - pad :]
