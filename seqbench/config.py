@@ -38,7 +38,8 @@ def check_seed(value: int, key: str) -> None:
 #: dir: continue an unfinished run found in the output folder, skip a finished one; auto: also look
 #: for the latest run of the same configuration under paths.outputs; never: refuse a used folder
 RESUME_MODES = ("dir", "auto", "never")
-LOGGERS = ("none", "wandb")
+#: the trackers `logger.backends` may name (seqbench.tracking)
+LOGGERS = ("wandb", "tensorboard")
 WANDB_MODES = ("online", "offline", "disabled")
 ENCODERS = ("auto", "none", "linear", "embedding", "one_hot")
 READOUTS = ("auto", "last", "every_step")
@@ -103,7 +104,8 @@ class ModelConfig:
         choice(self.readout, "model.readout", READOUTS)
 
 
-OPTIMIZERS = ("adam", "adamw", "rmsprop", "sgd")
+#: named optimizers, and "optax": any optax optimizer given by `optimizer.transform._target_`
+OPTIMIZERS = ("adam", "adamw", "rmsprop", "sgd", "optax")
 SCHEDULES = ("constant", "cosine", "warmup_cosine", "linear")
 
 
@@ -114,6 +116,12 @@ class OptimizerConfig:
     `momentum` is used by sgd and rmsprop; `decay` is rmsprop's squared-gradient decay; b1/b2/eps by
     adam and adamw; `weight_decay` by adamw. `grad_clip` <= 0 or null turns clipping off.
     Schedules run over `trainer.steps`; `warmup_steps` applies to warmup_cosine.
+
+    `name: optax` builds any optax optimizer from `transform` (`_target_` and keyword arguments,
+    Hydra's instantiate form), called with `learning_rate` = the schedule of `lr`; `schedule_fn`
+    (any optax schedule, `_target_` and all its arguments) replaces `schedule` for any optimizer.
+    Both are checked against the target's signature here, before anything is built
+    (`seqbench.train.optim.check_targets`).
     """
 
     name: str = "adam"
@@ -129,6 +137,12 @@ class OptimizerConfig:
     schedule: str = "constant"
     warmup_steps: int = 0
     final_lr_fraction: float = 0.0
+    #: name=optax: {_target_: <optax optimizer>, <its keyword arguments>}; learning_rate is seqbench's.
+    #: Typed Any (a dict or null, checked below): OmegaConf cannot merge a command line's dict into a
+    #: null `dict | None` field
+    transform: Any = None
+    #: null: the learning rate follows `schedule`; else {_target_: <optax schedule>, <its arguments>}
+    schedule_fn: Any = None
 
     def __post_init__(self) -> None:
         choice(self.name, "optimizer.name", OPTIMIZERS)
@@ -143,6 +157,10 @@ class OptimizerConfig:
         require(
             0 <= self.final_lr_fraction <= 1, "optimizer.final_lr_fraction", "must be in [0, 1]"
         )
+        if self.name == "optax" or self.transform is not None or self.schedule_fn is not None:
+            from seqbench.train.optim import check_targets  # reads optax only when asked to
+
+            check_targets(self)
 
 
 @dataclass
@@ -157,6 +175,8 @@ class TrainerConfig:
     models), so that only the layers' inputs and outputs are kept over all T steps.
     `checkpoint` saves the whole training state (orbax, `<run dir>/checkpoints/`) after every
     `checkpoint_every` steps (a multiple of `eval_every`; null: every evaluation) and at the end.
+    `keep_best` keeps each seed's parameters at its best validation evaluation (the run record's
+    "best") and saves them with every checkpoint, for `seqbench eval` and `seqbench export`.
     `deterministic` sets the XLA flags that make GPU runs reproducible bit for bit (CPU runs are
     without them); the run record lists the flags in force. `gradient_flow_steps` lists the
     steps (0, multiples of `eval_every`, or `steps`) at which ||dL/dh_t|| is measured for every
@@ -179,6 +199,7 @@ class TrainerConfig:
     remat_chunk: int | None = None
     checkpoint: bool = True
     checkpoint_every: int | None = None
+    keep_best: bool = True  # keep (and checkpoint) each seed's parameters at its best evaluation
     deterministic: bool = False
     gradient_flow_steps: list[int] = field(default_factory=list)
     gradient_flow_batch: int = 64
@@ -241,25 +262,45 @@ class TrainerConfig:
 
 @dataclass
 class LoggerConfig:
-    """Where metrics are mirrored besides the run record ("none": the run record only).
+    """Where metrics are mirrored besides the run record: `backends`, the trackers, each at most
+    once, from LOGGERS ("wandb", "tensorboard"); [] (`logger=none`): the run record only.
+
+    Presets: `logger=none`, `logger=wandb`, `logger=tensorboard`, `logger=wandb_tensorboard`
+    (both); any preset takes a list, e.g. `logger=wandb 'logger.backends=[wandb,tensorboard]'`.
+    The options of a tracker that is not named are ignored.
 
     For "wandb": one Weights & Biases run per (job, seed), grouped by configuration. `mode` None
     falls back to the WANDB_MODE environment variable, then to "offline" (no account, no network).
     `group` None derives one from the config without its seeds; `dir` None is the job's output
-    directory; `init_timeout` bounds the time wandb may take to start a run (seconds).
+    directory; `init_timeout` bounds the time wandb may take to start a run (seconds). `artifact`:
+    at the end, every run logs the job's run record (run.json) as a "run-record" artifact, with
+    the learning-curve figure of a finished run when `artifact_figure` (drawing it takes matplotlib
+    a few seconds).
+    For "tensorboard": event files written without TensorFlow (the `tensorboard` extra,
+    tensorboardX), one folder per seed under `tensorboard_dir`/<group> (None: the job's output
+    directory's `tensorboard/`).
     """
 
-    name: str = "none"
-    project: str = "seqbench"
-    entity: str | None = None
-    mode: str | None = None
-    group: str | None = None
-    job_type: str = "train"
-    dir: str | None = None
-    init_timeout: float = 30.0
+    backends: list[str] = field(default_factory=list)  # trackers, from LOGGERS; []: none
+    project: str = "seqbench"  # wandb project
+    entity: str | None = None  # wandb user or team; None: the account's default
+    mode: str | None = None  # wandb: online | offline | disabled; None: $WANDB_MODE, else offline
+    group: str | None = None  # wandb group (and tensorboard_dir subfolder); None: from the config
+    job_type: str = "train"  # wandb job type
+    dir: str | None = None  # wandb's folder; None: the job's output directory
+    init_timeout: float = 30.0  # seconds wandb may take to start a run
+    artifact: bool = True  # wandb: log run.json as an artifact of every run at the end
+    artifact_figure: bool = True  # wandb: add the learning-curve figure (PNG) to that artifact
+    tensorboard_dir: str | None = None  # root of the event files; None: <output dir>/tensorboard
 
     def __post_init__(self) -> None:
-        choice(self.name, "logger.name", LOGGERS)
+        for backend in self.backends:
+            choice(backend, "logger.backends", LOGGERS)
+        require(
+            len(set(self.backends)) == len(self.backends),
+            "logger.backends",
+            f"names a tracker twice: {list(self.backends)}",
+        )
         if self.mode is not None:
             choice(self.mode, "logger.mode", WANDB_MODES)
         require(bool(self.project), "logger.project", "must not be empty")

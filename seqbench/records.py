@@ -29,7 +29,7 @@ import math
 import os
 import re
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
 from pathlib import Path
@@ -61,12 +61,16 @@ NON_IDENTITY_KEYS = (
     "trainer.gradient_flow_batch",
     "trainer.checkpoint_every",
     "trainer.deterministic",
+    "trainer.keep_best",  # keeping each seed's best parameters changes no number
 )
 #: options added after run records were first written, each with the value at which a run computes
 #: what a record without the option computed: a config holding that value hashes as if the option
 #: were absent, so earlier runs are still resumed, skipped and grouped with new ones
 ADDED_OPTIONS: dict[str, Any] = {
     "task.eval_lengths": [],  # length generalisation: no extra test lengths
+    "optimizer.transform": None,  # optimizer=optax: an optax optimizer by _target_ (none: named)
+    "optimizer.schedule_fn": None,  # an optax schedule by _target_ (none: optimizer.schedule)
+    "task.split_protocol": "archive",  # uea: the archive's test file, validation out of train
 }
 STATUSES = ("running", "completed", "diverged", "failed", "interrupted")
 #: the statuses of a run that ended with results (tables and plots read these; resume skips them)
@@ -161,6 +165,13 @@ def flatten_config(config: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     return flat
 
 
+def selection_metric(names: Iterable[str], primary: str) -> str:
+    """The metric a seed's best evaluation is chosen on, among `names` (`<split>/<metric>`): the
+    validation `primary`, the test one when there is no validation split."""
+    select = metric_key(primary, SELECT_SPLIT)
+    return select if select in set(names) else metric_key(primary, REPORT_SPLIT)
+
+
 def seed_summaries(
     seeds: np.ndarray,
     eval_steps: np.ndarray,
@@ -174,9 +185,7 @@ def seed_summaries(
 
     eval_metrics: {"<split>/<metric>": (E, S)}; directions and primary name bare metrics.
     """
-    select = metric_key(primary, SELECT_SPLIT)
-    if select not in eval_metrics:
-        select = metric_key(primary, REPORT_SPLIT)
+    select = selection_metric(eval_metrics, primary)
     out = []
     for s, seed in enumerate(seeds):
         primary_curve = eval_metrics[select][:, s]

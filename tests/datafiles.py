@@ -2,8 +2,10 @@
 and the tiny training of every task option in test_task_training.py)."""
 
 import gzip
+import io
 import pickle
 import struct
+import tarfile
 
 import numpy as np
 
@@ -32,6 +34,47 @@ def write_mnist(directory, n_train=40, n_test=12, gz=False, seed=0):
             else:
                 (directory / name).write_bytes(raw)
         out[prefix] = (images, labels)
+    return out
+
+
+def cifar_batch_bytes(images, labels, batch_label=b"a batch"):
+    """One CIFAR-10 python batch: a protocol-2 pickle of a dict with bytes keys, `images` (N, 3072)
+    uint8 under b"data" and `labels` (a list of ints) under b"labels", as the published files."""
+    batch = {
+        b"batch_label": batch_label,
+        b"labels": [int(y) for y in labels],
+        b"data": np.asarray(images, np.uint8),
+        b"filenames": [f"img_{i}.png".encode() for i in range(len(images))],
+    }
+    return pickle.dumps(batch, protocol=2)
+
+
+def write_cifar(data_dir, per_batch=4, n_test=6, seed=0):
+    """<data_dir>/cifar10/cifar-10-python.tar.gz in the real layout (cifar-10-batches-py/ with
+    data_batch_1..5, test_batch, batches.meta): random images whose first red value is the image's
+    index in its split (to trace examples); returns {"train", "test"}: (images (N, 3072), labels)."""
+    rng = np.random.default_rng(seed)
+    members, out = {}, {}
+    for split, names, n in (
+        ("train", [f"data_batch_{i}" for i in range(1, 6)], per_batch),
+        ("test", ["test_batch"], n_test),
+    ):
+        images = rng.integers(0, 256, (n * len(names), 3072), dtype=np.uint8)
+        images[:, 0] = np.arange(len(images))
+        labels = rng.integers(0, 10, len(images))
+        for i, name in enumerate(names):
+            part = slice(i * n, (i + 1) * n)
+            members[name] = cifar_batch_bytes(images[part], labels[part], name.encode())
+        out[split] = (images, labels.astype(np.uint8))
+    names = [f"class_{k}".encode() for k in range(10)]
+    members["batches.meta"] = pickle.dumps({b"label_names": names}, protocol=2)
+    folder = data_dir / "cifar10"
+    folder.mkdir(parents=True, exist_ok=True)
+    with tarfile.open(folder / "cifar-10-python.tar.gz", "w:gz") as tar:
+        for name, body in members.items():
+            info = tarfile.TarInfo(f"cifar-10-batches-py/{name}")
+            info.size = len(body)
+            tar.addfile(info, io.BytesIO(body))
     return out
 
 

@@ -253,6 +253,9 @@ class FakeRun:
     def log(self, row, step):
         self.calls.append(("log", step))
 
+    def define_metric(self, name, **kwargs):
+        pass
+
     def finish(self, exit_code=0, quiet=None):
         self.calls.append(("finish", exit_code))
 
@@ -272,7 +275,7 @@ def make_wandb_tracker(tmp_path):
 
     record = small_record("running")
     return WandbTracker(
-        LoggerConfig(name="wandb", dir=str(tmp_path / "wandb")), {}, record, tmp_path
+        LoggerConfig(backends=["wandb"], dir=str(tmp_path / "wandb")), {}, record, tmp_path
     )
 
 

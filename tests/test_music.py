@@ -287,6 +287,17 @@ def test_chorale_cache_is_built_reused_and_rebuilt(tmp_path):
     assert load_chorale_rolls(path, fake_corpus(calls))[1] == names and calls == [1, 1]
 
 
+def test_the_first_load_shows_parsing_progress_and_the_cached_one_is_silent(tmp_path, capsys):
+    path = tmp_path / "music" / music.CACHE_NAME
+    calls = []
+    load_chorale_rolls(path, fake_corpus(calls))
+    first = capsys.readouterr().err
+    assert "parsing the Bach chorales" in first
+    assert "[seqbench] Bach chorales: 100%" in first and "5/5" in first  # every score counted
+    load_chorale_rolls(path, fake_corpus(calls))
+    assert capsys.readouterr().err == "" and calls == [1]
+
+
 def test_offline_task_splits_the_cached_chorales(tmp_path, monkeypatch):
     rng = np.random.default_rng(0)
     rolls = [(rng.random((int(n), 88)) < 0.05).astype(np.float32) for n in rng.integers(8, 20, 10)]

@@ -198,6 +198,59 @@ def test_selection_respects_a_metric_to_maximise_and_the_final_evaluation():
     )
 
 
+def sized(cell, finals, count, budget, **extra):
+    """A fixture record of a model with `count` parameters sized to `budget` (None: no budget)."""
+    r = record(
+        cell, finals, config={"model": {"budget": budget}, **extra.pop("config", {})}, **extra
+    )
+    r["model"].update(param_count=count, param_budget=budget)
+    return r
+
+
+def test_a_cell_chosen_among_different_sizes_is_warned_about_once_and_marked(capsys):
+    small = sized("lstm", [0.05], 4918, 5000, vals=[0.05])
+    large = sized("lstm", [0.01], 9836, 10000, vals=[0.01])
+    gru = [
+        sized("gru", [0.2], 5071, 5000),
+        sized("gru", [0.3], 5071, 5000, config={"o": {"lr": 1}}),
+    ]
+    table = build_table(typed([small, large, *gru]))
+    err = capsys.readouterr().err.splitlines()
+    warning = (
+        "seqbench: warning: row 'adding (T=100)', column 'lstm' pools runs of different sizes, "
+        "parameter counts 4,918, 9,836 (budgets 5,000, 10,000); its entry is the configuration "
+        "chosen on validation"
+    )
+    assert err == [warning]  # once, and not for the GRU, whose two configurations are one size
+    markdown = render_markdown(table).splitlines()
+    assert markdown[2].endswith("| **0.0100 ± 0.0000 (n=1)** † | 0.2000 ± 0.0000 (n=1) |")
+    note = "adding (T=100) / lstm, parameter counts 4,918, 9,836 (budgets 5,000, 10,000)."
+    assert any(line.startswith("† ") and line.rstrip().endswith(note) for line in markdown)
+    latex = render_latex(table)
+    assert latex.count(r"$^\dagger$") == 1 and r"(n=1)}$^\dagger$ & " in latex
+    assert any(line.startswith("% † ") and line.endswith(note) for line in latex.splitlines())
+
+
+@pytest.mark.parametrize(
+    ("counts", "budgets", "mixed"),
+    [
+        ((5000, 5099), (None, None), False),  # 1.98% apart: one size within the tolerance
+        ((5000, 5101), (None, None), True),  # 2.02% apart
+        ((5000, 5000), (5000, 5001), True),  # two budgets, however close the counts
+        ((5000, 5050), (5000, None), False),  # a budgeted and an unbudgeted run of one size
+    ],
+)
+def test_sizes_differ_beyond_the_budget_tolerance_or_by_budget(counts, budgets, mixed, capsys):
+    records = [
+        sized("gru", [0.1], count, budget, config={"o": {"lr": i}})
+        for i, (count, budget) in enumerate(zip(counts, budgets, strict=True))
+    ]
+    table = build_table(typed(records))
+    assert bool(table.mixed_sizes()) == mixed
+    assert ("pools runs of different sizes" in capsys.readouterr().err) == mixed
+    assert ("†" in render_markdown(table)) == mixed
+
+
 def test_reference_columns(tmp_path):
     path = tmp_path / "ref.yaml"
     path.write_text(

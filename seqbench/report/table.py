@@ -10,11 +10,16 @@ marked, respecting the metric's direction. Optional reference columns carry publ
 a YAML file. Rendered as Markdown, LaTeX (booktabs) or CSV, in a stable order: tasks by family and
 then by length as a number (T=100 before T=1600), metrics sorted, models in the architectures'
 registration order (`seqbench.models.architectures`), then the rest.
+
+A cell chosen among configurations of different sizes (different parameter budgets, or parameter
+counts further apart than the budget tolerance, ±2%) compares sizes as well as architectures: such
+cells are warned about on stderr (one line each) and marked with a dagger (†) and a note.
 """
 
 from __future__ import annotations
 
 import csv
+import inspect
 import io
 import math
 import sys
@@ -23,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from seqbench.models.architectures import ARCHITECTURES, cell_options_of
+from seqbench.models.budget import hidden_size_for_budget
 from seqbench.records import (
     FINISHED,
     NON_IDENTITY_KEYS,
@@ -35,6 +41,10 @@ from seqbench.records import (
 )
 
 ARROWS = {"min": "↓", "max": "↑"}
+# Relative parameter-count gap within which runs count as one size: the tolerance a model is sized
+# to its budget with (`hidden_size_for_budget`'s default, ±2%).
+SIZE_TOLERANCE: float = inspect.signature(hidden_size_for_budget).parameters["tolerance"].default
+DAGGER = "†"
 FORMATS = ("md", "latex", "csv")
 CSV_COLUMNS = [
     "task", "metric", "direction", "baseline", "column", "kind",
@@ -133,6 +143,13 @@ class Table:
     which: str = "best"
     selections: list[Selection] = field(default_factory=list)
 
+    def mixed_sizes(self) -> list[Selection]:
+        """The shown cells chosen among configurations of different sizes (`Selection.mixes_sizes`)."""
+        return [s for s in self.selections if s.mixes_sizes()]
+
+    def is_mixed(self, task: str, model: str) -> bool:
+        return any(s.task == task and s.model == model for s in self.mixed_sizes())
+
     def notes(self) -> list[str]:
         """What the entries are, how configurations were chosen, where references come from."""
         at = (
@@ -142,6 +159,11 @@ class Table:
         )
         lines = [f"Entries: test metric {at}, mean ± std over seeds (n = seeds)."]
         lines += [f"Chosen on validation: {s.describe()}." for s in self.selections]
+        lines += [
+            f"{DAGGER} Chosen among runs of different sizes, so the entry compares sizes as well "
+            f"as architectures: {s.task} / {s.model}, {s.sizes()}."
+            for s in self.mixed_sizes()
+        ]
         if self.source:
             lines.append(f"Reference columns: {self.source}.")
         return lines
@@ -172,6 +194,8 @@ class Selection:
 
     `differs`: the config keys whose values differ between the candidates, with the chosen values.
     `score`: the chosen configuration's mean validation value of `metric` (None: no validation).
+    `param_counts`, `param_budgets`: the candidates' distinct parameter counts and the distinct
+    budgets they were sized to (None: not sized to a budget), ascending.
     """
 
     task: str
@@ -180,6 +204,24 @@ class Selection:
     differs: dict[str, Any]
     metric: str
     score: float | None
+    param_counts: tuple[int, ...] = ()
+    param_budgets: tuple[int | None, ...] = ()
+
+    def mixes_sizes(self, tolerance: float = SIZE_TOLERANCE) -> bool:
+        """Whether the candidates differ in size: two different parameter budgets, or parameter
+        counts whose largest exceeds the smallest by more than `tolerance` (relative)."""
+        budgets = [b for b in self.param_budgets if b is not None]
+        if len(budgets) > 1:
+            return True
+        return bool(self.param_counts) and max(self.param_counts) > min(self.param_counts) * (
+            1 + tolerance
+        )
+
+    def sizes(self) -> str:
+        """`parameter counts 16,140, 70,210 (budgets 16,000, 70,000)`."""
+        counts = ", ".join(f"{c:,}" for c in self.param_counts)
+        budgets = ", ".join("none" if b is None else f"{b:,}" for b in self.param_budgets)
+        return f"parameter counts {counts} (budgets {budgets})"
 
     def describe(self) -> str:
         chosen = ", ".join(f"{k}={v}" for k, v in self.differs.items()) or "identical configs"
@@ -231,9 +273,13 @@ def choose_per_cell(
             flat = [flatten_config(r.config) for r in candidates]
             keys = differing_keys(flat)
             metric = metric_key(candidates[index].task.primary_metric, SELECT_SPLIT)
+            counts = tuple(sorted({r.model.param_count for r in candidates}))
+            budgets = tuple(
+                sorted({r.model.param_budget for r in candidates}, key=lambda b: (b is not None, b))
+            )
             selections.append(
                 Selection(*key, len(candidates), {k: flat[index].get(k) for k in keys},
-                          metric, scores[index] if scored else None)
+                          metric, scores[index] if scored else None, counts, budgets)
             )  # fmt: skip
     return chosen, selections
 
@@ -255,6 +301,17 @@ def report_selections(selections: list[Selection]) -> None:
         print(f"seqbench: chose {selection.describe()}", file=sys.stderr)
 
 
+def warn_mixed_sizes(table: Table) -> None:
+    """One stderr line per cell chosen among runs of different sizes (row, column and counts)."""
+    for selection in table.mixed_sizes():
+        print(
+            f"seqbench: warning: row {selection.task!r}, column {selection.model!r} pools runs of "
+            f"different sizes, {selection.sizes()}; its entry is the configuration chosen on "
+            "validation",
+            file=sys.stderr,
+        )
+
+
 def build_table(
     records: list[RunRecord],
     *,
@@ -269,7 +326,8 @@ def build_table(
     its last evaluation); the configuration of each cell is chosen on validation at the same
     point (see `choose_per_cell`). `models`: the model columns to show, in this order (default:
     all). `metrics`: metric names to show, bare or `test/<name>` (default: all).
-    `references`: parsed reference YAML (see `load_references`).
+    `references`: parsed reference YAML (see `load_references`). Cells chosen among runs of
+    different sizes are warned about on stderr, once each (`warn_mixed_sizes`).
     """
     usable = [r for r in records if r.status in FINISHED]
     chosen, selections = choose_per_cell(usable, which)
@@ -305,7 +363,9 @@ def build_table(
     params = {task: params[task] for task in sorted(params, key=order.__getitem__)}
     source = (references or {}).get("source")
     shown = [s for s in selections if s.model in columns]
-    return Table(columns, reference_columns, ordered, params, source, which, shown)
+    table = Table(columns, reference_columns, ordered, params, source, which, shown)
+    warn_mixed_sizes(table)
+    return table
 
 
 def load_references(path: str | Path) -> dict[str, Any]:
@@ -345,7 +405,8 @@ def render_markdown(table: Table) -> str:
         cells = []
         for model in table.models:
             text = _entry_text(row.entries.get(model))
-            cells.append(f"**{text}**" if model in best else text)
+            text = f"**{text}**" if model in best else text
+            cells.append(f"{text} {DAGGER}" if table.is_mixed(row.task, model) else text)
         for name in table.references:
             value = row.references.get(name)
             text = "–" if value is None else format_value(value)
@@ -390,15 +451,16 @@ def render_latex(table: Table) -> str:
         cells = []
         for model in table.models:
             entry = row.entries.get(model)
+            mark = r"$^\dagger$" if table.is_mixed(row.task, model) else ""
             if entry is None:
                 cells.append("--")
             elif entry.mean is None:
-                cells.append(f"diverged ({_latex_escape(entry.seeds_note())})")
+                cells.append(f"diverged ({_latex_escape(entry.seeds_note())}){mark}")
             else:
                 body = rf"{_latex_number(entry.mean)} \pm {_latex_number(entry.std)}"
                 body = rf"\mathbf{{{body}}}" if model in best else body
                 seeds = _latex_escape(entry.seeds_note())
-                cells.append(f"${body}$ {{\\footnotesize ({seeds})}}")
+                cells.append(f"${body}$ {{\\footnotesize ({seeds})}}{mark}")
         for name in table.references:
             value = row.references.get(name)
             if value is None:
@@ -417,7 +479,7 @@ def render_latex(table: Table) -> str:
         cells = ["--" if c is None else f"{c:,}" for c in counts] + [""] * len(table.references)
         lines.append(" & ".join([_latex_escape(task), "parameters", "", *cells]) + r" \\")
     lines += [r"\bottomrule", r"\end{tabular}"]
-    lines += [f"% {note}" for note in table.notes()]
+    lines += [f"% {note}" for note in table.notes()]  # the dagger's note among them
     return "\n".join(lines)
 
 

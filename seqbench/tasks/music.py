@@ -23,8 +23,9 @@ pickles' own splits are used. Pickles can run code when loaded: read only the pu
 "offline" (`name` bach_chorales) takes the four-part Bach chorales of music21's corpus (in
 seqbench[data]): every .mxl, .xml and .krn file of its "bach" directory with exactly four parts,
 rolled at quarter-note steps (a step holds every part's pitches sounding at the start of that
-quarter), pieces that fail to parse or have fewer than 8 steps left out (the counts are in `describe()`); the rolls are cached in
-`<cache_dir>/music/bach_chorales_v1.npz`. Offline split: the pieces, sorted by file path, are split
+quarter), pieces that fail to parse or have fewer than 8 steps left out (the counts are in
+`describe()`); the first run parses the corpus (about a minute) with a progress bar on stderr, and
+the rolls are cached in `<cache_dir>/music/bach_chorales_v1.npz` for every later run. Offline split: the pieces, sorted by file path, are split
 by NumPy generators seeded with `split_seed` into 60% train, 20% validation and 20% test (the corpus
 holds a few alternative versions of one chorale, which may land in different splits).
 `max_steps` crops longer pieces to their first `max_steps` steps.
@@ -43,6 +44,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+from tqdm import tqdm
 
 from seqbench.config import choice, require
 from seqbench.tasks.base import Batch, TaskSpec
@@ -111,12 +113,23 @@ def corpus_chorales() -> list[tuple[str, Callable[[], Any]]]:
 
 def parse_chorales(
     pieces: Iterable[tuple[str, Callable[[], Any]]],
+    progress: bool = True,
 ) -> tuple[list[np.ndarray], list[str], dict[str, int]]:
     """(rolls, names, skipped counts) of the four-part scores among `pieces` ((name, parse) pairs)
-    with at least MIN_OFFLINE_STEPS steps."""
+    with at least MIN_OFFLINE_STEPS steps. `progress`: a progress bar of the scores parsed on
+    stderr (the corpus takes about a minute)."""
     rolls, names = [], []
     skipped = {"unparsable": 0, "not_four_parts": 0, "too_short": 0}
-    for name, parse in pieces:
+    pieces = list(pieces)
+    bar = tqdm(
+        pieces,
+        desc="[seqbench] Bach chorales",
+        unit="score",
+        file=sys.stderr,
+        mininterval=1.0,
+        disable=not progress,
+    )
+    for name, parse in bar:
         try:
             score = parse()
             if len(score.parts) != 4:
@@ -165,9 +178,9 @@ def load_chorale_rolls(
     cache_path: Path,
     pieces: Callable[[], Iterable[tuple[str, Callable[[], Any]]]] | None = None,
 ) -> tuple[list[np.ndarray], list[str], dict[str, int]]:
-    """(rolls (T_i, 88), names, skipped counts) of the offline chorales: read from `cache_path`, or
-    parsed from `pieces()` (default `corpus_chorales`; see `parse_chorales`) and written there
-    atomically when the cache is missing or unreadable."""
+    """(rolls (T_i, 88), names, skipped counts) of the offline chorales: read from `cache_path`
+    silently, or parsed from `pieces()` (default `corpus_chorales`; see `parse_chorales`) with a
+    progress bar on stderr and written there atomically when the cache is missing or unreadable."""
     if cache_path.is_file():
         try:
             return _read_cache(cache_path)
@@ -180,7 +193,7 @@ def load_chorale_rolls(
         f"[seqbench] parsing the Bach chorales of music21's corpus (once; cached in {cache_path})",
         file=sys.stderr,
     )
-    rolls, names, skipped = parse_chorales((pieces or corpus_chorales)())
+    rolls, names, skipped = parse_chorales((pieces or corpus_chorales)(), progress=True)
     if not rolls:
         raise DataError(f"no usable Bach chorale in music21's corpus (skipped: {skipped})")
     _write_cache(cache_path, rolls, names, skipped)

@@ -13,6 +13,7 @@ from functools import lru_cache
 
 from seqbench.config import ConfigError
 from seqbench.tasks.base import Task, TaskConfig
+from seqbench.tasks.cifar import CifarConfig, SequentialCIFAR
 from seqbench.tasks.forecast import ForecastConfig, Forecasting
 from seqbench.tasks.imdb import IMDBConfig, IMDBSentiment
 from seqbench.tasks.induction_heads import InductionHeads, InductionHeadsConfig
@@ -31,6 +32,7 @@ _REGISTERED: dict[str, tuple[type[TaskConfig], type[Task]]] = {
     "adding": (AddingConfig, AddingProblem),
     "copy_memory": (CopyMemoryConfig, CopyMemory),
     "mnist": (MnistConfig, SequentialMNIST),
+    "cifar": (CifarConfig, SequentialCIFAR),
     "uea": (UEAConfig, UEAClassification),
     "music": (MusicConfig, PolyphonicMusic),
     "text": (TextConfig, CharLanguageModel),

@@ -14,8 +14,22 @@ carry their lengths, which the models use to mask the padding and to read out at
 step; when every case has the same length no lengths are passed. Labels become 0..K-1 in the order
 of the training file's `@classLabel`.
 
-Splits: "test" is the `_TEST.ts` file; "val" holds out `n_val` cases (default 20% of the training
-file, at least 1) of the `_TRAIN.ts` file, drawn with `split_seed`; "train" is the rest.
+Splits (`split_protocol`): "archive" (the default) takes the `_TEST.ts` file as "test" and holds out
+`n_val` cases (default 20% of the training file, at least 1) of the `_TRAIN.ts` file as "val",
+drawn with `split_seed`; "train" is the rest. "walker2024" is the protocol of Walker et al. 2024
+(Log-NCDE, ICML 2024; Benjamin-Walker/log-neural-cdes at commit 091fb48, the "outputs from paper
+experiments": `data_dir/process_uea.py`, `data_dir/datasets.py` `dataset_generator`, `train.py`):
+the training and test files are merged (training cases first), repeated cases are dropped and the
+rest put in the order of `np.unique(data, axis=0, return_index=True)` (rows sorted, the first
+occurrence of each kept; float32 as their JAX arrays), then a permutation of the N cases drawn by
+JAX from `split_seed` as their seed (key = PRNGKey(seed); the first of split(key, 4); the first of
+its split; `jax.random.permutation(that, N)`, with JAX 0.4's threefry random bits, which later JAX
+changed) gives train = the first int(0.7 N), val = the next up to int(0.85 N), test = the rest.
+Their seeds are 2345, 3456, 4567, 5678 and 6789 (`WALKER2024_SEEDS`), one split per seed. Their
+series are of equal length (ragged data sets are refused) and, unlike the default here, were not
+normalised (presets set `normalise: false`); `n_val` does not apply. They read the archive's
+`.arff` files, here the `.ts` files of the same data; the repository's 2025 version (commit
+2e6cea4) keeps the first occurrences in file order instead of sorted, which gives other splits.
 
 Sources: "files" reads `<data_dir>/uea/<Name>/<Name>_TRAIN.ts` and `<Name>_TEST.ts` (gzipped or
 not); "offline" reads the same files shipped inside the sktime package (seqbench[data]), found
@@ -33,7 +47,7 @@ from pathlib import Path
 
 import numpy as np
 
-from seqbench.config import require
+from seqbench.config import choice, require
 from seqbench.tasks.base import TaskSpec
 from seqbench.tasks.dataset import (
     ArraySplit,
@@ -48,6 +62,11 @@ from seqbench.tasks.formats.ts import TsData, read_ts
 
 NAME_PATTERN = re.compile(r"[A-Za-z0-9_\-]+")
 INSTALL_HINT = "pip install 'seqbench[data]'"
+#: how the cases are split (see the module docstring)
+SPLIT_PROTOCOLS = ("archive", "walker2024")
+#: the seeds of Walker et al. 2024's repeats (experiment_configs/repeats/*/<Name>.json)
+WALKER2024_SEEDS = (2345, 3456, 4567, 5678, 6789)
+WALKER2024_BOUNDS = (0.7, 0.85)
 
 
 @dataclass
@@ -61,9 +80,19 @@ class UEAConfig(DatasetTaskConfig):
     n_val: int | None = None
     #: z-normalise each channel with the training split's statistics
     normalise: bool = True
+    #: "archive": the _TEST.ts file as test, validation held out of _TRAIN.ts; "walker2024": both
+    #: files merged, de-duplicated and split 70/15/15 by a JAX permutation from split_seed
+    split_protocol: str = "archive"
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        choice(self.split_protocol, "task.split_protocol", SPLIT_PROTOCOLS)
+        if self.split_protocol == "walker2024":
+            require(
+                self.n_val is None,
+                "task.n_val",
+                "does not apply with task.split_protocol=walker2024 (15% of the cases validate)",
+            )
         require(bool(self.name.strip()), "task.name", "must name a data set, e.g. JapaneseVowels")
         require(
             NAME_PATTERN.fullmatch(self.name) is not None,
@@ -144,6 +173,23 @@ def local_files(data_dir: Path, name: str) -> tuple[Path, Path]:
     return train, test
 
 
+def walker2024_split(inputs: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(train, val, test) indices into `inputs` (N, T, C), the merged training then test cases, as
+    Walker et al. 2024 split them for `seed` (see the module docstring); repeated cases are in none.
+    Each index array is in the order of their permutation."""
+    import jax
+
+    _, first = np.unique(inputs.astype(np.float32), axis=0, return_index=True)
+    n = len(first)
+    with jax.threefry_partitionable(False):  # JAX 0.4's random bits, as their runs drew them
+        dataset_key = jax.random.split(jax.random.PRNGKey(seed), 4)[0]
+        permutation_key = jax.random.split(dataset_key)[0]
+        order = np.asarray(jax.random.permutation(permutation_key, n))
+    bound1, bound2 = (int(n * bound) for bound in WALKER2024_BOUNDS)
+    picked = first[order]  # positions in `inputs` of the deduplicated, sorted cases, permuted
+    return picked[:bound1], picked[bound1:bound2], picked[bound2:]
+
+
 def channel_stats(split: ArraySplit) -> tuple[np.ndarray, np.ndarray]:
     """(C,) mean and std of each channel over the valid (unpadded) steps of `split`; std 1 where a
     channel is constant."""
@@ -205,13 +251,16 @@ class UEAClassification(ClassificationTask):
         steps = self.lengths_range[1]
         ragged = self.lengths_range[0] != steps
         pool, test = (self._split(data, steps, ragged) for data in (train_file, test_file))
-        n_val = max(1, round(0.2 * len(pool))) if config.n_val is None else config.n_val
-        if not 0 < n_val < len(pool):
-            raise ValueError(
-                f"uea: n_val={n_val} must be between 1 and {len(pool) - 1} "
-                f"({len(pool)} training cases in {name})"
-            )
-        train, val = hold_out(pool, n_val, config.split_seed)
+        if config.split_protocol == "walker2024":
+            train, val, test = self._walker2024(name, pool, test, ragged, config.split_seed)
+        else:
+            n_val = max(1, round(0.2 * len(pool))) if config.n_val is None else config.n_val
+            if not 0 < n_val < len(pool):
+                raise ValueError(
+                    f"uea: n_val={n_val} must be between 1 and {len(pool) - 1} "
+                    f"({len(pool)} training cases in {name})"
+                )
+            train, val = hold_out(pool, n_val, config.split_seed)
         self.channel_mean = self.channel_std = None
         if config.normalise:
             self.channel_mean, self.channel_std = channel_stats(train)
@@ -222,8 +271,40 @@ class UEAClassification(ClassificationTask):
         self.spec = TaskSpec("real", train_file.n_channels, len(self.class_labels), steps, "last")
         return {"train": train, "val": val, "test": test}
 
+    def _walker2024(
+        self, name: str, train_file: ArraySplit, test_file: ArraySplit, ragged: bool, seed: int
+    ) -> tuple[ArraySplit, ArraySplit, ArraySplit]:
+        """Walker et al. 2024's (train, val, test) of the merged files' cases."""
+        if ragged:
+            low, high = self.lengths_range
+            raise DataError(
+                f"UEA {name}: task.split_protocol=walker2024 needs series of one length (as the "
+                f"six sets of Walker et al. 2024), the cases have {low} to {high} steps"
+            )
+        merged = ArraySplit(
+            np.concatenate([train_file.inputs, test_file.inputs]),
+            np.concatenate([train_file.targets, test_file.targets]),
+        )
+        indices = walker2024_split(merged.inputs, seed)
+        self.n_repeated = len(merged) - sum(len(index) for index in indices)
+        if min(len(index) for index in indices) == 0:
+            raise DataError(
+                f"UEA {name}: {len(merged) - self.n_repeated} distinct cases are too few for a "
+                "70/15/15 split with every split non-empty"
+            )
+        train, val, test = (merged.take(index) for index in indices)
+        return train, val, test
+
+    def describe(self) -> dict:
+        out = {**super().describe(), "split_protocol": self.config.split_protocol}
+        if self.config.split_protocol == "walker2024":
+            out["repeated_cases_dropped"] = self.n_repeated
+        return out
+
     @property
     def label(self) -> str:
+        if self.config.split_protocol == "walker2024":
+            return f"{self.dataset} (UEA, walker2024)"
         return f"{self.dataset} (UEA)"
 
     def _split(self, data: TsData, steps: int, ragged: bool) -> ArraySplit:

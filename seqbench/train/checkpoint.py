@@ -17,16 +17,24 @@ unreadable) is moved to `<directory>.corrupt/<step>`, outside orbax's rotation, 
 line on stderr, and the previous one is tried; if none passes, `CheckpointError` says so in one line
 and every checkpoint is left where it was. A checkpoint written before digests were stored is
 restored after the history check, with one warning that it is unverified.
+
+A checkpoint may also hold each seed's best parameters so far (`KeptBest`, see
+`seqbench.train.driver`): items `best_params` (the parameters, a leading seed axis S) and `best`
+(which evaluation each seed's are from), written in the same atomic save and verified by a digest
+of their own (`best_sha256`), so that `read_best` checks them without knowing the model. A
+checkpoint written before they were kept has neither item.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import shutil
 import sys
 import threading
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +48,53 @@ _KEY_FIELDS = ("data_key", "dropout_key")
 #: (a NaN first loss: the blow-up rule takes the first loss after the resume as its reference)
 _ADDED_FIELDS = {"initial_loss": np.nan}
 _DIGEST_ITEM = "digest"
+_BEST_PARAMS_ITEM = "best_params"
+_BEST_ITEM = "best"
+
+
+@dataclass
+class KeptBest:
+    """Each seed's parameters at its best evaluation so far, chosen as `records.seed_summaries`
+    chooses a seed's "best" evaluation (see `seqbench.train.driver.BestTracker`).
+
+    params: the model parameters with a leading seed axis S (device or host arrays).
+    steps: (S,) int64 the evaluation step each seed's parameters are from, -1 while the seed has
+        had no finite value (its parameters are then the initial ones, not a best).
+    values: (S,) float64 the selection metric at that evaluation, NaN where steps is -1.
+    metric: the metric chosen on, `<split>/<name>` ("val/mse"); direction: "min" or "max".
+    complete: whether every evaluation since step 0 was seen (False after resuming from a
+        checkpoint written before best parameters were kept: a best among later evaluations only).
+    """
+
+    params: Any
+    steps: np.ndarray
+    values: np.ndarray
+    metric: str
+    direction: str
+    complete: bool = True
+
+    def meta(self) -> dict[str, Any]:
+        """Everything but the parameters, as JSON (NaN as None)."""
+        return {
+            "steps": [int(step) for step in self.steps],
+            "values": [float(v) if np.isfinite(v) else None for v in self.values],
+            "metric": self.metric,
+            "direction": self.direction,
+            "complete": bool(self.complete),
+        }
+
+    @classmethod
+    def from_meta(cls, params: Any, meta: dict[str, Any]) -> KeptBest:
+        """The inverse of `meta`, with `params`."""
+        values = [np.nan if v is None else float(v) for v in meta["values"]]
+        return cls(
+            params=params,
+            steps=np.asarray(meta["steps"], dtype=np.int64),
+            values=np.asarray(values, dtype=np.float64),
+            metric=str(meta["metric"]),
+            direction=str(meta["direction"]),
+            complete=bool(meta["complete"]),
+        )
 
 
 class CheckpointError(RuntimeError):
@@ -126,34 +181,70 @@ def join_orbax_threads(timeout_s: float = 60.0) -> None:
             thread.join(timeout_s)
 
 
+def _first_line(error: BaseException) -> str:
+    """An orbax or TensorStore error's first line, without the long repr that may follow it."""
+    first = str(error).splitlines()[0] if str(error) else type(error).__name__
+    return first.split(" See full TensorStore details")[0][:200]
+
+
+def _check_best(restored: dict[str, Any], seeds: int | None) -> str | None:
+    """What is wrong with the restored kept best parameters (`restored` holds the items
+    best_params, best and digest); None if nothing. With `seeds`, each array must have that many
+    rows."""
+    params, meta = restored[_BEST_PARAMS_ITEM], restored[_BEST_ITEM]
+    if digest(params, meta) != restored[_DIGEST_ITEM].get("best_sha256"):
+        return "its best parameters differ from what was saved"
+    rows = {np.shape(leaf)[0] for leaf in jax.tree_util.tree_leaves(params)}
+    rows |= {len(meta["steps"]), len(meta["values"])}
+    if len(rows) != 1 or (seeds is not None and rows != {seeds}):
+        return f"its best parameters are not one row per seed ({sorted(rows)})"
+    return None
+
+
 class Checkpointer:
     """Save and restore (state, history) under `directory`, keeping the `keep` latest steps."""
 
-    def __init__(self, directory: str | Path, keep: int = 2):
+    def __init__(self, directory: str | Path, keep: int = 2, read_only: bool = False):
+        """`read_only`: only read (`read_best`, `read_state`): nothing is created or written."""
         import orbax.checkpoint as ocp
 
         self._ocp = ocp
         self.directory = Path(directory).absolute()
         self.corrupt_directory = self.directory.with_name(self.directory.name + ".corrupt")
-        options = ocp.CheckpointManagerOptions(
-            max_to_keep=keep, create=True, enable_async_checkpointing=False
-        )
-        self.manager = ocp.CheckpointManager(self.directory, options=options)
+        absl = logging.getLogger("absl")  # read-only: orbax warns that it will not save
+        level = absl.level
+        if read_only:
+            absl.setLevel(logging.ERROR)
+        try:
+            options = ocp.CheckpointManagerOptions(
+                max_to_keep=keep,
+                create=not read_only,
+                read_only=read_only,
+                enable_async_checkpointing=False,
+            )
+            self.manager = ocp.CheckpointManager(self.directory, options=options)
+        finally:
+            absl.setLevel(level)
 
     def latest_step(self) -> int | None:
         return self.manager.latest_step()
 
-    def save(self, step: int, state: TrainState, history: dict[str, Any]) -> None:
+    def save(
+        self, step: int, state: TrainState, history: dict[str, Any], best: KeptBest | None = None
+    ) -> None:
+        """Save (state, history) at `step`, with `best` (each seed's best parameters so far) in the
+        same atomic write when given."""
         args = self._ocp.args
         saveable = _to_saveable(state)
+        digests = {"sha256": digest(saveable, history)}
+        items = {"state": args.StandardSave(saveable), "history": args.JsonSave(history)}
+        if best is not None:
+            digests["best_sha256"] = digest(best.params, best.meta())
+            items[_BEST_PARAMS_ITEM] = args.StandardSave(best.params)
+            items[_BEST_ITEM] = args.JsonSave(best.meta())
         try:
             self.manager.save(
-                step,
-                args=args.Composite(
-                    state=args.StandardSave(saveable),
-                    history=args.JsonSave(history),
-                    **{_DIGEST_ITEM: args.JsonSave({"sha256": digest(saveable, history)})},
-                ),
+                step, args=args.Composite(**items, **{_DIGEST_ITEM: args.JsonSave(digests)})
             )
             self.manager.wait_until_finished()
         except BaseException:
@@ -169,6 +260,14 @@ class Checkpointer:
         checkpoints newer than the one restored are moved to `corrupt_directory` with one warning
         each; CheckpointError if there are checkpoints and none is good (nothing is moved).
         """
+        restored = self.restore_with_best(template, chunk_ends)
+        return None if restored is None else restored[:2]
+
+    def restore_with_best(
+        self, template: TrainState, chunk_ends: Sequence[int] | None = None
+    ) -> tuple[TrainState, dict[str, Any], KeptBest | None] | None:
+        """As `restore`, with the checkpoint's kept best parameters (shaped like
+        `template.params`): (state, history, best), best None when the checkpoint has none."""
         bad: list[tuple[int, str]] = []
         for step in sorted(self.manager.all_steps(), reverse=True):
             problem, restored = self._restore_step(step, template, chunk_ends)
@@ -196,8 +295,9 @@ class Checkpointer:
 
     def _restore_step(
         self, step: int, template: TrainState, chunk_ends: Sequence[int] | None
-    ) -> tuple[str | None, tuple[TrainState, dict[str, Any]] | None]:
-        """(problem, None) for a bad checkpoint at `step`, (None, (state, history)) for a good one."""
+    ) -> tuple[str | None, tuple[TrainState, dict[str, Any], KeptBest | None] | None]:
+        """(problem, None) for a bad checkpoint at `step`, (None, (state, history, best)) for a
+        good one (best None when it keeps no best parameters)."""
         args = self._ocp.args
         items = {
             "state": args.StandardRestore(_to_saveable(template)),
@@ -206,6 +306,11 @@ class Checkpointer:
         verified = (self.directory / str(step) / _DIGEST_ITEM).is_dir()
         if verified:
             items[_DIGEST_ITEM] = args.JsonRestore()
+        kept = (self.directory / str(step) / _BEST_PARAMS_ITEM).is_dir()
+        if kept:
+            items[_BEST_PARAMS_ITEM] = args.StandardRestore(template.params)
+            items[_BEST_ITEM] = args.JsonRestore()
+        best = None
         try:
             try:
                 restored = self.manager.restore(step, args=args.Composite(**items))
@@ -216,10 +321,13 @@ class Checkpointer:
             state, history = restored["state"], restored["history"]
             if verified and digest(state, history) != restored[_DIGEST_ITEM]["sha256"]:
                 return "its arrays or history differ from what was saved", None
+            if kept:
+                problem = _check_best(restored, np.shape(template.step)[0])
+                if problem is not None:
+                    return problem, None
+                best = KeptBest.from_meta(restored[_BEST_PARAMS_ITEM], restored[_BEST_ITEM])
         except Exception as error:  # orbax raises many types for damaged files
-            first = str(error).splitlines()[0] if str(error) else type(error).__name__
-            first = first.split(" See full TensorStore details")[0]  # then a long repr
-            return f"cannot be read: {first[:200]}", None
+            return f"cannot be read: {_first_line(error)}", None
         seeds = np.shape(template.step)[0]
         problem = check_history(history, step, seeds, chunk_ends)
         steps_taken = np.asarray(state["step"])
@@ -233,7 +341,49 @@ class Checkpointer:
                 "(written before checkpoints were verified); restoring it unverified",
                 file=sys.stderr,
             )
-        return None, (_from_saveable(state), history)
+        return None, (_from_saveable(state), history, best)
+
+    def read_best(self) -> tuple[int, KeptBest]:
+        """The latest checkpoint's kept best parameters, verified, as (step, best); the parameters
+        as saved (nested dicts of arrays with a leading seed axis S), no model needed.
+        CheckpointError (one line) when there is no checkpoint, it keeps no best parameters, or
+        they fail their digest."""
+        args = self._ocp.args
+        step = self._latest_or_fail()
+        if not (self.directory / str(step) / _BEST_PARAMS_ITEM).is_dir():
+            raise CheckpointError(
+                f"checkpoint {self.directory / str(step)} keeps no best parameters (written before "
+                "seqbench kept them, or with trainer.keep_best=false)"
+            )
+        items = {
+            _BEST_PARAMS_ITEM: args.StandardRestore(),
+            _BEST_ITEM: args.JsonRestore(),
+            _DIGEST_ITEM: args.JsonRestore(),
+        }
+        try:
+            restored = self.manager.restore(step, args=args.Composite(**items))
+            problem = _check_best(restored, None)
+            best = KeptBest.from_meta(restored[_BEST_PARAMS_ITEM], restored[_BEST_ITEM])
+        except Exception as error:  # orbax raises many types for damaged files
+            problem = f"cannot be read: {_first_line(error)}"
+        if problem is not None:
+            raise CheckpointError(f"checkpoint {self.directory / str(step)}: {problem}")
+        return step, best
+
+    def read_state(self, template: TrainState) -> tuple[int, TrainState]:
+        """The latest checkpoint's state, verified, shaped like `template` (batched), as (step,
+        state); CheckpointError (one line) when there is none or it fails its checks."""
+        step = self._latest_or_fail()
+        problem, restored = self._restore_step(step, template, None)
+        if problem is not None:
+            raise CheckpointError(f"checkpoint {self.directory / str(step)}: {problem}")
+        return step, restored[0]
+
+    def _latest_or_fail(self) -> int:
+        step = self.manager.latest_step()
+        if step is None:
+            raise CheckpointError(f"no checkpoint in {self.directory}")
+        return step
 
     def _restore_older_state(
         self, step: int, template: TrainState, items: dict[str, Any]

@@ -2,6 +2,10 @@
 
 The host touches the device once per chunk of `eval_every` steps (to read the chunk's mean losses
 and the evaluation metrics); every step in between runs inside one jitted `lax.scan`.
+
+With `trainer.keep_best`, each seed's parameters at its best evaluation are kept on the device
+(`BestTracker`: one select over the seed axis after an evaluation that improved some seed) and saved
+with every checkpoint, so a resumed run keeps the same best parameters as an uninterrupted one.
 """
 
 from __future__ import annotations
@@ -19,8 +23,9 @@ from tqdm.auto import tqdm
 
 from seqbench.config import TrainerConfig
 from seqbench.lifecycle import TrainingStopped
+from seqbench.records import selection_metric
 from seqbench.tasks.base import Task
-from seqbench.train.checkpoint import Checkpointer
+from seqbench.train.checkpoint import Checkpointer, KeptBest
 from seqbench.train.memory import available_memory, check_compiled, check_lowered
 from seqbench.train.program import NOT_DIVERGED, TrainProgram, TrainState
 
@@ -38,6 +43,7 @@ class TrainResult:
     step asked for (see `seqbench.train.gradient_flow`); empty if none was.
     timing: compile_s, train_s, eval_s, flow_s, steps_per_s, tokens_per_s.
     state: the final batched TrainState (on device).
+    best: each seed's parameters at its best evaluation (`trainer.keep_best`; else None).
     """
 
     seeds: np.ndarray
@@ -49,6 +55,72 @@ class TrainResult:
     gradient_flow: dict[int, np.ndarray] = field(default_factory=dict)
     timing: dict[str, float] = field(default_factory=dict)
     state: TrainState | None = None
+    best: KeptBest | None = None
+
+
+@jax.jit
+def _select_seeds(improved: jax.Array, new: Any, old: Any) -> Any:
+    """`new`'s rows where `improved` (S,) bool, `old`'s elsewhere; leaves (S, ...)."""
+
+    def select(new_leaf: jax.Array, old_leaf: jax.Array) -> jax.Array:
+        mask = improved.reshape(improved.shape + (1,) * (new_leaf.ndim - 1))
+        return jnp.where(mask, new_leaf, old_leaf)
+
+    return jax.tree_util.tree_map(select, new, old)
+
+
+class BestTracker:
+    """Each seed's parameters at its best evaluation so far, on the device, chosen exactly as
+    `seqbench.records.seed_summaries` chooses a seed's "best": the evaluation with the best finite
+    value of the selection metric (`records.selection_metric`: validation primary metric, test
+    without a validation split; `direction` "min" or "max"), the first of equal ones, never one
+    after the seed diverged (the record's curves are NaN there).
+
+    `kept` (a `KeptBest`) holds them: params with a leading seed axis S, (S,) steps and values.
+    """
+
+    def __init__(self, kept: KeptBest):
+        self.kept = kept
+
+    @classmethod
+    def start(
+        cls, task: Task, splits: list[str], params: Any, complete: bool = True
+    ) -> BestTracker:
+        """A tracker with no best yet for the (S, ...) `params` (they stand in until a seed's first
+        finite value), selecting on `task`'s primary metric among `splits`. `complete`: False when
+        it starts after step 0 (a resume from a checkpoint that kept none)."""
+        metric = selection_metric(
+            [f"{split}/{task.primary_metric}" for split in splits], task.primary_metric
+        )
+        seeds = jax.tree_util.tree_leaves(params)[0].shape[0]
+        return cls(
+            KeptBest(
+                params=params,
+                steps=np.full(seeds, -1, np.int64),
+                values=np.full(seeds, np.nan),
+                metric=metric,
+                direction=task.metric_directions[task.primary_metric],
+                complete=complete,
+            )
+        )
+
+    def update(
+        self, step: int, metrics: dict[str, np.ndarray], params: Any, diverged_step: np.ndarray
+    ) -> np.ndarray:
+        """Take the rows of `params` (S, ...) evaluated at `step` with `metrics` {"<split>/<metric>":
+        (S,)} for the seeds they improve (`diverged_step` (S,), NOT_DIVERGED if none); the (S,)
+        bool mask of those seeds. One device select, only when some seed improved."""
+        kept = self.kept
+        values = np.asarray(metrics[kept.metric], dtype=np.float64)
+        alive = (diverged_step == NOT_DIVERGED) | (step <= diverged_step)
+        with np.errstate(invalid="ignore"):
+            better = values < kept.values if kept.direction == "min" else values > kept.values
+        improved = np.isfinite(values) & alive & ((kept.steps < 0) | better)
+        if improved.any():
+            kept.params = _select_seeds(jnp.asarray(improved), params, kept.params)
+            kept.steps = np.where(improved, step, kept.steps)
+            kept.values = np.where(improved, values, kept.values)
+        return improved
 
 
 def enable_compilation_cache(cache_dir: str | None) -> None:
@@ -119,6 +191,9 @@ def run_training(
 
     With `gradient_flow`, it is measured for every seed at each of its steps.
 
+    With `trainer.keep_best`, each seed's parameters at its best evaluation are kept (`BestTracker`),
+    saved with every checkpoint, restored with it, and returned as `TrainResult.best`.
+
     Every program is checked against the device's memory (or `trainer.memory_limit_gb` GB) before
     it is compiled and again after, and refused with `seqbench.train.memory.OutOfMemory` if it will
     not fit.
@@ -155,6 +230,7 @@ def run_training(
 
     if state is None:
         state = compile_timed("initialisation", program.batched_init, seed_array)(seed_array)
+    best = BestTracker.start(task, list(eval_sets), state.params) if trainer.keep_best else None
     evaluate = compile_timed("evaluation", evaluate_splits, state.params, eval_sets)
     chunks: dict[int, Callable] = {}
     flows: dict[int, np.ndarray] = {}
@@ -173,9 +249,14 @@ def run_training(
     restored = None
     if checkpointer is not None:
         chunk_ends = np.cumsum(_chunk_lengths(steps, eval_every)).tolist()
-        restored = checkpointer.restore(state, chunk_ends)
+        restored = checkpointer.restore_with_best(state, chunk_ends)
     if restored is not None:
-        state, history = restored
+        state, history, kept = restored
+        if best is not None:
+            if kept is not None and kept.metric == best.kept.metric:
+                best = BestTracker(kept)
+            else:  # a checkpoint from before best parameters were kept: the best of what follows
+                best = BestTracker.start(task, list(eval_sets), state.params, complete=False)
         done = int(history["done"])
         eval_steps, train_steps = list(history["eval_steps"]), list(history["train_steps"])
         eval_history = [
@@ -200,14 +281,18 @@ def run_training(
             "train_s": timing["train_s"],
             "gradient_flow": {str(k): v.tolist() for k, v in flows.items()},
         }
-        checkpointer.save(done, state, history)
+        checkpointer.save(done, state, history, best.kept if best is not None else None)
 
     def run_eval(step: int, chunk_loss: np.ndarray | None = None) -> None:
         start = time.perf_counter()
-        metrics = jax.device_get(evaluate(state.params, eval_sets))
-        timing["eval_s"] += time.perf_counter() - start
+        metrics, diverged_at = jax.device_get(
+            (evaluate(state.params, eval_sets), state.diverged_step)
+        )
         eval_steps.append(step)
         eval_history.append({k: np.asarray(v, dtype=np.float64) for k, v in metrics.items()})
+        if best is not None:
+            best.update(step, eval_history[-1], state.params, np.asarray(diverged_at))
+        timing["eval_s"] += time.perf_counter() - start
         if on_eval is not None:
             on_eval(step, eval_history[-1], chunk_loss)
         if measure is not None and step in flow_steps:
@@ -286,4 +371,5 @@ def run_training(
         gradient_flow=flows,
         timing=timing,
         state=state,
+        best=best.kept if best is not None else None,
     )
