@@ -17,7 +17,7 @@ $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -c 'import sys; sys.exit("seqbench needs Python >= 3.11") if sys.version_info < (3, 11) else None'
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[test,data,cluster]'
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[test,data,cluster,search]'
 	touch $(STAMP)
 
 # The exact versions of every dependency that the tests passed with (what `make` installs), read
@@ -26,7 +26,7 @@ $(STAMP): pyproject.toml constraints.txt
 constraints:  ## refresh constraints.txt from a fresh install of seqbench and all its extras
 	rm -rf .cache/constraints-venv
 	$(PYTHON) -m venv .cache/constraints-venv
-	.cache/constraints-venv/bin/python -m pip install --quiet '.[test,data,cluster,bench]'
+	.cache/constraints-venv/bin/python -m pip install --quiet '.[test,data,cluster,bench,search]'
 	( echo "# make constraints: the versions seqbench was tested with (make installs with -c)"; \
 	  .cache/constraints-venv/bin/python -m pip freeze --exclude seqbench | sed -E 's/\+[A-Za-z0-9.]+$$//' ) > constraints.txt
 	rm -rf .cache/constraints-venv
@@ -41,7 +41,7 @@ test: $(STAMP)  ## lint, format check and the test suite (tests marked slow dese
 
 # Training-step throughput against plain Flax and PyTorch (installs the PyTorch CPU wheel).
 speed: $(STAMP)  ## training-step throughput against plain Flax and PyTorch (results/bench/cpu)
-	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[test,data,cluster,bench]'
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[test,data,cluster,bench,search]'
 	$(BIN)/seqbench-speed --out results/bench/cpu
 
 test-all: $(STAMP)  ## every test, the slow ones included

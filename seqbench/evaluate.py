@@ -27,6 +27,7 @@ import numpy as np
 
 from seqbench.config import Config, ConfigError
 from seqbench.records import RECORD_NAME, RunRecord, aggregate, load_record
+from seqbench.report.stats import seed_statistics
 
 #: which kept parameters to read: each seed's at its best evaluation, or the last checkpoint's
 PARAMS = ("best", "final")
@@ -358,7 +359,8 @@ def evaluate_run(
 
 
 def render(evaluation: Evaluation) -> str:
-    """A small table: a row per seed (its parameters' step and every metric), then mean ± std."""
+    """A small table: a row per seed (its parameters' step and every metric), then the mean ± the
+    sample std (ddof 1, as `seqbench table`)."""
     names = list(evaluation.per_seed[0]["metrics"]) if evaluation.per_seed else []
     run = evaluation.run
     title = (
@@ -375,10 +377,15 @@ def render(evaluation: Evaluation) -> str:
         rows.append([str(seed["seed"]), step, *(number(seed["metrics"][k]) for k in names)])
     mean = []
     for name in names:
-        stats = evaluation.summary[name]
-        shown = "n/a" if stats["mean"] is None else f"{number(stats['mean'])} ± {stats['std']:.2g}"
-        mean.append(f"{shown} (n={stats['n']})")
-    rows.append(["mean ± std", "", *mean])
+        stats = seed_statistics([seed["metrics"][name] for seed in evaluation.per_seed])
+        if stats.mean is None:
+            shown = "n/a"
+        elif stats.std is None:
+            shown = number(stats.mean)
+        else:
+            shown = f"{number(stats.mean)} ± {stats.std:.2g}"
+        mean.append(f"{shown} (n={stats.n})")
+    rows.append(["mean ± sample std", "", *mean])
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     lines = [
         "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True))

@@ -798,7 +798,9 @@ class RunRecord:
     `task`, `model`, `seeds`; `per_seed` too once the run has results (status in FINISHED).
     Provenance (`git`, `versions`, `device`, `determinism`, `overrides`) stays plain JSON.
     `summary`, `curves`, `timing` and `gradient_flow` are None where the record has none (records
-    rebuilt from wandb have none). `extra`: top-level entries this seqbench does not name, kept.
+    rebuilt from wandb have none). `search` (plain JSON, None outside a search): the hyper-parameter
+    search that started the run, its space, budget and the run's objective (`seqbench.search`).
+    `extra`: top-level entries this seqbench does not name, kept.
     `path`: where the record was read from (its run folder; `wandb:<project>/<group>`), not part of
     run.json and not compared.
     """
@@ -826,6 +828,7 @@ class RunRecord:
     curves: Curves | None = None
     timing: Timing | None = None
     gradient_flow: GradientFlow | None = None
+    search: dict[str, Any] | None = None
     extra: dict[str, Any] = field(default_factory=dict)
     path: str | None = field(default=None, compare=False)
 
@@ -834,7 +837,7 @@ class RunRecord:
         "schema_version", "name", "status", "started", "finished", "error", "output_dir",
         "config", "overrides", "git", "versions", "device", "determinism", "model", "task",
         "seeds", "resumed", "wandb_run_ids", "interrupted", "per_seed", "summary", "curves",
-        "timing", "gradient_flow",
+        "timing", "gradient_flow", "search",
     )  # fmt: skip
 
     @classmethod
@@ -908,6 +911,7 @@ class RunRecord:
             for key in ("git", "versions", "device", "determinism")
         }
         interrupted = _field(data, "interrupted", "", OBJECT_OR_NULL, _or_null(_is_object), False)
+        search = _field(data, "search", "", OBJECT_OR_NULL, _or_null(_is_object), False)
         return cls(
             name=name,
             status=status,
@@ -932,6 +936,7 @@ class RunRecord:
             ),
             overrides=_field(data, "overrides", "", "a list or null", _or_null(_is_list), False),
             interrupted=Interruption._parse(interrupted) if interrupted is not None else None,
+            search=search,
             extra=_rest(data, (*cls.KEYS, "path")),
             **provenance,
         )
@@ -966,6 +971,7 @@ class RunRecord:
             "curves": self.curves and self.curves.to_json(),
             "timing": self.timing and self.timing.to_json(),
             "gradient_flow": self.gradient_flow and self.gradient_flow.to_json(),
+            "search": self.search,
         }
         out.update((k, v) for k, v in sections.items() if v is not None)
         out.update(self.extra)

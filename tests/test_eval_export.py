@@ -51,7 +51,7 @@ def test_eval_gives_the_recorded_best_test_metrics_again(run_dir, capsys, tmp_pa
     out = tmp_path / "eval.json"
     main(["eval", str(run_dir), "--split", "test", "--out", str(out)])
     printed = capsys.readouterr().out
-    assert "best parameters" in printed and "mean ± std" in printed
+    assert "best parameters" in printed and "mean ± sample std" in printed
     result = json.loads(out.read_text())
     assert result["splits"] == ["test"] and result["params"] == "best"
     for measured, recorded in zip(result["per_seed"], record.per_seed, strict=True):

@@ -2,7 +2,6 @@
 value, sweeps with failed jobs, report options that match nothing (issue 13, cases 6, 7 and 10)."""
 
 import json
-import math
 import shutil
 from pathlib import Path
 
@@ -212,9 +211,10 @@ def test_records_rebuilt_from_wandb_are_checked_too(monkeypatch, capsys):
 # --- case 7: every seed non-finite from the first evaluation ----------------------------------
 
 
-def test_a_run_without_a_finite_value_has_a_summary_line_and_returns_nan(
+def test_a_run_without_a_finite_value_has_a_summary_line_and_returns_the_worst_value(
     compose_config, tmp_path, monkeypatch, capsys
 ):
+    from seqbench import search
     from seqbench.cli import train as app
 
     record = all_non_finite()
@@ -224,7 +224,7 @@ def test_a_run_without_a_finite_value_has_a_summary_line_and_returns_nan(
     monkeypatch.setattr(app, "train_from_config", lambda *args, **kwargs: typed)
     cfg = compose_config(["experiment=smoke", f"output_dir={tmp_path}"])
     returned = app.hydra_main.__wrapped__(cfg)
-    assert isinstance(returned, float) and math.isnan(returned)
+    assert returned == search.WORST  # finite: a sweeper carries on past it (NaN stopped Optuna)
     line = capsys.readouterr().err.strip().splitlines()[-1]
     assert line == app.summary_line(typed)
     assert line.startswith("[seqbench] benchmark-adding diverged: test/mse n/a | compile ")
@@ -233,7 +233,7 @@ def test_a_run_without_a_finite_value_has_a_summary_line_and_returns_nan(
     # the record reads back, and the reports show it as diverged, not as a crash
     write(tmp_path / "sweep" / "0", record)
     cli_main(["table", str(tmp_path / "sweep")])
-    assert "diverged (n=0/3, 3 diverged)" in capsys.readouterr().out
+    assert "diverged (n=0/3, 3 diverged, 0/3 solved)" in capsys.readouterr().out
 
 
 def test_the_summary_line_of_a_record_without_a_baseline_or_timing(tmp_path):
@@ -273,7 +273,7 @@ def test_a_failed_job_writes_the_sweep_table_at_once(tmp_path, capsys):
     callback.on_job_end(sweep_config(tmp_path), job_return=failed)
     table = (tmp_path / "table.md").read_text()
     assert "| adding (T=100) | mse ↓ | 0.1667 |" in table and "simple_rnn" in table
-    assert "diverged (n=0/3, 3 diverged)" in table  # the gru job, all non-finite
+    assert "diverged (n=0/3, 3 diverged, 0/3 solved)" in table  # the gru job, all non-finite
     warning = f"seqbench: warning: skipping malformed run record {bad}: 'config' is null"
     captured = capsys.readouterr()
     assert captured.err.startswith(warning) and captured.err.count("\n") == 1
@@ -346,7 +346,10 @@ def test_known_metrics_still_work_bare_or_with_their_split(tmp_path, capsys):
     root = copy_committed(tmp_path / "runs")
     cli_main(["table", str(root), "--metrics", "test/mse", "--models", "gru"])
     out = capsys.readouterr().out
-    assert "| adding (T=100) | mse ↓ | 0.1667 | **" in out and "cross_entropy" not in out
+    assert (
+        "| adding (T=100) | mse ↓ | 0.1667 | 0.00026 ± 0.00016" in out
+        and "cross_entropy" not in out
+    )
     cli_main(["runs", str(root), "--metrics", "val/mse", "--task", "adding"])
     assert capsys.readouterr().out.count("val/mse=") == 3
 

@@ -91,12 +91,15 @@ def test_means_stds_seed_counts_and_divergence():
         "copy_memory (T=50)",
     )
     gru = adding.entries["gru"]
-    assert gru.mean == pytest.approx(0.2) and gru.std == pytest.approx(np.std([0.1, 0.3]))
+    assert gru.mean == pytest.approx(0.2) and gru.std == pytest.approx(np.std([0.1, 0.3], ddof=1))
     lstm = adding.entries["lstm"]
     assert (lstm.n, lstm.n_seeds, lstm.diverged) == (2, 3, 1)
-    assert lstm.mean == pytest.approx(0.02)
-    assert adding.best() == {"lstm"}  # min
-    assert copy.best() == {"gru", "lstm"}  # 0.7 each: ties are all marked
+    assert lstm.mean == pytest.approx(0.02) and lstm.values == (0.01, 0.03)
+    assert (lstm.solved, gru.solved) == (1, 0)  # mse < 0.1 / 6: 0.01, not 0.03 nor the diverged
+    assert copy.entries["gru"].solved is None  # no success rule reads copy memory's "acc"
+    assert adding.best() == {"lstm"}  # min; Welch's p = 0.011 against the RNN's 0.17
+    assert adding.comparison().runner_up == "simple_rnn"
+    assert copy.best() == set()  # 0.7 each: a tie is not significant, nothing is marked
     assert "simple_rnn" not in copy.entries
 
 
@@ -104,9 +107,12 @@ def test_markdown_marks_the_best_and_shows_seeds():
     text = render_markdown(build_table(typed(RECORDS)))
     lines = text.splitlines()
     assert lines[0] == "| task | metric | baseline | simple_rnn | lstm | gru |"
+    # the RNN: CI [0.16, 0.18] (half-width 0.01: two decimals of precision, the 2nd significant
+    # digit at 0.001); the LSTM and GRU, two seeds: no CI, rounded by their std
     assert lines[2] == (
-        "| adding (T=100) | mse ↓ | 0.1667 | 0.1700 ± 0.0082 (n=3) "
-        "| **0.0200 ± 0.0100 (n=2/3, 1 diverged)** | 0.2000 ± 0.1000 (n=2) |"
+        "| adding (T=100) | mse ↓ | 0.1667 | 0.170 ± 0.010 [0.160, 0.180] (n=3, 0/3 solved) "
+        "| **0.020 ± 0.014** [n/a] (n=2/3, 1 diverged, 1/3 solved) "
+        "| 0.20 ± 0.14 [n/a] (n=2, 0/2 solved) |"
     )
     assert "| copy_memory (T=50) | acc ↑ |" in lines[3] and "–" in lines[3]
     assert lines[4] == "| adding (T=100) | parameters |  | 4,965 | 4,918 | 5,071 |"
@@ -137,15 +143,17 @@ def test_tasks_are_ordered_by_family_then_length_as_a_number():
 
 def test_direction_max_picks_the_largest():
     records = [
-        record("lstm", [0.9], metric="acc", direction="max"),
-        record("gru", [0.8], metric="acc", direction="max"),
+        record("lstm", [0.9, 0.91, 0.92], metric="acc", direction="max"),
+        record("gru", [0.8, 0.81, 0.79], metric="acc", direction="max"),
     ]
     assert build_table(typed(records)).rows[0].best() == {"lstm"}
+    single = [record("lstm", [0.9], metric="acc", direction="max"), record("gru", [0.8])]
+    assert build_table(typed(single)).rows[0].best() == set()  # one seed each: no test, no mark
 
 
 def test_all_seeds_diverged_is_shown_not_dropped():
     text = render_markdown(build_table(typed([record("simple_rnn", [None, None])])))
-    assert "diverged (n=0/2, 2 diverged)" in text
+    assert "diverged (n=0/2, 2 diverged, 0/2 solved)" in text
 
 
 def test_model_selection_and_order_and_metric_filter():
@@ -223,11 +231,13 @@ def test_a_cell_chosen_among_different_sizes_is_warned_about_once_and_marked(cap
     )
     assert err == [warning]  # once, and not for the GRU, whose two configurations are one size
     markdown = render_markdown(table).splitlines()
-    assert markdown[2].endswith("| **0.0100 ± 0.0000 (n=1)** † | 0.2000 ± 0.0000 (n=1) |")
+    assert markdown[2].endswith(
+        "| 0.0100 ± n/a [n/a] (n=1, 1/1 solved) † | 0.2000 ± n/a [n/a] (n=1, 0/1 solved) |"
+    )
     note = "adding (T=100) / lstm, parameter counts 4,918, 9,836 (budgets 5,000, 10,000)."
     assert any(line.startswith("† ") and line.rstrip().endswith(note) for line in markdown)
     latex = render_latex(table)
-    assert latex.count(r"$^\dagger$") == 1 and r"(n=1)}$^\dagger$ & " in latex
+    assert latex.count(r"$^\dagger$") == 1 and r"(n=1, 1/1 solved)}$^\dagger$ & " in latex
     assert any(line.startswith("% † ") and line.endswith(note) for line in latex.splitlines())
 
 
@@ -266,13 +276,28 @@ def test_reference_columns(tmp_path):
     assert table.references == ["LSTM [Bai]"]  # a column matching no row is left out
     adding = table.rows[0]
     assert adding.references == {"LSTM [Bai]": 0.001}
-    assert adding.best() == {"LSTM [Bai]"}
+    # the LSTM's two seeds (0.01, 0.03) against the published 0.001: one-sample t-test, p = 0.31
+    comparison = adding.comparison()
+    assert (comparison.best, comparison.runner_up, comparison.test) == (
+        "LSTM [Bai]",
+        "lstm",
+        "one-sample",
+    )
+    assert comparison.p == pytest.approx(0.308, abs=1e-3) and adding.best() == set()
     text = render_markdown(table)
     assert text.splitlines()[0].endswith("| gru | LSTM [Bai] |")
-    assert "**0.0010**" in text and "Reference columns: Bai et al. 2018, Table 1." in text
+    assert "| 0.0010 |" in text and "Reference columns: Bai et al. 2018, Table 1." in text
     rows = list(csv.DictReader(io.StringIO(render_csv(table))))
     ref = [r for r in rows if r["kind"] == "reference"]
-    assert ref == [dict(ref[0], column="LSTM [Bai]", mean="0.001", best="1")]
+    assert ref == [dict(ref[0], column="LSTM [Bai]", mean="0.001", best="0")]
+    assert float(ref[0]["p_vs_runner_up"]) == pytest.approx(comparison.p)
+    # a published number far from three tight seeds is marked
+    tight = [record("gru", [0.101, 0.1, 0.099])]
+    marked = build_table(typed(tight), references=load_references(path)).rows[0]
+    assert marked.best() == {"LSTM [Bai]"}
+    assert "**0.0010**" in render_markdown(
+        build_table(typed(tight), references=load_references(path))
+    )
 
 
 @pytest.mark.parametrize("content", ["columns: [1, 2]", "{unclosed", "columns: {a: {t: 3}}"])
@@ -288,13 +313,16 @@ def test_latex_is_booktabs_with_escapes_and_bold_best():
     lines = text.splitlines()
     assert lines[0] == r"\begin{tabular}{llrrrr}" and lines[1] == r"\toprule"
     assert lines[2] == r"Task & Metric & Baseline & simple\_rnn & lstm & gru \\"
-    assert r"\mathbf{0.0200 \pm 0.0100}" in text
+    assert r"\mathbf{0.020 \pm 0.014}" in text
     assert r"copy\_memory (T=50) & acc $\uparrow$" in text
     end = lines.index(r"\end{tabular}")
     assert lines[end - 1] == r"\bottomrule"
     assert all(line.startswith("% ") for line in lines[end + 1 :])
     # the seed counts and the parameter rows, as in the Markdown table
-    assert r"\mathbf{0.0200 \pm 0.0100}$ {\footnotesize (n=2/3, 1 diverged)}" in text
+    assert (
+        r"\mathbf{0.020 \pm 0.014}$ {\footnotesize [n/a] (n=2/3, 1 diverged, 1/3 solved)}" in text
+    )
+    assert r"$0.170 \pm 0.010$ {\footnotesize [0.160, 0.180] (n=3, 0/3 solved)}" in text
     assert r"adding (T=100) & parameters &  & 4,965 & 4,918 & 5,071 \\" in lines
 
 
@@ -303,7 +331,17 @@ def test_csv_is_tidy_and_complete():
     assert len(rows) == 5
     lstm = next(r for r in rows if r["column"] == "lstm" and r["metric"] == "mse")
     assert (lstm["n"], lstm["n_seeds"], lstm["diverged"], lstm["best"]) == ("2", "3", "1", "1")
+    assert (lstm["solved"], lstm["ci_low"], lstm["values"]) == ("1", "", "0.01;0.03")
     assert float(lstm["mean"]) == pytest.approx(0.02)
+    assert float(lstm["std"]) == pytest.approx(np.std([0.01, 0.03], ddof=1))
+    assert float(lstm["p_vs_runner_up"]) == pytest.approx(0.011, abs=1e-3)
+    rnn = next(r for r in rows if r["column"] == "simple_rnn")
+    assert (float(rnn["median"]), float(rnn["min"]), float(rnn["max"])) == (0.17, 0.16, 0.18)
+    assert float(rnn["ci_low"]) == pytest.approx(0.16) and float(rnn["ci_high"]) == pytest.approx(
+        0.18
+    )
+    copy = next(r for r in rows if r["column"] == "gru" and r["metric"] == "acc")
+    assert (copy["solved"], copy["best"], copy["p_vs_runner_up"]) == ("", "0", "1.0")  # a tie
 
 
 def write_runs(root):
@@ -328,9 +366,9 @@ def test_runs_filters(tmp_path, capsys):
     lines = capsys.readouterr().out.splitlines()
     assert len(lines) == 1 and "lstm" in lines[0] and "acc" not in lines[0]
     cli_main(["runs", str(tmp_path), "--until", "2026-11-20", "--metrics", "mse"])
-    assert "test/mse=0.2000±0.1000" in capsys.readouterr().out
+    assert "test/mse=0.2000±0.1414" in capsys.readouterr().out
     cli_main(["runs", str(tmp_path), "--model", "gru", "--task", "adding"])
-    assert "val/mse=0.2000±0.1000 test/mse=0.2000±0.1000" in capsys.readouterr().out
+    assert "val/mse=0.2000±0.1414 test/mse=0.2000±0.1414" in capsys.readouterr().out
 
 
 def test_table_cli_formats_and_errors(tmp_path, capsys):

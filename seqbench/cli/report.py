@@ -39,8 +39,10 @@ from seqbench.records import (
     write_text_atomic,
 )
 from seqbench.report.table import (
+    DEFAULT_STATISTICS,
     FORMATS,
     RENDERERS,
+    STATISTICS,
     build_table,
     differing_keys,
     format_value,
@@ -50,6 +52,7 @@ from seqbench.report.table import (
     sort_models,
     task_label,
 )
+from seqbench.tasks.base import BASELINE_FRACTION
 
 #: config keys already shown by a run's task and model labels
 LABEL_KEYS = ("model.architecture", "model.cell", "task.length", "task._target_")
@@ -224,12 +227,19 @@ def cmd_table(args: argparse.Namespace) -> None:
         fail(
             f"--models: no column {', '.join(map(repr, unknown))} (the runs have {', '.join(found)})"
         )
+    statistics = _csv(args.stats) or []
+    if args.stats == "all":
+        statistics = list(STATISTICS)
+    unknown = [s for s in statistics if s not in STATISTICS]
+    if unknown:
+        fail(f"--stats: unknown {', '.join(unknown)}; choose from {', '.join(STATISTICS)} or all")
     table = build_table(
         finished,
         which=args.which,
         models=_csv(args.models),
         metrics=_csv(args.metrics),
         references=references,
+        statistics=tuple(statistics) if args.stats is not None else DEFAULT_STATISTICS,
     )
     text = RENDERERS[args.format](table)
     if args.out:
@@ -371,6 +381,16 @@ def _main(argv: list[str] | None) -> None:
     table.add_argument("--models", help="comma-separated model columns, in this order")
     table.add_argument("--format", choices=FORMATS, default="md")
     table.add_argument("--reference", help="YAML file of published numbers (reference columns)")
+    table.add_argument(
+        "--stats",
+        metavar="LIST",
+        help="what each entry shows beside its mean over seeds, comma-separated: std (sample, "
+        "ddof=1), ci (bootstrap 95%% CI of the mean, n/a below 3 seeds), median, range "
+        "(min-max), solved (k/n seeds meeting the task's success rule), seeds (each seed's "
+        f"value); 'all', or '' for the mean alone (default: {','.join(DEFAULT_STATISTICS)}). "
+        "Numbers are rounded to the precision of the CI; the best of a row is bold only when "
+        "Welch's t-test against the runner-up gives p < 0.05. CSV always has every statistic",
+    )
     table.add_argument("--out", help="write the table to this file instead of printing it")
     table.set_defaults(func=cmd_table)
     plot = commands.add_parser("plot", help="learning curves of run records")
@@ -413,7 +433,7 @@ def _main(argv: list[str] | None) -> None:
     horizon.add_argument(
         "--threshold",
         type=float,
-        default=0.1,
+        default=BASELINE_FRACTION,
         help="a cell solves T when its mean metric / baseline is below this, in (0, 1] "
         "(default 0.1)",
     )

@@ -2,11 +2,13 @@
 
 seqbench-train model=<conf/model option> task=<conf/task option> task.length=200 seeds=[0,1,2]
 seqbench-train --multirun model=<one>,<another> task=<option> task.length=100,200
-(examples with real names: README, "Training runs")
+seqbench-train --multirun hparams_search=<conf/hparams_search option> model=<one> task=<option>
+(examples with real names: README, "Training runs" and "Hyper-parameter search")
 """
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 import os
 import sys
@@ -19,12 +21,12 @@ import numpy as np
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
-from seqbench import lifecycle
+from seqbench import lifecycle, search
 from seqbench.cli import fail as cli_fail
 from seqbench.config import Config, ConfigError
 from seqbench.diskfull import guard_hydra, quiet_disk_faults
 from seqbench.provenance import use_deterministic_flags
-from seqbench.records import FINISHED, SELECT_SPLIT, RunRecord, Timing, metric_key
+from seqbench.records import FINISHED, RECORD_NAME, RunRecord, Timing, metric_key
 from seqbench.resume import ResumeError, previous_run
 from seqbench.store import register_configs, validate
 
@@ -41,6 +43,8 @@ CONF_DIR = config_dir()
 #: the job's log file, `<output dir>/train.log` (Hydra's job logging; conf/config.yaml routes this
 #: logger to the file alone: the console gets the same lines from `announce` on stderr)
 LOG = logging.getLogger("seqbench.run")
+# optuna's study storage imports alembic, which lists its plugins at INFO on Hydra's console
+logging.getLogger("alembic").setLevel(logging.WARNING)
 
 
 def announce(line: str) -> None:
@@ -107,18 +111,20 @@ def train_from_config(
     resolved: dict[str, Any],
     output_dir: Path,
     guard: lifecycle.JobGuard | None = None,
+    search_section: dict[str, Any] | None = None,
 ) -> RunRecord:
     """Build, train and record one run; return the run record (also written to run.json).
 
     With a `guard` (see `seqbench.lifecycle`), a folder found by resume=auto is locked too, and a
     stop request ends training at the next chunk boundary: the record becomes "interrupted" and
     `lifecycle.Interrupted` is raised. How every other ending is recorded: `RecordedRun`.
+    `search_section`: the hyper-parameter search that started the run (`search.search_section`),
+    recorded from the start, with the run's objective once it ends; None outside a search.
     """
     from seqbench.job import Job
     from seqbench.provenance import determinism_info, device_info, git_info, package_versions
     from seqbench.recorded_run import RecordedRun
     from seqbench.records import (
-        RECORD_NAME,
         Curves,
         GradientFlow,
         ModelInfo,
@@ -175,6 +181,7 @@ def train_from_config(
         task=TaskInfo.from_fields(task.describe()),
         seeds=list(cfg.seeds),
         path=str(output_dir),
+        search=search_section,
     )
     checkpointer = Checkpointer(output_dir / "checkpoints") if cfg.trainer.checkpoint else None
     if previous is not None:
@@ -238,10 +245,12 @@ def train_from_config(
                 steps=json_ready(steps),
                 norm=json_ready([result.gradient_flow[step] for step in steps]),  # (S, L, T) each
             )
+        status = "diverged" if any(s["status"] == "diverged" for s in per_seed) else "completed"
+        seed_results = [SeedSummary.from_fields(s) for s in json_ready(per_seed)]
         return run.complete(
-            status="diverged" if any(s["status"] == "diverged" for s in per_seed) else "completed",
+            status=status,
             finished=now_iso(),
-            per_seed=[SeedSummary.from_fields(s) for s in json_ready(per_seed)],
+            per_seed=seed_results,
             summary=Summary(**stats),
             curves=Curves(
                 eval_steps=json_ready(result.eval_steps),
@@ -251,6 +260,9 @@ def train_from_config(
             ),
             timing=Timing.from_fields(json_ready({**result.timing, "wall_s": run.wall_s()})),
             gradient_flow=gradient_flow,
+            search=search.with_objective(
+                search_section, record.task, status, seed_results, cfg.seeds
+            ),
         )
 
 
@@ -286,15 +298,47 @@ def summary_line(record: RunRecord) -> str:
 
 
 def sweeper_value(record: RunRecord) -> float:
-    """What `seqbench-train` returns to a Hydra sweeper (Optuna minimises or maximises it): the
-    mean over seeds of the validation primary metric at each seed's best evaluation, never a test
-    value; NaN when no seed has a finite one (every seed diverged from its first evaluation), which
-    Optuna records as a failed trial and a sweep carries on past."""
-    primary = metric_key(record.task.primary_metric, SELECT_SPLIT)
-    best = record.summary.best if record.summary is not None else {}
-    stats = best.get(primary)
-    mean = stats.mean if stats is not None else None
-    return float("nan") if mean is None else float(mean)
+    """What `seqbench-train` returns to Hydra after every job, for a sweeper to minimise: the
+    search objective of `record` (`seqbench.search`): the mean over seeds of each seed's best
+    validation value of the task's primary metric, negated when the task maximises it, a failed
+    or diverged seed counted as `search.WORST`. Always finite: a sweep carries on past a trial
+    whose every seed diverged."""
+    return search.objective(record).value
+
+
+def current_search() -> dict[str, Any] | None:
+    """The search section of this job's record (`search.search_section`): None unless a search
+    sweeper started the job; a sweeper set to maximise ends the job with one line."""
+    if not HydraConfig.initialized():
+        return None
+    try:
+        return search.search_section(HydraConfig.get())
+    except ConfigError as error:
+        fail(str(error))
+
+
+def failed_trial(output_dir: Path, error: Exception) -> RunRecord | None:
+    """The record of a search's trial that `error` ended (RecordedRun has marked it "failed"), with
+    its objective (the worst) added to its search section and written; None when the run left no
+    failed record there (the error came before the run started: `error` is raised again)."""
+    from seqbench.records import load_record, write_record
+
+    try:
+        record = load_record(output_dir)
+    except (FileNotFoundError, ValueError):
+        return None
+    if record.status != "failed":
+        return None
+    record.search = search.with_objective(
+        record.search, record.task, record.status, record.per_seed, record.seeds
+    )
+    write_record(output_dir / RECORD_NAME, record)
+    announce(
+        f"[seqbench] {record.name} failed ({type(error).__name__}: {error}); the search counts "
+        f"it at the worst value, {search.WORST:g}"
+    )
+    LOG.error("the trial's error", exc_info=error)
+    return record
 
 
 #: the cores this process may use, read before any job narrows them (joblib reuses workers)
@@ -327,6 +371,7 @@ def hydra_main(cfg: DictConfig) -> float:
     except ConfigError as error:
         fail(str(error))
     resolved = OmegaConf.to_container(cfg, resolve=True)
+    searched = current_search()
     output_dir = Path(checked.output_dir or HydraConfig.get().runtime.output_dir)
     with lifecycle.JobGuard() as guard:  # the folder lock, stop requests: until the job ends
         try:
@@ -337,10 +382,14 @@ def hydra_main(cfg: DictConfig) -> float:
             fail(f"output directory {output_dir} is not writable: {error.strerror or error}")
         prepare_output_dir(output_dir)
         try:
-            record = train_from_config(checked, resolved, output_dir, guard)
+            record = train_from_config(checked, resolved, output_dir, guard, searched)
         except lifecycle.Interrupted as stopped:
             announce(stopped.line)
             guard.end_process(stopped.exit_code)
+        except Exception as error:  # in a search: the trial scores the worst, the search goes on
+            record = failed_trial(output_dir, error) if searched is not None else None
+            if record is None:
+                raise
         announce(summary_line(record))
         if guard.stop is not None:  # asked to stop as the run ended: no further job
             print(f"seqbench-train: stopped by {guard.stop.by} as the run ended", file=sys.stderr)
@@ -349,8 +398,9 @@ def hydra_main(cfg: DictConfig) -> float:
 
 
 HELP_FLAGS = ("--help", "-h")
-#: config folders of a preset's settings for one model or task, not options to pick
-OVERLAYS = ("for_model", "for_task")
+#: config folders of a preset's settings for one model or task, and the spaces of the search
+#: presets (conf/hparams_search/space/): parts of other options, not options to pick
+OVERLAYS = ("for_model", "for_task", "hparams_search/space")
 
 
 def help_text(overrides: list[str]) -> str:
@@ -384,6 +434,14 @@ def help_text(overrides: list[str]) -> str:
     return "\n".join(lines)
 
 
+def has_optuna_sweeper() -> bool:
+    """Whether Hydra's Optuna sweeper plugin (the seqbench[search] extra) is installed."""
+    try:
+        return importlib.util.find_spec("hydra_plugins.hydra_optuna_sweeper") is not None
+    except ModuleNotFoundError:  # no hydra_plugins at all
+        return False
+
+
 def main() -> None:
     """Console entry: check every job of the command line, then hand it to Hydra."""
     from seqbench.preflight import preflight
@@ -395,8 +453,16 @@ def main() -> None:
         except Exception as error:  # a bad override: the same one line as a run would print
             fail(f"{type(error).__name__}: {str(error).splitlines()[0]}")
         return
+    searching = any(arg.lstrip("+~").startswith("hparams_search=") for arg in sys.argv[1:])
+    if searching and not has_optuna_sweeper():
+        fail(
+            "hparams_search needs Hydra's Optuna sweeper: pip install 'seqbench[search]' "
+            "(make installs it)"
+        )
     try:
         preflight(sys.argv[1:], CONF_DIR)
+        if searching:
+            search.check_command_line(sys.argv[1:])
     except ConfigError as error:
         fail(str(error))
     guard_hydra()  # a full disk under Hydra's own writes: one line, not a traceback

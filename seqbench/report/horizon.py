@@ -8,8 +8,10 @@ chosen as tables choose it (`choose_per_cell`: best mean validation value of the
 the latest re-run of one identical configuration), and each seed's test metric ("best": at its best
 validation evaluation; "final": at its last) is divided by the task's trivial baseline at that
 length (the value in the table's baseline column). A cell solves T when the mean of that ratio over
-its seeds with a finite value is below a threshold (default 0.1: a loss ten times smaller than
-the trivial predictor's); its horizon is the longest T it solves. Only metrics to minimise that
+its seeds with a finite value is below a threshold (default `BASELINE_FRACTION`, 0.1: a loss ten
+times smaller than the trivial predictor's), the test of `SuccessRule(below_baseline_fraction=...)`,
+the success rule the regression tasks define per seed (`Task.success`, which the tables count);
+its horizon is the longest T it solves. Only metrics to minimise that
 have a baseline (MSE, cross-entropy, NLL) can be read this way.
 """
 
@@ -32,8 +34,10 @@ from seqbench.report.table import (
     sort_models,
     task_label,
 )
+from seqbench.tasks.base import BASELINE_FRACTION, SuccessRule
 
-DEFAULT_THRESHOLD = 0.1
+#: the default threshold on the mean ratio: the regression tasks' success rule's fraction
+DEFAULT_THRESHOLD = BASELINE_FRACTION
 #: config keys that describe the budget; named under the table when every record shares them
 BUDGET_KEYS = ("model.param_budget", "trainer.steps", "trainer.batch_size")
 
@@ -76,7 +80,9 @@ class Point:
         return None if self.entry.mean is None else self.entry.mean / self.baseline
 
     def solved(self, threshold: float) -> bool:
-        return self.ratio is not None and self.ratio < threshold
+        """Whether the mean over the seeds meets the baseline-fraction rule at `threshold`."""
+        rule = SuccessRule(self.metric.partition("/")[2], below_baseline_fraction=threshold)
+        return rule.solves(self.entry.mean, self.baseline)
 
 
 @dataclass(frozen=True)
@@ -286,7 +292,11 @@ def _point_text(point: Point | None, threshold: float) -> str:
     if point is None:
         return "–"
     entry = point.entry
-    seeds = f" ({entry.seeds_note()})" if entry.diverged or entry.n < entry.n_seeds else ""
+    seeds = (
+        f" ({entry.seeds_note(show_solved=False)})"
+        if entry.diverged or entry.n < entry.n_seeds
+        else ""
+    )
     if point.ratio is None:
         return f"diverged{seeds}"
     text = _sig3(point.ratio)

@@ -4,7 +4,9 @@ step at which it was measured).
 
 Each line is the mean over a run's seeds of an evaluation metric (the test split unless the name
 says "val/...") at every evaluation step (seeds that diverged drop out from their divergence on),
-with a band from the lowest to the highest seed; the task's trivial baseline is a dashed grey line.
+with a band from the lowest to the highest seed and each seed's last finite value as a dot (the
+seeds themselves, where the band only shows their spread); the task's trivial baseline is a
+dashed grey line.
 Where several configurations of one (task, model) were run, the one the table shows (chosen on
 validation) is drawn. Written as PNG and SVG with matplotlib.
 """
@@ -21,6 +23,7 @@ from seqbench.report.table import (
     choose_per_cell,
     display_model,
     model_label,
+    registered_task,
     report_selections,
     sort_models,
     task_label,
@@ -55,11 +58,7 @@ def figure_metric(record: RunRecord) -> str:
     task of the same name), else its primary metric."""
     named = record.task.extra.get("figure_metric")
     if named is None:
-        from seqbench.tasks.registry import TASK_CLASSES
-
-        name = record.task.name  # a data-set task names itself per instance: no class attribute
-        task = next((t for t in TASK_CLASSES.values() if getattr(t, "name", None) == name), None)
-        named = getattr(task, "figure_metric", None)
+        named = getattr(registered_task(record.task.name), "figure_metric", None)
     return named if named in record.task.metrics else record.task.primary_metric
 
 
@@ -76,6 +75,16 @@ def curve(record: RunRecord, metric: str) -> tuple[np.ndarray, np.ndarray, np.nd
     if values.ndim == 1:
         values = values[:, None]
     return (steps, *seed_band(values))
+
+
+def seed_ends(steps: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(x, y), each (K,): the step and value of each seed's last finite evaluation, for the K
+    seeds of `values` (E, S) that have one (`steps` (E,))."""
+    finite = np.isfinite(values)
+    has = finite.any(axis=0)
+    last = values.shape[0] - 1 - np.argmax(finite[::-1], axis=0)  # (S,) last finite row
+    seeds = np.flatnonzero(has)
+    return steps[last[seeds]], values[last[seeds], seeds]
 
 
 def seed_band(values: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -150,6 +159,8 @@ def plot_curves(
             n = len(record.seeds)
             ax.plot(steps, mean, color=color, label=f"{display_model(model)} (n={n})")
             ax.fill_between(steps, low, high, color=color, alpha=0.2, linewidth=0)
+            per_seed = np.asarray(record.curves.eval[name], dtype=float).reshape(len(steps), -1)
+            ax.scatter(*seed_ends(steps, per_seed), color=color, s=10, alpha=0.7, linewidths=0)
             shown_metric = name
             baseline = record.task.baseline.get(name.split("/", 1)[1])
             lows.append(low[np.isfinite(low)])

@@ -1,12 +1,17 @@
 """Paper-style tables of run records: one row per task and metric, one column per model.
 
-An entry is the test metric, mean ± std over a run's seeds, with the number of seeds behind it:
-by default each seed's value at its best validation evaluation ("best"), or at its last one
-("final"). When the records hold several configurations of one (task, model) cell, as a sweep over
+An entry is the test metric over a run's seeds, with the number of seeds behind it: by default
+each seed's value at its best validation evaluation ("best"), or at its last one ("final"). Which
+statistics an entry shows is chosen from STATISTICS (`seqbench.report.stats` computes them): the
+mean always, by default ± the sample std (ddof = 1), the bootstrap 95% confidence interval of the
+mean and, in the row of the metric the task's success rule reads (`Task.success`), how many seeds
+solve the task; on request also the median, the range (min–max) and each seed's value. An entry's
+numbers are rounded to the precision its interval supports (`seqbench.report.stats`). When the records hold several configurations of one (task, model) cell, as a sweep over
 learning rates does, the configuration with the best mean validation value of the task's primary
 metric is chosen and its test numbers shown; re-runs of one configuration count once (the latest).
-Seeds that diverged are counted and shown, never dropped silently. The best entry of each row is
-marked, respecting the metric's direction. Optional reference columns carry published numbers from
+Seeds that diverged are counted and shown, never dropped silently. The best entry of each row
+(respecting the metric's direction) is marked only when it differs significantly from the
+runner-up (`Row.comparison`: Welch's t-test on the seeds, p < 0.05). Optional reference columns carry published numbers from
 a YAML file. Rendered as Markdown, LaTeX (booktabs) or CSV, in a stable order: tasks by family and
 then by length as a number (T=100 before T=1600), metrics sorted, models in the architectures'
 registration order (`seqbench.models.architectures`), then the rest.
@@ -39,6 +44,19 @@ from seqbench.records import (
     flatten_config,
     metric_key,
 )
+from seqbench.report.stats import (
+    ALPHA,
+    CONFIDENCE,
+    MIN_SEEDS_FOR_CI,
+    N_RESAMPLES,
+    SeedStatistics,
+    format_rounded,
+    one_sample_p,
+    seed_statistics,
+    uncertainty_decimals,
+    welch_p,
+)
+from seqbench.tasks.base import SuccessRule
 
 ARROWS = {"min": "↓", "max": "↑"}
 # Relative parameter-count gap within which runs count as one size: the tolerance a model is sized
@@ -48,8 +66,14 @@ DAGGER = "†"
 FORMATS = ("md", "latex", "csv")
 CSV_COLUMNS = [
     "task", "metric", "direction", "baseline", "column", "kind",
-    "mean", "std", "n", "n_seeds", "diverged", "best", "param_count",
+    "mean", "std", "median", "min", "max", "ci_low", "ci_high", "n", "n_seeds", "diverged",
+    "solved", "best", "p_vs_runner_up", "param_count", "values",
 ]  # fmt: skip
+#: what an entry can show beside its mean (`--stats`): the sample std, the bootstrap CI of the
+#: mean, the median, the range min–max, the seeds that solve the task, each seed's value
+STATISTICS = ("std", "ci", "median", "range", "solved", "seeds")
+#: the statistics shown unless asked otherwise: `mean ± std [CI] (n=3, 2/3 solved)`
+DEFAULT_STATISTICS = ("std", "ci", "solved")
 
 
 def model_label(record: RunRecord) -> str:
@@ -91,6 +115,8 @@ def task_order(records) -> dict[str, tuple[str, int, str]]:
 
 
 def format_value(value: float | None) -> str:
+    """A number without a known uncertainty: 4 decimals, or 3 significant digits in scientific
+    notation below 1e-3 and from 1e4 on; "n/a" for None."""
     if value is None:
         return "n/a"
     if value != 0 and (abs(value) < 1e-3 or abs(value) >= 1e4):
@@ -100,17 +126,92 @@ def format_value(value: float | None) -> str:
 
 @dataclass(frozen=True)
 class Entry:
-    """One table cell: statistics over the seeds of one run."""
+    """One table cell: statistics over the seeds of one run (`seqbench.report.stats`).
+
+    `mean`, `std` (sample, ddof 1; None below 2 seeds), `median`, `minimum`, `maximum` and `ci`
+    (the bootstrap interval of the mean; None below 3 seeds) are over the `n` seeds with a finite
+    value, `values` (n,) in seed order; `n_seeds` counts every seed, `diverged` those that
+    diverged; `solved`: the seeds that meet the task's success rule (None: the rule reads another
+    metric, or the task has none).
+    """
 
     mean: float | None
     std: float | None
     n: int  # seeds with a finite value
     n_seeds: int
     diverged: int
+    median: float | None = None
+    minimum: float | None = None
+    maximum: float | None = None
+    ci: tuple[float, float] | None = None
+    values: tuple[float, ...] = ()
+    solved: int | None = None
 
-    def seeds_note(self) -> str:
+    @classmethod
+    def of(
+        cls, stats: SeedStatistics, n_seeds: int, diverged: int, solved: int | None = None
+    ) -> Entry:
+        return cls(
+            stats.mean, stats.std, stats.n, n_seeds, diverged, stats.median, stats.minimum,
+            stats.maximum, stats.ci, stats.values, solved,
+        )  # fmt: skip
+
+    def statistics(self) -> SeedStatistics:
+        return SeedStatistics(
+            self.values, self.mean, self.std, self.median, self.minimum, self.maximum, self.ci
+        )
+
+    def decimals(self) -> int | None:
+        """The decimal place the entry's numbers are rounded to (None: no uncertainty known)."""
+        return uncertainty_decimals(self.statistics().uncertainty())
+
+    def number(self, value: float | None) -> str:
+        """`value` at the entry's precision (`format_value` when it has none)."""
+        decimals = self.decimals()
+        if value is None or decimals is None:
+            return format_value(value)
+        return format_rounded(value, decimals)
+
+    def seeds_note(self, show_solved: bool = True) -> str:
+        """`n=3`, `n=2/3, 1 diverged`, `n=3, 2/3 solved`."""
         note = f"n={self.n}" if self.n == self.n_seeds else f"n={self.n}/{self.n_seeds}"
-        return note + (f", {self.diverged} diverged" if self.diverged else "")
+        note += f", {self.diverged} diverged" if self.diverged else ""
+        if show_solved and self.solved is not None:
+            note += f", {self.solved}/{self.n_seeds} solved"
+        return note
+
+    def parts(self, statistics: tuple[str, ...]) -> tuple[str, list[str]]:
+        """(`mean ± std`, the further statistics asked for, each as text) at the entry's
+        precision; `statistics` from STATISTICS ("solved" belongs to `seeds_note`)."""
+        head = self.number(self.mean)
+        if "std" in statistics:
+            head += f" ± {self.number(self.std)}"
+        rest = []
+        if "ci" in statistics:
+            low_high = "n/a" if self.ci is None else ", ".join(map(self.number, self.ci))
+            rest.append(f"[{low_high}]")
+        if "median" in statistics:
+            rest.append(f"median {self.number(self.median)}")
+        if "range" in statistics:
+            rest.append(f"range {self.number(self.minimum)}–{self.number(self.maximum)}")
+        if "seeds" in statistics:
+            rest.append("seeds " + ", ".join(map(self.number, self.values)))
+        return head, rest
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """A row's best column against its runner-up: the test that compared them, its p-value (None:
+    no test possible, e.g. a single seed) and whether the difference is significant at `ALPHA`."""
+
+    best: str
+    runner_up: str
+    test: str
+    p: float | None
+
+    @property
+    def significant(self) -> bool:
+        return self.p is not None and self.p < ALPHA
 
 
 @dataclass
@@ -122,15 +223,31 @@ class Row:
     entries: dict[str, Entry] = field(default_factory=dict)
     references: dict[str, float] = field(default_factory=dict)
 
-    def best(self) -> set[str]:
-        """Columns (models and references) holding the best mean of the row."""
+    def comparison(self) -> Comparison | None:
+        """The best column of the row by mean (models and references, in the metric's direction)
+        against the runner-up: Welch's two-sided t-test between two models' seeds, a one-sample
+        t-test of a model's seeds against a reference's published number, no test between two
+        references. None for a row with fewer than two columns holding a value."""
         values = {c: e.mean for c, e in self.entries.items() if e.mean is not None}
         values.update(self.references)
-        if not values:
-            return set()
-        pick = min if self.direction == "min" else max
-        target = pick(values.values())
-        return {c for c, v in values.items() if math.isclose(v, target, rel_tol=1e-12)}
+        if len(values) < 2:
+            return None
+        ranked = sorted(values, key=values.__getitem__, reverse=self.direction == "max")
+        best, runner_up = ranked[:2]
+        seeds = {c: e.values for c, e in self.entries.items()}
+        if best in seeds and runner_up in seeds:
+            return Comparison(best, runner_up, "welch", welch_p(seeds[best], seeds[runner_up]))
+        if best in seeds or runner_up in seeds:
+            model, reference = (best, runner_up) if best in seeds else (runner_up, best)
+            p = one_sample_p(seeds[model], self.references[reference])
+            return Comparison(best, runner_up, "one-sample", p)
+        return Comparison(best, runner_up, "none", None)
+
+    def best(self) -> set[str]:
+        """The column marked best: the best mean of the row when it differs significantly from
+        the runner-up (`comparison`), else none (a row with one column: none)."""
+        comparison = self.comparison()
+        return {comparison.best} if comparison and comparison.significant else set()
 
 
 @dataclass
@@ -142,10 +259,46 @@ class Table:
     source: str | None = None
     which: str = "best"
     selections: list[Selection] = field(default_factory=list)
+    #: what each entry shows beside its mean (from STATISTICS)
+    statistics: tuple[str, ...] = DEFAULT_STATISTICS
+    #: task label -> its success rule, for the tasks that have one
+    rules: dict[str, SuccessRule] = field(default_factory=dict)
 
     def mixed_sizes(self) -> list[Selection]:
         """The shown cells chosen among configurations of different sizes (`Selection.mixes_sizes`)."""
         return [s for s in self.selections if s.mixes_sizes()]
+
+    def _entries_note(self, at: str) -> str:
+        shown = ["mean"]
+        shown += ["± sample std (ddof = 1)"] if "std" in self.statistics else []
+        if "ci" in self.statistics:
+            shown.append(
+                f"[{CONFIDENCE:.0%} bootstrap CI of the mean: percentile, {N_RESAMPLES:,} "
+                f"resamples, fixed seed; n/a below {MIN_SEEDS_FOR_CI} seeds]"
+            )
+        shown += ["median"] if "median" in self.statistics else []
+        shown += ["range min–max"] if "range" in self.statistics else []
+        shown += ["each seed's value"] if "seeds" in self.statistics else []
+        solved = ", k/n solved" if "solved" in self.statistics and self.rules else ""
+        return (
+            f"Entries: test metric {at}, over the seeds with a finite value: {' '.join(shown)} "
+            f"(n = seeds{solved})."
+        )
+
+    @staticmethod
+    def _rounding_note() -> str:
+        return (
+            "Each entry's numbers are rounded to the second significant digit of its CI's "
+            "half-width (of its std without a CI; 4 decimals with neither)."
+        )
+
+    @staticmethod
+    def _bold_note() -> str:
+        return (
+            f"Bold: a row's best mean, only where it differs from the runner-up at p < {ALPHA:g} "
+            "(two-sided Welch's t-test on the seeds; against a published number, a one-sample "
+            "t-test); otherwise nothing is marked."
+        )
 
     def is_mixed(self, task: str, model: str) -> bool:
         return any(s.task == task and s.model == model for s in self.mixed_sizes())
@@ -157,7 +310,13 @@ class Table:
             if self.which == "best"
             else "at the last evaluation"
         )
-        lines = [f"Entries: test metric {at}, mean ± std over seeds (n = seeds)."]
+        lines = [self._entries_note(at), self._rounding_note(), self._bold_note()]
+        if "solved" in self.statistics and self.rules:
+            by_rule: dict[str, list[str]] = {}
+            for task, rule in self.rules.items():
+                by_rule.setdefault(f"test {rule.describe()}", []).append(task)
+            rules = "; ".join(f"{', '.join(tasks)}: {rule}" for rule, tasks in by_rule.items())
+            lines.append(f"Solved (each task's success rule, per seed; diverged: not): {rules}.")
         lines += [f"Chosen on validation: {s.describe()}." for s in self.selections]
         lines += [
             f"{DAGGER} Chosen among runs of different sizes, so the entry compares sizes as well "
@@ -169,16 +328,45 @@ class Table:
         return lines
 
 
+def registered_task(name: str) -> type | None:
+    """The registered task class named `name` (None: none; a data-set task names itself per
+    instance, so its class has no name to find)."""
+    from seqbench.tasks.registry import TASK_CLASSES
+
+    return next((t for t in TASK_CLASSES.values() if getattr(t, "name", None) == name), None)
+
+
+def success_rule(record: RunRecord) -> SuccessRule | None:
+    """The success rule of the record's task (`Task.success` of the registered task of its name;
+    None for a task without one, such as a data set, or one not registered)."""
+    task = registered_task(record.task.name)
+    return getattr(task, "success", None)
+
+
+def seed_values(record: RunRecord, metric: str, which: str = "best") -> list[float | None]:
+    """(S,) each seed's `which` ("best" or "final") value of `metric` ("<split>/<name>", or a bare
+    name for its test value), None where the seed has none."""
+    key = metric_key(metric)
+    return [(getattr(seed, which) or {}).get(key) for seed in record.per_seed or []]
+
+
 def seed_stats(record: RunRecord, metric: str, which: str = "best") -> Entry:
-    """Mean ± std (ddof 0) of one metric over a record's seeds, with seed and divergence counts.
+    """Statistics (`seqbench.report.stats.seed_statistics`: mean, sample std with ddof 1, median,
+    range, bootstrap CI) of one metric over a record's seeds with a finite value, with seed and
+    divergence counts and, for the test metric its task's success rule reads, the seeds solving
+    the task.
 
     `metric`: "<split>/<name>", or a bare name for its test value.
     """
-    stats = record.aggregate(which).get(metric_key(metric))
+    values = seed_values(record, metric, which)
     diverged = sum(1 for s in record.per_seed or [] if s.status == "diverged")
-    if stats is None:
-        return Entry(None, None, 0, len(record.seeds), diverged)
-    return Entry(stats.mean, stats.std, stats.n, len(record.seeds), diverged)
+    split, _, name = metric_key(metric).partition("/")
+    rule = success_rule(record)
+    solved = None
+    if rule is not None and rule.metric == name and split == REPORT_SPLIT:
+        baseline = record.task.baseline.get(name)
+        solved = sum(rule.solves(v, baseline) for v in values)
+    return Entry.of(seed_statistics(values), len(record.seeds), diverged, solved)
 
 
 def sort_models(labels) -> list[str]:
@@ -319,6 +507,7 @@ def build_table(
     models: list[str] | None = None,
     metrics: list[str] | None = None,
     references: dict[str, Any] | None = None,
+    statistics: tuple[str, ...] = DEFAULT_STATISTICS,
 ) -> Table:
     """The table of the completed or diverged records (failed and running ones are left out).
 
@@ -326,9 +515,15 @@ def build_table(
     its last evaluation); the configuration of each cell is chosen on validation at the same
     point (see `choose_per_cell`). `models`: the model columns to show, in this order (default:
     all). `metrics`: metric names to show, bare or `test/<name>` (default: all).
-    `references`: parsed reference YAML (see `load_references`). Cells chosen among runs of
-    different sizes are warned about on stderr, once each (`warn_mixed_sizes`).
+    `references`: parsed reference YAML (see `load_references`). `statistics`: what each entry
+    shows beside its mean, from STATISTICS. Cells chosen among runs of different sizes are warned
+    about on stderr, once each (`warn_mixed_sizes`).
     """
+    unknown = [s for s in statistics if s not in STATISTICS]
+    if unknown:
+        raise ValueError(
+            f"unknown statistic {', '.join(unknown)}; choose from {', '.join(STATISTICS)}"
+        )
     usable = [r for r in records if r.status in FINISHED]
     chosen, selections = choose_per_cell(usable, which)
     order = task_order(chosen.values())
@@ -338,9 +533,13 @@ def build_table(
     columns = [m for m in models if m in found] if models else found
     rows: dict[tuple[str, str], Row] = {}
     params: dict[str, dict[str, int]] = {}
+    rules: dict[str, SuccessRule] = {}
     for (task, model), record in chosen.items():
         if model not in columns:
             continue
+        rule = success_rule(record)
+        if rule is not None and (not metrics or rule.metric in metrics):
+            rules[task] = rule
         for metric, direction in record.task.metrics.items():
             if metrics and metric not in metrics:
                 continue
@@ -363,7 +562,10 @@ def build_table(
     params = {task: params[task] for task in sorted(params, key=order.__getitem__)}
     source = (references or {}).get("source")
     shown = [s for s in selections if s.model in columns]
-    table = Table(columns, reference_columns, ordered, params, source, which, shown)
+    rules = {task: rules[task] for task in sorted(rules, key=order.__getitem__)}
+    table = Table(
+        columns, reference_columns, ordered, params, source, which, shown, tuple(statistics), rules
+    )
     warn_mixed_sizes(table)
     return table
 
@@ -389,12 +591,17 @@ def load_references(path: str | Path) -> dict[str, Any]:
     return data
 
 
-def _entry_text(entry: Entry | None) -> str:
+def _entry_text(entry: Entry | None, statistics: tuple[str, ...], bold: bool = False) -> str:
+    """A Markdown cell: `mean ± std [CI] (n=3, 2/3 solved)`, as `statistics` asks; `bold`: the
+    mean ± std in bold."""
     if entry is None:
         return "–"
+    note = entry.seeds_note("solved" in statistics)
     if entry.mean is None:
-        return f"diverged ({entry.seeds_note()})"
-    return f"{format_value(entry.mean)} ± {format_value(entry.std)} ({entry.seeds_note()})"
+        return f"diverged ({note})"
+    head, rest = entry.parts(statistics)
+    head = f"**{head}**" if bold else head
+    return " ".join([head, *rest, f"({note})"])
 
 
 def render_markdown(table: Table) -> str:
@@ -404,8 +611,7 @@ def render_markdown(table: Table) -> str:
         best = row.best()
         cells = []
         for model in table.models:
-            text = _entry_text(row.entries.get(model))
-            text = f"**{text}**" if model in best else text
+            text = _entry_text(row.entries.get(model), table.statistics, model in best)
             cells.append(f"{text} {DAGGER}" if table.is_mixed(row.task, model) else text)
         for name in table.references:
             value = row.references.get(name)
@@ -430,8 +636,9 @@ def _latex_escape(text: str) -> str:
     return text.replace("×", r"$\times$")
 
 
-def _latex_number(value: float) -> str:
-    text = format_value(value)
+def _latex_number(value: float | str) -> str:
+    """A number (or a number's text) in LaTeX math: 1.5e-05 -> 1.5\\times 10^{-5}."""
+    text = format_value(value) if isinstance(value, float) else value
     if "e" in text:
         mantissa, exponent = text.split("e")
         return rf"{mantissa}\times 10^{{{int(exponent)}}}"
@@ -455,12 +662,16 @@ def render_latex(table: Table) -> str:
             if entry is None:
                 cells.append("--")
             elif entry.mean is None:
-                cells.append(f"diverged ({_latex_escape(entry.seeds_note())}){mark}")
+                note = entry.seeds_note("solved" in table.statistics)
+                cells.append(f"diverged ({_latex_escape(note)}){mark}")
             else:
-                body = rf"{_latex_number(entry.mean)} \pm {_latex_number(entry.std)}"
+                head, rest = entry.parts(table.statistics)
+                body = " ".join(_latex_number(part) for part in head.split(" ± "))
+                body = body.replace(" ", r" \pm ")
                 body = rf"\mathbf{{{body}}}" if model in best else body
-                seeds = _latex_escape(entry.seeds_note())
-                cells.append(f"${body}$ {{\\footnotesize ({seeds})}}{mark}")
+                seeds = _latex_escape(entry.seeds_note("solved" in table.statistics))
+                small = " ".join([*(_latex_escape(r) for r in rest), f"({seeds})"])
+                cells.append(f"${body}$ {{\\footnotesize {small}}}{mark}")
         for name in table.references:
             value = row.references.get(name)
             if value is None:
@@ -483,26 +694,43 @@ def render_latex(table: Table) -> str:
     return "\n".join(lines)
 
 
+def _p_on_best(comparison: Comparison | None, column: str) -> float | str:
+    """The best-versus-runner-up p-value on the best column's CSV line (blank elsewhere)."""
+    if comparison is None or comparison.best != column or comparison.p is None:
+        return ""
+    return comparison.p
+
+
 def render_csv(table: Table) -> str:
-    """Tidy CSV: one line per (task, metric, column), models and references alike."""
+    """Tidy CSV: one line per (task, metric, column), models and references alike, with every
+    statistic (whatever the table's `statistics`), unrounded, and each seed's value
+    (`values`, `;`-separated); `solved` blank where no success rule reads the metric."""
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(CSV_COLUMNS)
     for row in table.rows:
         best = row.best()
+        comparison = row.comparison()
         head = [row.task, row.metric, row.direction, row.baseline]
         for model in table.models:
             entry = row.entries.get(model)
             if entry is None:
                 continue
-            stats = [entry.mean, entry.std, entry.n, entry.n_seeds, entry.diverged]
+            low, high = entry.ci or ("", "")
+            stats = [
+                entry.mean, entry.std, entry.median, entry.minimum, entry.maximum, low, high,
+                entry.n, entry.n_seeds, entry.diverged, "" if entry.solved is None else entry.solved,
+            ]  # fmt: skip
             count = table.params.get(row.task, {}).get(model)
-            writer.writerow([*head, model, "model", *stats, int(model in best), count])
+            values = ";".join(repr(v) for v in entry.values)
+            marks = [int(model in best), _p_on_best(comparison, model)]
+            writer.writerow([*head, model, "model", *stats, *marks, count, values])
         for name in table.references:
             if name in row.references:
-                blanks = ["", "", "", ""]
+                blanks = [""] * 10
                 value = row.references[name]
-                writer.writerow([*head, name, "reference", value, *blanks, int(name in best), ""])
+                marks = [int(name in best), _p_on_best(comparison, name)]
+                writer.writerow([*head, name, "reference", value, *blanks, *marks, "", ""])
     return out.getvalue().rstrip("\n")
 
 

@@ -18,8 +18,9 @@ from __future__ import annotations
 
 import abc
 import dataclasses
+import math
 from dataclasses import dataclass, field
-from typing import Any, Literal, NamedTuple
+from typing import Any, ClassVar, Literal, NamedTuple
 
 import jax
 
@@ -109,6 +110,47 @@ class SyntheticTaskConfig(TaskConfig):
         return dataclasses.replace(self, length=length, eval_lengths=[])
 
 
+#: the share of the trivial baseline below which a loss counts as solved (a loss ten times smaller
+#: than the memoryless predictor's): the success rule of the regression tasks and the memory
+#: horizon's default threshold (`seqbench.report.horizon`)
+BASELINE_FRACTION = 0.1
+#: the accuracy at or above which a seed solves a task scored by accuracy
+SOLVED_ACCURACY = 0.99
+
+
+@dataclass(frozen=True)
+class SuccessRule:
+    """When one seed solves its task, judged on its value of `metric` (a bare name; reports read
+    the test value): below `below_baseline_fraction` × the metric's trivial baseline (a loss to
+    minimise; the ratio value / baseline is compared, as the memory horizon does), or at least
+    `at_least` (an accuracy). Exactly one of the two is set."""
+
+    metric: str
+    below_baseline_fraction: float | None = None
+    at_least: float | None = None
+
+    def __post_init__(self) -> None:
+        if (self.below_baseline_fraction is None) == (self.at_least is None):
+            raise ValueError("a success rule sets one of below_baseline_fraction and at_least")
+
+    def solves(self, value: float | None, baseline: float | None = None) -> bool:
+        """Whether a seed whose value of `metric` is `value` solves the task (False for a missing
+        or non-finite value, or a baseline rule without a positive baseline)."""
+        if value is None or not math.isfinite(value):
+            return False
+        if self.at_least is not None:
+            return value >= self.at_least
+        if baseline is None or not baseline > 0:
+            return False
+        return value / baseline < self.below_baseline_fraction
+
+    def describe(self) -> str:
+        """`mse < 0.1 × baseline`, `accuracy ≥ 0.99`."""
+        if self.at_least is not None:
+            return f"{self.metric} ≥ {self.at_least:g}"
+        return f"{self.metric} < {self.below_baseline_fraction:g} × baseline"
+
+
 class Task(abc.ABC):
     """A sequence task: data, loss, metrics and the trivial baseline to beat, built from its
     checked options (`config`, a `TaskConfig`)."""
@@ -124,6 +166,9 @@ class Task(abc.ABC):
     figure_metric: str | None = None
     #: training examples of a fixed data set (None: generated afresh every step)
     n_train: int | None = None
+    #: when one seed solves the task (the tables' "k/n solved"); None: no such threshold (the
+    #: real data sets, whose scores have no natural "solved")
+    success: ClassVar[SuccessRule | None] = None
 
     def __init__(self, config: TaskConfig):
         self.config = config

@@ -17,7 +17,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from seqbench.tasks.base import Batch, Direction
+from seqbench.tasks.base import SOLVED_ACCURACY, Batch, Direction, SuccessRule
 from seqbench.tasks.synthetic import SyntheticTask
 
 #: the target of a step that is not scored
@@ -32,6 +32,8 @@ class ChoiceTask(SyntheticTask):
         "cross_entropy": "min",
     }
     primary_metric = "accuracy"
+    #: solved: at least 99% of the scored answers right (accuracy is a mean over scored steps)
+    success = SuccessRule("accuracy", at_least=SOLVED_ACCURACY)
     #: how many answers the memoryless predictor guesses among, uniformly
     n_choices: int
 

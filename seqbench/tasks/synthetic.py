@@ -16,9 +16,12 @@ import optax
 
 from seqbench.config import choice, require
 from seqbench.tasks.base import (
+    BASELINE_FRACTION,
     EVAL_SPLITS,
+    SOLVED_ACCURACY,
     Batch,
     Direction,
+    SuccessRule,
     SyntheticTaskConfig,
     Task,
     TaskSpec,
@@ -128,6 +131,8 @@ class AddingProblem(SyntheticTask):
     name = "adding"
     metric_directions: ClassVar[dict[str, Direction]] = {"mse": "min"}
     primary_metric = "mse"
+    #: solved: test MSE under 10% of the trivial baseline's (the memory horizon's rule)
+    success = SuccessRule("mse", below_baseline_fraction=BASELINE_FRACTION)
     config: AddingConfig
 
     def __init__(self, config: AddingConfig):
@@ -211,6 +216,8 @@ class CopyMemory(SyntheticTask):
     primary_metric = "cross_entropy"
     #: what a reader of a figure asks of copy memory: how many digits come back
     figure_metric = "recall_accuracy"
+    #: solved: at least 99% of the n digits recalled (the recall positions only)
+    success = SuccessRule("recall_accuracy", at_least=SOLVED_ACCURACY)
     vocab_size = 10
     config: CopyMemoryConfig
 
