@@ -227,3 +227,88 @@ def with_objective(
     if section is None:
         return None
     return {**section, "objective": objective_of(task, status, per_seed, seeds).to_json()}
+
+
+#: the file Hydra's Optuna sweeper writes into the sweep folder once a search has run every trial
+RESULTS_NAME = "optimization_results.yaml"
+
+
+@dataclass(frozen=True)
+class BestConfig:
+    """The configuration a finished search chose on validation (its `optimization_results.yaml`).
+
+    params: {key: value} of the best trial, the space's keys only (`optimizer.lr: 0.0021`);
+    value: that trial's objective (lower is better, `WORST` when every trial failed); path: the
+    file it was read from.
+    """
+
+    params: dict[str, Any]
+    value: float
+    path: str
+
+    @property
+    def failed(self) -> bool:
+        """Whether every trial failed (the best objective is the failure score `WORST`)."""
+        return self.value >= WORST
+
+    def overrides(self) -> list[str]:
+        """The chosen values as Hydra command-line overrides, sorted by key
+        (["optimizer.lr=0.0020630"]), to train the chosen configuration again."""
+        return [f"{key}={override_value(self.params[key])}" for key in sorted(self.params)]
+
+
+def override_value(value: Any) -> str:
+    """`value` written as Hydra's override grammar reads it back: floats in full precision
+    (`repr`), booleans as true/false, None as null, strings quoted when they are not plain words.
+    Raises ValueError (one line) for anything else (a list, a mapping): no search space here
+    yields one."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if value is None:
+        return "null"
+    if isinstance(value, int | float):
+        return repr(value)
+    if isinstance(value, str):
+        plain = value.replace("_", "").replace("-", "").replace(".", "").isalnum()
+        return value if plain else "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+    raise ValueError(f"cannot write {type(value).__name__} {value!r} as an override")
+
+
+def best_config(sweep_dir: str | Any) -> BestConfig:
+    """The configuration the search in `sweep_dir` chose: its Optuna `optimization_results.yaml`
+    (written once every trial has run). Raises ValueError (one line) when the search has not
+    finished (no such file), the file is unreadable or not a single-objective result."""
+    from pathlib import Path
+
+    import yaml
+
+    path = Path(sweep_dir) / RESULTS_NAME
+    if not path.is_file():
+        raise ValueError(
+            f"{path}: no such file; the search in {sweep_dir} has not finished (Optuna writes it "
+            "after the last trial)"
+        )
+    try:
+        data = yaml.safe_load(path.read_text())
+    except (OSError, yaml.YAMLError) as error:
+        reason = " ".join(str(error).split())
+        raise ValueError(f"{path}: cannot read it ({reason})") from None
+    if isinstance(data, Mapping) and "solutions" in data:
+        raise ValueError(
+            f"{path}: a multi-objective search (Pareto solutions); seqbench's searches have one "
+            "objective"
+        )
+    if not isinstance(data, Mapping) or not isinstance(data.get("best_params"), Mapping):
+        raise ValueError(f"{path}: no best_params mapping; not a result of Hydra's Optuna sweeper")
+    value = data.get("best_value")
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise ValueError(f"{path}: best_value must be a finite number, got {value!r}")
+    params = dict(data["best_params"])
+    if not params:
+        raise ValueError(f"{path}: best_params is empty; the search had nothing to tune")
+    for key, chosen in params.items():
+        try:
+            override_value(chosen)
+        except ValueError as error:
+            raise ValueError(f"{path}: best_params.{key}: {error}") from None
+    return BestConfig(params=params, value=float(value), path=str(path))

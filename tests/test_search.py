@@ -279,7 +279,7 @@ def test_help_lists_the_search_presets_but_not_their_spaces():
     from seqbench.cli import train as app
 
     text = app.help_text([])
-    assert "  hparams_search: lr, lr_clip\n" in text
+    assert "  hparams_search: headline, lr, lr_clip\n" in text
     assert "hparams_search/space" not in text
 
 

@@ -8,6 +8,8 @@ seqbench horizon PATH... [filters] [--threshold 0.1] [--out PREFIX]
                                    memory horizon of a sweep over task.length: metric / baseline
                                    per cell and length, the longest length each cell solves
                                    (Markdown; with --out also PREFIX.md, PREFIX.png, PREFIX.svg)
+seqbench search-best SWEEP_DIR     the overrides a finished search chose on validation, one per line
+                                   (optimizer.lr=0.0021), from its optimization_results.yaml
 seqbench eval RUN_DIR [--split NAME] [--params best|final] [--out FILE.json] [key=value ...]
                                    evaluate a run's kept parameters again, every seed (overrides
                                    such as task.length=400: other task settings)
@@ -331,6 +333,23 @@ def cmd_horizon(args: argparse.Namespace) -> None:
     print(text)
 
 
+def cmd_search_best(args: argparse.Namespace) -> None:
+    from seqbench.search import best_config
+
+    try:
+        best = best_config(args.sweep_dir)
+    except ValueError as error:
+        fail(str(error))
+    if best.failed:
+        print(
+            f"seqbench: warning: {best.path}: every trial failed (objective {best.value:g}); "
+            "printing the first trial's values",
+            file=sys.stderr,
+        )
+    for override in best.overrides():
+        print(override)
+
+
 def _add_filters(
     parser: argparse.ArgumentParser,
     metrics_help: str = "comma-separated metric names, test split unless prefixed (val/mse); "
@@ -441,6 +460,14 @@ def _main(argv: list[str] | None) -> None:
         "--out", metavar="PREFIX", help="also write PREFIX.md, PREFIX.png and PREFIX.svg"
     )
     horizon.set_defaults(func=cmd_horizon)
+    best = commands.add_parser(
+        "search-best",
+        help="the overrides a finished hyper-parameter search chose on validation, one per line",
+    )
+    best.add_argument(
+        "sweep_dir", help="the search's sweep folder (holds optimization_results.yaml)"
+    )
+    best.set_defaults(func=cmd_search_best)
     add_data_commands(commands)
     add_eval_commands(commands)
     args, extra = parser.parse_known_args(argv)
