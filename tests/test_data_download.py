@@ -6,6 +6,7 @@ import dataclasses
 import gzip
 import hashlib
 import io
+import json
 import re
 import socket
 import tarfile
@@ -19,8 +20,8 @@ from datafiles import idx_bytes, write_imdb
 
 from seqbench.cli.report import main
 from seqbench.data import download as download_module
-from seqbench.data.catalog import CATALOG, RemoteFile
-from seqbench.data.download import DownloadError, download, status
+from seqbench.data.catalog import CATALOG, DataSet, RemoteFile
+from seqbench.data.download import DownloadError, download, manifest_path, status
 from seqbench.tasks.formats.idx import read_idx
 from seqbench.tasks.imdb import review_files
 from seqbench.tasks.mnist import load_idx_splits
@@ -244,6 +245,53 @@ def test_an_entry_without_a_published_checksum_is_refused(tmp_path):
     with pytest.raises(DownloadError, match="no published SHA-256"):
         download(CATALOG["text8"], tmp_path, progress=False)
     assert not list(tmp_path.iterdir())
+
+
+def unverifiable_text8(server, body: bytes, size: int | None) -> tuple[DataSet, bytes]:
+    """The text8 entry (no published checksum) served by the local server, and its archive."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as bundle:
+        bundle.writestr("text8", body)
+    archive = buffer.getvalue()
+    server.routes["/text8.zip"] = archive
+    (remote,) = CATALOG["text8"].files
+    assert remote.sha256 is None
+    served = dataclasses.replace(
+        remote,
+        urls=(server.url("/text8.zip"),),
+        size=len(archive) if size is None else size,
+    )
+    return dataclasses.replace(CATALOG["text8"], files=(served,)), archive
+
+
+def test_accept_unverified_downloads_records_the_digest_and_never_says_verified(server, tmp_path):
+    entry, archive = unverifiable_text8(server, b"anarchism originated as a term", None)
+    line = download(entry, tmp_path, progress=False, accept_unverified=True)
+    assert "NOT verified" in line and sha256(archive) in line
+    assert (tmp_path / "text" / "text8").read_bytes() == b"anarchism originated as a term"
+    manifest = json.loads(manifest_path(entry, tmp_path).read_text())
+    assert manifest["files"] == {"text8.zip": sha256(archive)}
+    assert manifest["unverified"] == ["text8.zip"]
+    assert status(entry, tmp_path) == "present"  # never "verified": nothing vouches for it
+
+
+def test_accept_unverified_still_checks_the_catalogued_size(server, tmp_path):
+    entry, _ = unverifiable_text8(server, b"abc", size=10**6)
+    with pytest.raises(DownloadError, match="size mismatch") as caught:
+        download(entry, tmp_path, progress=False, accept_unverified=True)
+    assert "\n" not in str(caught.value)
+    assert not (tmp_path / "text").exists()
+
+
+def test_cli_accept_unverified_flag(server, tmp_path, capsys, monkeypatch):
+    entry, _ = unverifiable_text8(server, b"some words", None)
+    monkeypatch.setitem(CATALOG, "text8", entry)
+    with pytest.raises(SystemExit) as caught:
+        main(["data", "download", "text8", "--data-dir", str(tmp_path)])
+    assert caught.value.code == 1
+    assert "--accept-unverified" in capsys.readouterr().err
+    main(["data", "download", "text8", "--accept-unverified", "--data-dir", str(tmp_path)])
+    assert capsys.readouterr().out.startswith("text8: downloaded and unpacked")
 
 
 def test_every_entry_has_a_mirror_and_a_checksum_or_a_reason():

@@ -10,7 +10,11 @@ and each finished file or folder is then renamed into place, so a reader never s
 file. A manifest `<data_dir>/.seqbench-downloads/<data set>.json` records the checksums of what was
 installed: a data set whose files are in place and whose manifest matches the catalog is skipped.
 
-A data set with a file that has no published checksum is refused. Every failure is a
+A data set with a file that has no published checksum is refused, unless the user accepts it
+unverified (`--accept-unverified`): then that file's size is checked where the catalog knows it, the
+SHA-256 of the bytes that arrived is printed and kept in the manifest (so a later download can be
+compared with it), and `seqbench data list` shows the set as "present", never "verified". Every
+failure is a
 `DownloadError` whose message is one line: the URLs tried and why each failed (offline,
 unreachable, HTTP status, checksum mismatch), or the full disk.
 
@@ -80,6 +84,10 @@ def manifest_path(entry: DataSet, data_dir: Path) -> Path:
 
 def _checksums(entry: DataSet) -> dict[str, str | None]:
     return {remote.name: remote.sha256 for remote in entry.files}
+
+
+def _sizes_match(path: Path, remote: RemoteFile) -> bool:
+    return remote.size is None or path.stat().st_size == remote.size
 
 
 def status(entry: DataSet, data_dir: Path) -> str:
@@ -196,8 +204,12 @@ def fetch(
     remote: RemoteFile, work: Path, progress: bool = True, timeout: float = TIMEOUT_S
 ) -> Path:
     """The verified file in `work`, transferred from the first of `remote.urls` that delivers
-    bytes with the published SHA-256; DownloadError (one line) when none does."""
+    bytes with the published SHA-256 (for a file without one, which `download` only fetches when
+    the user accepts it unverified: bytes of the catalog's size, where it knows the size);
+    DownloadError (one line) when none does."""
     done = work / remote.name
+    if done.is_file() and remote.sha256 is None and _sizes_match(done, remote):
+        return done  # complete from an earlier call that stopped before unpacking
     if done.is_file() and sha256_of(done) == remote.sha256:
         return done  # verified by an earlier call that stopped before unpacking
     part = work / f"{remote.name}.part"
@@ -208,6 +220,18 @@ def fetch(
         except _TransferFailed as failure:
             failures.append(f"{url} ({failure})")
             continue
+        if remote.sha256 is None:
+            if not _sizes_match(part, remote):
+                aside = work / f"{remote.name}.corrupt"
+                os.replace(part, aside)
+                mismatched = True
+                failures.append(
+                    f"{url} (size mismatch: {aside.stat().st_size:,} bytes, expected {remote.size:,}; "
+                    f"moved aside to {aside.name}, never used)"
+                )
+                continue
+            os.replace(part, done)
+            return done
         digest = sha256_of(part)
         if digest != remote.sha256:
             aside = work / f"{remote.name}.corrupt"
@@ -319,9 +343,15 @@ def install(entry: DataSet, archives: list[Path], data_dir: Path) -> None:
         shutil.rmtree(staging, ignore_errors=True)
 
 
-def _write_manifest(entry: DataSet, data_dir: Path) -> None:
+def _write_manifest(entry: DataSet, data_dir: Path, unverified: dict[str, str]) -> None:
+    """The manifest of what was installed: the catalog's checksums, the SHA-256 of the bytes that
+    arrived for each file accepted without one in `unverified` {file: digest}."""
     path = manifest_path(entry, data_dir)
-    text = json.dumps({"name": entry.name, "files": _checksums(entry), "installs": entry.installs})
+    files = {**_checksums(entry), **unverified}
+    record = {"name": entry.name, "files": files, "installs": entry.installs}
+    if unverified:
+        record["unverified"] = sorted(unverified)
+    text = json.dumps(record)
     fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     with os.fdopen(fd, "w") as file:
         file.write(text + "\n")
@@ -366,16 +396,19 @@ def download(
     force: bool = False,
     progress: bool = True,
     timeout: float = TIMEOUT_S,
+    accept_unverified: bool = False,
 ) -> str:
     """Download, verify and install `entry` under `data_dir`; the line saying what was done.
-    DownloadError (one line) when it cannot."""
+    A file without a published checksum is refused unless `accept_unverified`. DownloadError
+    (one line) when it cannot."""
     data_dir = Path(data_dir).expanduser()
     target = data_dir / entry.folder
-    if entry.unverifiable:
+    if entry.unverifiable and not accept_unverified:
         names = ", ".join(remote.name for remote in entry.unverifiable)
         raise DownloadError(
             f"{entry.name}: refused, no published SHA-256 for {names} "
-            f"({entry.unverifiable[0].checksum_source}); place the files in {target} by hand"
+            f"({entry.unverifiable[0].checksum_source}); place the files in {target} by hand, "
+            "or download them with --accept-unverified"
         )
     state = status(entry, data_dir)
     if state == "verified" and not force:
@@ -395,9 +428,20 @@ def download(
             with suppress(OSError):
                 work.rmdir()  # only when no partial transfer is kept
             raise DownloadError(f"{entry.name}: {error}") from None
+        unverified = {
+            remote.name: sha256_of(archive)
+            for remote, archive in zip(entry.files, archives, strict=True)
+            if remote.sha256 is None
+        }
         install(entry, archives, data_dir)
-        _write_manifest(entry, data_dir)
+        _write_manifest(entry, data_dir, unverified)
         shutil.rmtree(work, ignore_errors=True)
+    if unverified:
+        digests = ", ".join(f"{name} SHA-256 {digest}" for name, digest in unverified.items())
+        return (
+            f"{entry.name}: downloaded and unpacked into {target}, NOT verified (no published "
+            f"checksum): {digests}"
+        )
     return f"{entry.name}: downloaded, verified and unpacked into {target}"
 
 
@@ -420,7 +464,11 @@ def cmd_data_list(args: argparse.Namespace) -> None:
     for entry in CATALOG.values():
         size = human_size(entry.size) if entry.size is not None else "?"
         state = status(entry, data_dir)
-        checked = "" if not entry.unverifiable else "  (no published checksum: place by hand)"
+        checked = (
+            ""
+            if not entry.unverifiable
+            else "  (no published checksum: place by hand or --accept-unverified)"
+        )
         print(f"{entry.name:<22} {size:>10}  {state:<8}  {entry.task}{checked}")
 
 
@@ -433,11 +481,18 @@ def cmd_data_download(args: argparse.Namespace) -> None:
     every = any(name.lower() == "all" for name in args.names)
     failed = False
     for entry in entries:
-        if every and entry.unverifiable:
-            print(f"seqbench: skipping {entry.name}: no published checksum", file=sys.stderr)
+        if every and entry.unverifiable and not args.accept_unverified:
+            print(
+                f"seqbench: skipping {entry.name}: no published checksum (--accept-unverified "
+                "downloads it)",
+                file=sys.stderr,
+            )
             continue
         try:
-            print(download(entry, data_dir, force=args.force), flush=True)
+            line = download(
+                entry, data_dir, force=args.force, accept_unverified=args.accept_unverified
+            )
+            print(line, flush=True)
         except DownloadError as error:
             print(f"seqbench: error: {error}", file=sys.stderr, flush=True)
             failed = True
@@ -462,5 +517,11 @@ def add_data_commands(commands: argparse._SubParsersAction) -> None:
     fetching.add_argument("--data-dir", help=where)
     fetching.add_argument(
         "--force", action="store_true", help="download again what is already in place"
+    )
+    fetching.add_argument(
+        "--accept-unverified",
+        action="store_true",
+        help="also download the data sets whose files have no published checksum; the SHA-256 "
+        "of what arrived is printed and kept in the manifest, but nothing vouches for those bytes",
     )
     fetching.set_defaults(func=cmd_data_download)
