@@ -188,6 +188,30 @@ def test_the_configuration_is_chosen_on_validation_and_its_test_value_reported()
     assert f"% Chosen on validation: {note}." in render_latex(table)
 
 
+def test_pooled_keys_make_runs_of_one_configuration_its_seeds():
+    # one run per data split (Walker et al.'s protocol): pooled, the five are one entry of 5 seeds
+    splits = [
+        record(
+            "gru",
+            [0.1 * (k + 1)],
+            vals=[0.2],
+            config={"task": {"split_seed": seed}, "optimizer": {"lr": 0.01}},
+            path=f"/split{k}",
+        )
+        for k, seed in enumerate((2345, 3456, 4567, 5678, 6789))
+    ]
+    other_lr = record(
+        "gru", [0.9], vals=[0.9], config={"task": {"split_seed": 2345}, "optimizer": {"lr": 1.0}}
+    )
+    unpooled = build_table(typed([*splits, other_lr]))
+    assert unpooled.rows[0].entries["gru"].n == 1  # one split chosen on validation
+    pooled = build_table(typed([*splits, other_lr]), pool=("task.split_seed",))
+    entry = pooled.rows[0].entries["gru"]
+    assert entry.n == 5 and entry.mean == pytest.approx(0.3)
+    (selection,) = pooled.selections
+    assert selection.n_configs == 2 and selection.differs == {"optimizer.lr": 0.01}
+
+
 def test_selection_respects_a_metric_to_maximise_and_the_final_evaluation():
     def acc(test, val, lr, best_val=None):
         r = record("gru", test, metric="acc", direction="max", vals=val, config={"o": {"lr": lr}})

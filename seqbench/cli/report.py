@@ -242,6 +242,7 @@ def cmd_table(args: argparse.Namespace) -> None:
         metrics=_csv(args.metrics),
         references=references,
         statistics=tuple(statistics) if args.stats is not None else DEFAULT_STATISTICS,
+        pool=tuple(_csv(args.pool) or ()),
     )
     text = RENDERERS[args.format](table)
     if args.out:
@@ -409,6 +410,13 @@ def _main(argv: list[str] | None) -> None:
         f"value); 'all', or '' for the mean alone (default: {','.join(DEFAULT_STATISTICS)}). "
         "Numbers are rounded to the precision of the CI; the best of a row is bold only when "
         "Welch's t-test against the runner-up gives p < 0.05. CSV always has every statistic",
+    )
+    table.add_argument(
+        "--pool",
+        metavar="KEYS",
+        help="comma-separated config keys whose runs count as seeds of one configuration, e.g. "
+        "task.split_seed for experiment=uea_walker2024 (one data split per run, as its paper "
+        "averages over splits)",
     )
     table.add_argument("--out", help="write the table to this file instead of printing it")
     table.set_defaults(func=cmd_table)

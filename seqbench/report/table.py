@@ -23,7 +23,9 @@ cells are warned about on stderr (one line each) and marked with a dagger (†) 
 
 from __future__ import annotations
 
+import copy
 import csv
+import dataclasses
 import inspect
 import io
 import math
@@ -427,21 +429,58 @@ def _validation_score(record: RunRecord, which: str) -> float | None:
     return stats.mean if stats else None
 
 
+def _without(config: dict[str, Any], dotted_keys: tuple[str, ...]) -> dict[str, Any]:
+    """A copy of `config` without the dotted keys (missing ones ignored)."""
+    trimmed = copy.deepcopy(config)
+    for dotted in dotted_keys:
+        *parents, last = dotted.split(".")
+        node: Any = trimmed
+        for part in parents:
+            node = node.get(part) if isinstance(node, dict) else None
+        if isinstance(node, dict):
+            node.pop(last, None)
+    return trimmed
+
+
+def pooled_record(records: list[RunRecord]) -> RunRecord:
+    """One record standing for runs that differ only in pooled config keys (e.g. the data split):
+    the first's description with every run's seeds and per-seed results, in order."""
+    if len(records) == 1:
+        return records[0]
+    first = records[0]
+    return dataclasses.replace(
+        first,
+        seeds=[seed for r in records for seed in r.seeds],
+        per_seed=[seed for r in records for seed in r.per_seed or []],
+        summary=None,
+        path=", ".join(r.path or "?" for r in records),
+    )
+
+
 def choose_per_cell(
-    records: list[RunRecord], which: str = "best"
+    records: list[RunRecord], which: str = "best", pool: tuple[str, ...] = ()
 ) -> tuple[dict[tuple[str, str], RunRecord], list[Selection]]:
     """One record per (task label, model label), and how it was chosen where there was a choice.
 
     Records of the same configuration (equal `config_identity`) are re-runs: the latest finished
-    one stands for them. Between configurations, the one with the best mean over seeds of the
+    one stands for them. With `pool` (dotted config keys, e.g. ("task.split_seed",)), the
+    configurations that differ only in those keys are one: their records' seeds are pooled into
+    one record (`pooled_record`), as for a protocol whose seeds are data splits. Between configurations, the one with the best mean over seeds of the
     validation primary metric (at `which`: "best" or "final" evaluation) wins; configurations
     whose every seed diverged rank last; without validation values, the latest wins. The cells
     come in table order: tasks by family and length (`task_order`), then model labels.
     """
-    by_cell: dict[tuple[str, str], dict[str, RunRecord]] = {}
+    runs: dict[tuple[str, str], dict[str, dict[str, RunRecord]]] = {}
     for record in sorted(records, key=lambda r: (r.finished or "", r.path or "")):
         key = (task_label(record), model_label(record))
-        by_cell.setdefault(key, {})[config_identity(record.config)] = record
+        group = config_identity(_without(record.config, pool)) if pool else ""
+        runs.setdefault(key, {}).setdefault(group, {})[config_identity(record.config)] = record
+    by_cell: dict[tuple[str, str], dict[str, RunRecord]] = {
+        key: {group: pooled_record(list(members.values())) for group, members in groups.items()}
+        if pool
+        else next(iter(groups.values()))
+        for key, groups in runs.items()
+    }
     order = task_order(records)
     chosen: dict[tuple[str, str], RunRecord] = {}
     selections: list[Selection] = []
@@ -459,7 +498,7 @@ def choose_per_cell(
         chosen[key] = candidates[index]
         if len(candidates) > 1:
             flat = [flatten_config(r.config) for r in candidates]
-            keys = differing_keys(flat)
+            keys = [k for k in differing_keys(flat) if k not in pool]
             metric = metric_key(candidates[index].task.primary_metric, SELECT_SPLIT)
             counts = tuple(sorted({r.model.param_count for r in candidates}))
             budgets = tuple(
@@ -508,6 +547,7 @@ def build_table(
     metrics: list[str] | None = None,
     references: dict[str, Any] | None = None,
     statistics: tuple[str, ...] = DEFAULT_STATISTICS,
+    pool: tuple[str, ...] = (),
 ) -> Table:
     """The table of the completed or diverged records (failed and running ones are left out).
 
@@ -516,8 +556,10 @@ def build_table(
     point (see `choose_per_cell`). `models`: the model columns to show, in this order (default:
     all). `metrics`: metric names to show, bare or `test/<name>` (default: all).
     `references`: parsed reference YAML (see `load_references`). `statistics`: what each entry
-    shows beside its mean, from STATISTICS. Cells chosen among runs of different sizes are warned
-    about on stderr, once each (`warn_mixed_sizes`).
+    shows beside its mean, from STATISTICS. `pool`: config keys whose runs count as seeds of one
+    configuration (`choose_per_cell`), e.g. ("task.split_seed",) for a protocol of one split per
+    seed. Cells chosen among runs of different sizes are warned about on stderr, once each
+    (`warn_mixed_sizes`).
     """
     unknown = [s for s in statistics if s not in STATISTICS]
     if unknown:
@@ -525,7 +567,7 @@ def build_table(
             f"unknown statistic {', '.join(unknown)}; choose from {', '.join(STATISTICS)}"
         )
     usable = [r for r in records if r.status in FINISHED]
-    chosen, selections = choose_per_cell(usable, which)
+    chosen, selections = choose_per_cell(usable, which, pool)
     order = task_order(chosen.values())
     if metrics:
         metrics = [m.removeprefix(f"{REPORT_SPLIT}/") for m in metrics]
