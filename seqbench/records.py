@@ -130,10 +130,11 @@ def metric_key(metric: str, split: str = REPORT_SPLIT) -> str:
     return metric if "/" in metric else f"{split}/{metric}"
 
 
-def config_identity(config: dict[str, Any]) -> str:
+def config_identity(config: dict[str, Any], ignore: tuple[str, ...] = ()) -> str:
     """A hash of what a config computes: equal for the seeds, re-runs and logger choices of one
     configuration (see NON_IDENTITY_KEYS) and for options added since at their neutral value (see
-    ADDED_OPTIONS), different when any hyper-parameter differs."""
+    ADDED_OPTIONS), different when any hyper-parameter differs. `ignore`: more dotted keys to
+    leave out (a table pooling runs that differ only in them)."""
     identity = json.loads(json.dumps(config, default=str))
 
     def parent_of(dotted: str) -> tuple[dict[str, Any] | None, str]:
@@ -143,7 +144,7 @@ def config_identity(config: dict[str, Any]) -> str:
             node = node.get(part) if isinstance(node, dict) else None
         return (node if isinstance(node, dict) else None), last
 
-    for dotted in NON_IDENTITY_KEYS:
+    for dotted in (*NON_IDENTITY_KEYS, *ignore):
         node, last = parent_of(dotted)
         if node is not None:
             node.pop(last, None)

@@ -200,6 +200,19 @@ def _transfer(url: str, part: Path, remote: RemoteFile, progress: bool, timeout:
         )
 
 
+def _mismatch(part: Path, remote: RemoteFile) -> str | None:
+    """Why the transferred `part` is not `remote`'s file (its published SHA-256; without one, the
+    catalogued size where known), or None when it is."""
+    if remote.sha256 is None:
+        if _sizes_match(part, remote):
+            return None
+        return f"size mismatch: {part.stat().st_size:,} bytes, expected {remote.size:,}"
+    digest = sha256_of(part)
+    if digest == remote.sha256:
+        return None
+    return f"checksum mismatch: SHA-256 {digest[:16]}..., expected {remote.sha256[:16]}..."
+
+
 def fetch(
     remote: RemoteFile, work: Path, progress: bool = True, timeout: float = TIMEOUT_S
 ) -> Path:
@@ -208,10 +221,8 @@ def fetch(
     the user accepts it unverified: bytes of the catalog's size, where it knows the size);
     DownloadError (one line) when none does."""
     done = work / remote.name
-    if done.is_file() and remote.sha256 is None and _sizes_match(done, remote):
-        return done  # complete from an earlier call that stopped before unpacking
-    if done.is_file() and sha256_of(done) == remote.sha256:
-        return done  # verified by an earlier call that stopped before unpacking
+    if done.is_file() and _mismatch(done, remote) is None:
+        return done  # checked by an earlier call that stopped before unpacking
     part = work / f"{remote.name}.part"
     failures, mismatched = [], False
     for url in remote.urls:
@@ -220,27 +231,12 @@ def fetch(
         except _TransferFailed as failure:
             failures.append(f"{url} ({failure})")
             continue
-        if remote.sha256 is None:
-            if not _sizes_match(part, remote):
-                aside = work / f"{remote.name}.corrupt"
-                os.replace(part, aside)
-                mismatched = True
-                failures.append(
-                    f"{url} (size mismatch: {aside.stat().st_size:,} bytes, expected {remote.size:,}; "
-                    f"moved aside to {aside.name}, never used)"
-                )
-                continue
-            os.replace(part, done)
-            return done
-        digest = sha256_of(part)
-        if digest != remote.sha256:
+        problem = _mismatch(part, remote)
+        if problem is not None:
             aside = work / f"{remote.name}.corrupt"
             os.replace(part, aside)
             mismatched = True
-            failures.append(
-                f"{url} (checksum mismatch: SHA-256 {digest[:16]}..., expected "
-                f"{remote.sha256[:16]}...; moved aside to {aside.name}, never used)"
-            )
+            failures.append(f"{url} ({problem}; moved aside to {aside.name}, never used)")
             continue
         os.replace(part, done)
         return done

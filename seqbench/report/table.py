@@ -23,7 +23,6 @@ cells are warned about on stderr (one line each) and marked with a dagger (†) 
 
 from __future__ import annotations
 
-import copy
 import csv
 import dataclasses
 import inspect
@@ -429,19 +428,6 @@ def _validation_score(record: RunRecord, which: str) -> float | None:
     return stats.mean if stats else None
 
 
-def _without(config: dict[str, Any], dotted_keys: tuple[str, ...]) -> dict[str, Any]:
-    """A copy of `config` without the dotted keys (missing ones ignored)."""
-    trimmed = copy.deepcopy(config)
-    for dotted in dotted_keys:
-        *parents, last = dotted.split(".")
-        node: Any = trimmed
-        for part in parents:
-            node = node.get(part) if isinstance(node, dict) else None
-        if isinstance(node, dict):
-            node.pop(last, None)
-    return trimmed
-
-
 def pooled_record(records: list[RunRecord]) -> RunRecord:
     """One record standing for runs that differ only in pooled config keys (e.g. the data split):
     the first's description with every run's seeds and per-seed results, in order."""
@@ -473,7 +459,7 @@ def choose_per_cell(
     runs: dict[tuple[str, str], dict[str, dict[str, RunRecord]]] = {}
     for record in sorted(records, key=lambda r: (r.finished or "", r.path or "")):
         key = (task_label(record), model_label(record))
-        group = config_identity(_without(record.config, pool)) if pool else ""
+        group = config_identity(record.config, ignore=pool) if pool else ""
         runs.setdefault(key, {}).setdefault(group, {})[config_identity(record.config)] = record
     by_cell: dict[tuple[str, str], dict[str, RunRecord]] = {
         key: {group: pooled_record(list(members.values())) for group, members in groups.items()}
