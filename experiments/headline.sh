@@ -29,8 +29,8 @@
 # DRY_RUN=1 prints the commands instead of running them (the final run's rate is read where its
 # search has finished, shown as $(seqbench search-best ...) otherwise). Extra arguments go to
 # every seqbench-train command (e.g. logger=wandb).
-# Time: about 4.8 h for the whole table on the 2-core CPU, 2 h of it compiling and starting
-# processes (experiments/README.md has the sizing); run it in parts with PRESETS / MODELS.
+# Time: about 3.9 h for the whole table on the 2-core CPU, over an hour of it compiling and
+# starting processes (experiments/README.md has the sizing); run it in parts with PRESETS / MODELS.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN="${BIN:-.venv/bin}"

@@ -40,8 +40,9 @@ from typing import Any
 
 import jax
 import numpy as np
+import optax
 
-from seqbench.train.program import TrainState
+from seqbench.train.program import NOT_DIVERGED, TrainState
 
 _KEY_FIELDS = ("data_key", "dropout_key")
 #: state fields added since checkpoints were first written, with the value an older checkpoint gets
@@ -99,6 +100,36 @@ class KeptBest:
 
 class CheckpointError(RuntimeError):
     """No checkpoint can be restored (one line)."""
+
+
+def _injected(node: Any) -> bool:
+    return isinstance(node, optax.InjectStatefulHyperparamsState)
+
+
+def _without_injection(opt_state: Any) -> Any:
+    """`opt_state` as written before hyper-parameters were injected: each injected transformation's
+    state replaced by its inner state."""
+    return jax.tree_util.tree_map(
+        lambda node: node.inner_state if _injected(node) else node, opt_state, is_leaf=_injected
+    )
+
+
+def _with_injection(saved: dict[str, Any], template: TrainState) -> dict[str, Any]:
+    """A saveable state whose opt_state lacks the injection (`_without_injection`'s layout) in the
+    template's layout: the template's injected values, the saved inner states, and each injection's
+    update count = the updates each seed accepted (its step, or the step it diverged at)."""
+    steps, diverged = np.asarray(saved["step"]), np.asarray(saved["diverged_step"])
+    accepted = np.where(diverged == NOT_DIVERGED, steps, diverged).astype(np.int32)
+
+    def fill(node: Any, inner: Any) -> Any:
+        if _injected(node):
+            return node._replace(count=accepted, inner_state=inner)
+        return inner
+
+    opt_state = jax.tree_util.tree_map(
+        fill, template.opt_state, saved["opt_state"], is_leaf=_injected
+    )
+    return {**saved, "opt_state": opt_state}
 
 
 def _to_saveable(state: TrainState) -> dict[str, Any]:
@@ -312,12 +343,7 @@ class Checkpointer:
             items[_BEST_ITEM] = args.JsonRestore()
         best = None
         try:
-            try:
-                restored = self.manager.restore(step, args=args.Composite(**items))
-            except Exception:
-                if verified:
-                    raise
-                restored = self._restore_older_state(step, template, items)
+            restored, before_injection = self._restore_layouts(step, template, items, verified)
             state, history = restored["state"], restored["history"]
             if verified and digest(state, history) != restored[_DIGEST_ITEM]["sha256"]:
                 return "its arrays or history differ from what was saved", None
@@ -341,6 +367,8 @@ class Checkpointer:
                 "(written before checkpoints were verified); restoring it unverified",
                 file=sys.stderr,
             )
+        if before_injection:
+            state = _with_injection(state, template)
         return None, (_from_saveable(state), history, best)
 
     def read_best(self) -> tuple[int, KeptBest]:
@@ -385,22 +413,61 @@ class Checkpointer:
             raise CheckpointError(f"no checkpoint in {self.directory}")
         return step
 
-    def _restore_older_state(
-        self, step: int, template: TrainState, items: dict[str, Any]
+    def _restore_layouts(
+        self, step: int, template: TrainState, items: dict[str, Any], verified: bool
+    ) -> tuple[dict[str, Any], bool]:
+        """Restore the checkpoint at `step` in the first layout that reads: the template's, then
+        (when the template injects hyper-parameters) the one before injection, then (a checkpoint
+        without a digest) those without `_ADDED_FIELDS`, which are filled in. Returns (restored
+        items, whether the state is in the layout before injection); raises the first layout's
+        error when none reads."""
+        injects = any(
+            _injected(node)
+            for node in jax.tree_util.tree_leaves(template.opt_state, is_leaf=_injected)
+        )
+        layouts = [(False, False)] + [(True, False)] * injects
+        if not verified:
+            layouts += [(False, True)] + [(True, True)] * injects
+        first_error: Exception | None = None
+        for before_injection, before_fields in layouts:
+            try:
+                return (
+                    self._restore_layout(step, template, items, before_injection, before_fields),
+                    before_injection,
+                )
+            except Exception as error:  # orbax raises many types for a layout that differs
+                first_error = first_error or error
+        assert first_error is not None
+        raise first_error
+
+    def _restore_layout(
+        self,
+        step: int,
+        template: TrainState,
+        items: dict[str, Any],
+        before_injection: bool,
+        before_fields: bool,
     ) -> dict[str, Any]:
-        """Restore a checkpoint written before `_ADDED_FIELDS` existed, filling them in."""
+        """Restore with the template's state layout, its opt_state without injection
+        (`before_injection`; converted by the caller after the digest check) and without
+        `_ADDED_FIELDS` (`before_fields`; filled in here)."""
         args = self._ocp.args
-        older = {k: v for k, v in _to_saveable(template).items() if k not in _ADDED_FIELDS}
-        items = {**items, "state": args.StandardRestore(older)}
+        layout = _to_saveable(template)
+        if before_injection:
+            layout["opt_state"] = _without_injection(layout["opt_state"])
+        if before_fields:
+            layout = {k: v for k, v in layout.items() if k not in _ADDED_FIELDS}
+        items = {**items, "state": args.StandardRestore(layout)}
         restored = dict(self.manager.restore(step, args=args.Composite(**items)))
-        seeds = np.shape(template.step)[0]
-        restored["state"] = {
-            **restored["state"],
-            **{
-                name: np.full((seeds,), value, np.asarray(getattr(template, name)).dtype)
-                for name, value in _ADDED_FIELDS.items()
-            },
-        }
+        if before_fields:
+            seeds = np.shape(template.step)[0]
+            restored["state"] = {
+                **restored["state"],
+                **{
+                    name: np.full((seeds,), value, np.asarray(getattr(template, name)).dtype)
+                    for name, value in _ADDED_FIELDS.items()
+                },
+            }
         return restored
 
     def _set_aside(self, step: int) -> Path:

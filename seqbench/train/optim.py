@@ -28,6 +28,7 @@ import inspect
 import typing
 from typing import Any
 
+import jax
 import optax
 
 from seqbench.config import ConfigError, OptimizerConfig, require
@@ -45,9 +46,12 @@ TARGET, PARTIAL = "_target_", "_partial_"
 EXAMPLES = {"an optax optimizer": "optax.lion", "an optax schedule": "optax.exponential_decay"}
 
 
-def learning_rate_schedule(cfg: OptimizerConfig, total_steps: int) -> optax.Schedule:
+def learning_rate_schedule(
+    cfg: OptimizerConfig, total_steps: int, peak: float | jax.Array | None = None
+) -> optax.Schedule:
     """The learning rate as a function of the step, over `total_steps` steps: `schedule_fn` when
-    given, else `lr` under `schedule`."""
+    given, else `schedule` with peak rate `peak` (None: `lr`; a traced scalar inside the optimizer
+    `build_optimizer` makes)."""
     if cfg.schedule_fn is not None:
         schedule = _instantiate(cfg.schedule_fn)
         require(
@@ -57,31 +61,65 @@ def learning_rate_schedule(cfg: OptimizerConfig, total_steps: int) -> optax.Sche
             "(a function of the step)",
         )
         return schedule
-    final = cfg.lr * cfg.final_lr_fraction
+    lr = cfg.lr if peak is None else peak
+    final = lr * cfg.final_lr_fraction
     if cfg.schedule == "constant":
-        return optax.constant_schedule(cfg.lr)
+        return optax.constant_schedule(lr)
     if cfg.schedule == "linear":
-        return optax.linear_schedule(cfg.lr, final, total_steps)
+        return optax.linear_schedule(lr, final, total_steps)
     if cfg.schedule == "cosine":
-        return optax.cosine_decay_schedule(cfg.lr, total_steps, alpha=cfg.final_lr_fraction)
+        return optax.cosine_decay_schedule(lr, total_steps, alpha=cfg.final_lr_fraction)
     if cfg.schedule == "warmup_cosine":
+        # optax.warmup_cosine_decay_schedule(0, lr, warmup, total_steps, end_value=final), built
+        # from its two parts: it compares its peak with 0 in Python, which a traced rate cannot do
         warmup = min(cfg.warmup_steps, max(total_steps - 1, 0))
-        return optax.warmup_cosine_decay_schedule(0.0, cfg.lr, warmup, total_steps, end_value=final)
+        return optax.join_schedules(
+            [
+                optax.linear_schedule(0.0, lr, warmup),
+                optax.cosine_decay_schedule(lr, total_steps - warmup, alpha=cfg.final_lr_fraction),
+            ],
+            [warmup],
+        )
     raise ValueError(f"optimizer.schedule: unknown schedule {cfg.schedule!r}")
 
 
 def build_optimizer(cfg: OptimizerConfig, total_steps: int) -> optax.GradientTransformation:
-    """Global-norm clipping (when `grad_clip` > 0) followed by the configured optimizer."""
-    lr = learning_rate_schedule(cfg, total_steps)
+    """Global-norm clipping (when `grad_clip` > 0) followed by the configured optimizer.
+
+    The learning rate (`lr`, the peak of its schedule) and the clipping threshold are state of the
+    optimizer (`optax.inject_hyperparams`: float32 scalars in the optimizer state), not constants of
+    the compiled training program, so runs that differ only in them, such as the trials of a
+    learning-rate search, compile the same program and the persistent compilation cache
+    (`trainer.compilation_cache_dir`) serves every run after the first. The arithmetic is the same
+    as with the constants: the rate is rounded to float32 either way. (`schedule_fn` schedules keep
+    their constants: their arguments are the user's.)
+    """
+    if cfg.schedule_fn is not None:
+        opt = _named_optimizer(cfg, learning_rate_schedule(cfg, total_steps))
+    else:
+        _named_optimizer(cfg, learning_rate_schedule(cfg, total_steps))  # checked once, eagerly
+        opt = optax.inject_hyperparams(
+            lambda learning_rate: _named_optimizer(
+                cfg, learning_rate_schedule(cfg, total_steps, peak=learning_rate)
+            )
+        )(learning_rate=cfg.lr)
+    if cfg.grad_clip is not None and cfg.grad_clip > 0:
+        clip = optax.inject_hyperparams(optax.clip_by_global_norm)(max_norm=cfg.grad_clip)
+        return optax.chain(clip, opt)
+    return opt
+
+
+def _named_optimizer(cfg: OptimizerConfig, lr: optax.Schedule) -> optax.GradientTransformation:
+    """The optimizer of `cfg` (without clipping) with learning-rate schedule `lr`."""
     if cfg.name == "adam":
-        opt = optax.adam(lr, b1=cfg.b1, b2=cfg.b2, eps=cfg.eps)
-    elif cfg.name == "adamw":
-        opt = optax.adamw(lr, b1=cfg.b1, b2=cfg.b2, eps=cfg.eps, weight_decay=cfg.weight_decay)
-    elif cfg.name == "rmsprop":
-        opt = optax.rmsprop(lr, decay=cfg.decay, eps=cfg.eps, momentum=cfg.momentum or None)
-    elif cfg.name == "sgd":
-        opt = optax.sgd(lr, momentum=cfg.momentum or None, nesterov=cfg.nesterov)
-    elif cfg.name == "optax":
+        return optax.adam(lr, b1=cfg.b1, b2=cfg.b2, eps=cfg.eps)
+    if cfg.name == "adamw":
+        return optax.adamw(lr, b1=cfg.b1, b2=cfg.b2, eps=cfg.eps, weight_decay=cfg.weight_decay)
+    if cfg.name == "rmsprop":
+        return optax.rmsprop(lr, decay=cfg.decay, eps=cfg.eps, momentum=cfg.momentum or None)
+    if cfg.name == "sgd":
+        return optax.sgd(lr, momentum=cfg.momentum or None, nesterov=cfg.nesterov)
+    if cfg.name == "optax":
         assert cfg.transform is not None  # OptimizerConfig's check
         factory = _instantiate({**cfg.transform, PARTIAL: True})
         opt = factory(**{LEARNING_RATE: lr})
@@ -91,11 +129,8 @@ def build_optimizer(cfg: OptimizerConfig, total_steps: int) -> optax.GradientTra
             f"{cfg.transform[TARGET]} returned a {type(opt).__name__}, not an "
             "optax.GradientTransformation: not an optax optimizer",
         )
-    else:
-        raise ValueError(f"optimizer.name: unknown optimizer {cfg.name!r}")
-    if cfg.grad_clip is not None and cfg.grad_clip > 0:
-        return optax.chain(optax.clip_by_global_norm(cfg.grad_clip), opt)
-    return opt
+        return opt
+    raise ValueError(f"optimizer.name: unknown optimizer {cfg.name!r}")
 
 
 def _instantiate(node: dict[str, Any]) -> Any:
