@@ -33,6 +33,7 @@ import logging
 import shutil
 import sys
 import threading
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -199,17 +200,31 @@ def check_history(
     return None
 
 
-def join_orbax_threads(timeout_s: float = 60.0) -> None:
+def join_orbax_threads(timeout_s: float = 60.0, settle_s: float = 0.2) -> None:
     """Wait for the background threads of a save that failed: orbax returns on the first failed
-    array write while its metadata write (a thread waiting on every array write) still runs, and
-    if the job exits first that thread fails at interpreter shutdown with a traceback of its own
-    instead of ending on the write's error (which `seqbench.diskfull` keeps off the console)."""
-    for thread in threading.enumerate():
-        if (
-            type(thread).__module__.startswith("orbax.")
+    array write while its other writes and its metadata write (a thread waiting on every array
+    write) still run, and if the job exits first such a thread fails at interpreter shutdown with a
+    traceback of its own instead of ending on the write's error (which `seqbench.diskfull` keeps
+    off the console). The threads it joins can start others, so it returns only once no orbax
+    thread has been alive for `settle_s` seconds, or after `timeout_s` in all."""
+    deadline = time.monotonic() + timeout_s
+    quiet_since = time.monotonic()
+    while time.monotonic() < deadline:
+        alive = [
+            thread
+            for thread in threading.enumerate()
+            if type(thread).__module__.startswith("orbax.")
             and thread is not threading.current_thread()
-        ):
-            thread.join(timeout_s)
+            and thread.is_alive()
+        ]
+        if alive:
+            for thread in alive:
+                thread.join(max(deadline - time.monotonic(), 0.0))
+            quiet_since = time.monotonic()
+        elif time.monotonic() - quiet_since >= settle_s:
+            return
+        else:
+            time.sleep(settle_s / 4)
 
 
 def _first_line(error: BaseException) -> str:
