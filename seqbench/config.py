@@ -23,6 +23,10 @@ def require(condition: bool, key: str, message: str) -> None:
         raise ConfigError(f"{key}: {message}")
 
 
+#: trainer.seeds_over: how the training chunk runs the seeds (see TrainerConfig)
+SEED_BATCHING = ("auto", "vmap", "map")
+
+
 def choice(value: str, key: str, choices: tuple[str, ...]) -> None:
     require(value in choices, key, f"got {value!r}, expected one of {', '.join(choices)}")
 
@@ -187,6 +191,11 @@ class TrainerConfig:
     `memory_limit_gb`: the memory (GB, 1e9 bytes) a compiled program may need; null: the device's
     (CPU: physical memory or cgroup limit; GPU/TPU: the allocator's limit). A program estimated to
     need more is refused, before it runs, with one line.
+    `seeds_over`: how the training chunk runs the seeds: `vmap` (one batched program: per-seed
+    weights make every matmul a batched one), `map` (`lax.map`: the seeds one after another inside
+    the program) or `auto` (`seqbench.train.seed_batching`: vmap on GPU/TPU; on CPU the faster of
+    the two, measured once per program and host and cached). The same computation either way,
+    rounded differently in the last bits: not part of the run's identity.
     """
 
     steps: int = 2000
@@ -205,9 +214,11 @@ class TrainerConfig:
     gradient_flow_batch: int = 64
     blowup_factor: float | None = 1e4
     memory_limit_gb: float | None = None
+    seeds_over: str = "auto"
 
     def __post_init__(self) -> None:
         require(self.steps > 0, "trainer.steps", f"must be positive, got {self.steps}")
+        choice(self.seeds_over, "trainer.seeds_over", SEED_BATCHING)
         if self.blowup_factor is not None:
             require(
                 self.blowup_factor > 1,

@@ -50,6 +50,11 @@ def test_a_short_run_writes_a_complete_run_record(run_cli, tmp_path):
     assert "step 4: train loss " in log[3] and "test/mse" in log[3]
     for name in ("compile_s", "steps_per_s", "tokens_per_s", "wall_s"):
         assert record["timing"][name] > 0
+    # trainer.seeds_over=auto: a 4-step run is not worth measuring, so its seeds run vmapped
+    assert (record["timing"]["seeds_over"], record["timing"]["seeds_over_why"]) == (
+        "vmap",
+        "short run",
+    )
     assert record["device"]["platform"] == "cpu"
     assert record["versions"]["jax"]
     for which in ("final", "best"):

@@ -17,7 +17,7 @@ from seqbench.speed.configs import (
     step_flops,
 )
 from seqbench.speed.implementations import flax_runner, missing_peer, seqbench_runner
-from seqbench.speed.run import main, worker_measure
+from seqbench.speed.run import main, seed_row_choice, seeds_target, worker_measure
 from seqbench.speed.worker import measure
 
 
@@ -48,6 +48,26 @@ def test_jax_runners_compile_and_step(make, seeds):
     runner.run()
 
 
+def test_the_seqbench_runner_maps_seeds_as_trainer_seeds_over_says():
+    runner = seqbench_runner("gru", TINY, seeds=2, seeds_over="map")
+    assert runner.compile() > 0
+    runner.run()
+
+
+def test_the_seed_table_takes_what_auto_would():
+    row = {"config": "adding", "cell": "gru", "seeds": 8, "one_ms": 10.0}
+    timed = {"vmap_ms": 90.0, "map_ms": 80.0, "vmap_ratio": 80 / 90, "map_ratio": 1.0}
+    cpu, gpu = {"platform": "cpu"}, {"platform": "gpu"}
+    assert seed_row_choice({**row, **timed}, cpu)["auto"] == "map"
+    assert seed_row_choice({**row, **timed}, cpu)["throughput_ratio"] == 1.0
+    assert seed_row_choice({**row, **timed}, gpu)["auto"] == "vmap"  # auto never maps there
+    close = {**timed, "map_ms": 88.0}  # within seed_batching.MARGIN: vmap stays
+    assert seed_row_choice({**row, **close}, cpu)["auto"] == "vmap"
+    failed = {"vmap_ms": None, "map_ms": None, "vmap_ratio": None, "map_ratio": None}
+    assert seed_row_choice({**row, **failed}, cpu)["auto"] is None
+    assert (seeds_target(cpu), seeds_target(gpu)) == (1.0, 4.0)
+
+
 @pytest.mark.slow  # runs real workers (about 10 s); `make test-all`
 def test_harness_writes_a_table_and_json(tmp_path, capsys):
     out = tmp_path / "bench" / "cpu"
@@ -61,7 +81,8 @@ def test_harness_writes_a_table_and_json(tmp_path, capsys):
     assert row["config"] == "tiny" and row["cell"] == "gru" and row["step_ms"]["seqbench"] > 0
     assert row["compile_s"] > 0 and row["cached_compile_s"] is not None
     (seeds,) = report["multi_seed"]
-    assert seeds["throughput_ratio"] > 0
+    assert seeds["vmap_ratio"] > 0 and seeds["map_ratio"] > 0 and seeds["auto"] in ("vmap", "map")
+    assert seeds["throughput_ratio"] == seeds[f"{seeds['auto']}_ratio"]
     table = out.with_suffix(".md").read_text()
     assert "| tiny | gru |" in table and table.strip() in capsys.readouterr().out
 

@@ -258,7 +258,15 @@ def train_from_config(
                 train_steps=json_ready(result.train_steps),
                 train_loss=json_ready(result.train_loss),
             ),
-            timing=Timing.from_fields(json_ready({**result.timing, "wall_s": run.wall_s()})),
+            timing=Timing.from_fields(
+                json_ready(
+                    {
+                        **result.timing,
+                        "wall_s": run.wall_s(),
+                        **(result.seed_batching.record() if result.seed_batching else {}),
+                    }
+                )
+            ),
             gradient_flow=gradient_flow,
             search=search.with_objective(
                 search_section, record.task, status, seed_results, cfg.seeds

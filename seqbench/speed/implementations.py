@@ -58,9 +58,12 @@ def _data(cfg: BenchConfig, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     return inputs, rng.integers(0, N_CLASSES, label_shape).astype(np.int32)
 
 
-def _jax_runner(model, cfg: BenchConfig, steps: int, seeds: int, scan: bool) -> Runner:
+def _jax_runner(
+    model, cfg: BenchConfig, steps: int, seeds: int, scan: bool, seeds_over: str = "vmap"
+) -> Runner:
     """Adam on the cross-entropy of linen `model` (inputs (B, T, I) -> logits); `steps` steps per
-    call under lax.scan, or one jitted step per call."""
+    call under lax.scan, or one jitted step per call; several seeds vmapped or, with `seeds_over`
+    "map", one after another in the program (trainer.seeds_over)."""
     import jax
     import optax
 
@@ -96,7 +99,12 @@ def _jax_runner(model, cfg: BenchConfig, steps: int, seeds: int, scan: bool) -> 
             return jax.lax.scan(step, state, None, length=steps)
         return step(state, None)
 
-    program = jax.vmap(chunk) if seeds > 1 else chunk
+    if seeds == 1:
+        program = chunk
+    elif seeds_over == "map":
+        program = lambda state: jax.lax.map(chunk, state)  # noqa: E731
+    else:
+        program = jax.vmap(chunk)
     jitted = jax.jit(program, donate_argnums=0)
     holder: dict = {"state": state}
 
@@ -174,10 +182,12 @@ def seqbench_runner(
     remat: bool = False,
     scan: str | None = None,
     remat_chunk: int | None = None,
+    seeds_over: str = "vmap",
 ) -> Runner:
     """`cell`: a registered architecture's name, with its default options but `scan` (None: the
     default scan). One layer, plain block, inputs fed unchanged (as the peers). `remat`,
-    `remat_chunk`: trainer.remat and trainer.remat_chunk."""
+    `remat_chunk`, `seeds_over`: trainer.remat, trainer.remat_chunk and trainer.seeds_over
+    ("vmap" or "map")."""
     from seqbench.models.sequence import SequenceModel
 
     model = SequenceModel(
@@ -189,7 +199,7 @@ def seqbench_runner(
         remat=remat,
         remat_chunk=remat_chunk,
     )
-    return _jax_runner(model, cfg, steps, seeds, scan=True)
+    return _jax_runner(model, cfg, steps, seeds, scan=True, seeds_over=seeds_over)
 
 
 def flax_runner(cell: str, cfg: BenchConfig, steps: int = 1, seeds: int = 1) -> Runner:

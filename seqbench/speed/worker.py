@@ -42,6 +42,7 @@ def measure(
     max_memory_mb: float | None = None,
     budget_seconds: float | None = None,
     remat_chunk: int | None = None,
+    seeds_over: str | None = None,
 ) -> dict:
     from seqbench.speed.configs import ALL_CONFIGS
     from seqbench.speed.implementations import IMPLEMENTATIONS
@@ -63,6 +64,8 @@ def measure(
         options["scan"] = scan
     if steps is not None and impl != "torch":
         options["steps"] = steps
+    if seeds_over is not None:
+        options["seeds_over"] = seeds_over
     runner = IMPLEMENTATIONS[impl](cell, cfg, seeds=seeds, **options)
     compile_s = runner.compile()
     result = {
@@ -73,6 +76,7 @@ def measure(
         "remat": remat,
         "remat_chunk": remat_chunk,
         "scan": scan,
+        **({"seeds_over": seeds_over} if seeds_over is not None else {}),
         "compile_s": compile_s,
         "xla_memory_mb": runner.memory_mb(),
     }
@@ -124,6 +128,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--budget-seconds", type=float, default=None, help="time no call after these seconds"
     )
+    parser.add_argument(
+        "--seeds-over",
+        choices=("vmap", "map"),
+        default=None,
+        help="seqbench only: seeds vmapped or mapped",
+    )
     args = parser.parse_args(argv)
     result = measure(
         args.impl,
@@ -140,6 +150,7 @@ def main(argv: list[str] | None = None) -> None:
         args.max_memory_mb,
         args.budget_seconds,
         args.remat_chunk,
+        args.seeds_over,
     )
     print(json.dumps(result), file=sys.stdout, flush=True)
     # The result is out: skip interpreter shutdown, where XLA's CPU runtime has been seen to hang.

@@ -28,6 +28,7 @@ from seqbench.tasks.base import Task
 from seqbench.train.checkpoint import Checkpointer, KeptBest
 from seqbench.train.memory import available_memory, check_compiled, check_lowered
 from seqbench.train.program import NOT_DIVERGED, TrainProgram, TrainState
+from seqbench.train.seed_batching import SeedBatching, choose, chunk_of
 
 
 @dataclass
@@ -44,6 +45,7 @@ class TrainResult:
     timing: compile_s, train_s, eval_s, flow_s, steps_per_s, tokens_per_s.
     state: the final batched TrainState (on device).
     best: each seed's parameters at its best evaluation (`trainer.keep_best`; else None).
+    seed_batching: how the training chunks ran the seeds (`trainer.seeds_over`).
     """
 
     seeds: np.ndarray
@@ -56,6 +58,7 @@ class TrainResult:
     timing: dict[str, float] = field(default_factory=dict)
     state: TrainState | None = None
     best: KeptBest | None = None
+    seed_batching: SeedBatching | None = None
 
 
 @jax.jit
@@ -194,6 +197,9 @@ def run_training(
     With `trainer.keep_best`, each seed's parameters at its best evaluation are kept (`BestTracker`),
     saved with every checkpoint, restored with it, and returned as `TrainResult.best`.
 
+    The seeds run vmapped or mapped as `trainer.seeds_over` says (`seqbench.train.seed_batching`);
+    a resumed run keeps the way its checkpoint was made with.
+
     Every program is checked against the device's memory (or `trainer.memory_limit_gb` GB) before
     it is compiled and again after, and refused with `seqbench.train.memory.OutOfMemory` if it will
     not fit.
@@ -271,6 +277,20 @@ def run_training(
         timing["train_s"] += float(history["train_s"])
         timing["resumed_from_step"] = done
 
+    start = time.perf_counter()
+    batching = choose(
+        trainer.seeds_over,
+        program,
+        state,
+        train_data,
+        steps,
+        trainer.compilation_cache_dir,
+        # checkpoints from before the choice was saved were all made with vmapped seeds
+        resumed=history.get("seeds_over", "vmap") if restored is not None else None,
+    )
+    timing["compile_s"] += time.perf_counter() - start
+    run_chunk = chunk_of(program, batching.how)
+
     def save_checkpoint() -> None:
         history = {
             "done": done,
@@ -280,6 +300,7 @@ def run_training(
             "train_loss": [row.tolist() for row in train_loss],
             "train_s": timing["train_s"],
             "gradient_flow": {str(k): v.tolist() for k, v in flows.items()},
+            "seeds_over": batching.how,
         }
         checkpointer.save(done, state, history, best.kept if best is not None else None)
 
@@ -325,7 +346,7 @@ def run_training(
         for length in _chunk_lengths(steps, eval_every)[len(train_steps) :]:
             if length not in chunks:
                 chunks[length] = compile_timed(
-                    "training", program.batched_chunk, state, train_data, length, static=(2,)
+                    "training", run_chunk, state, train_data, length, static=(2,)
                 )
             stop_if_asked()
             start = time.perf_counter()
@@ -372,4 +393,5 @@ def run_training(
         timing=timing,
         state=state,
         best=best.kept if best is not None else None,
+        seed_batching=batching,
     )

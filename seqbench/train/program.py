@@ -69,7 +69,8 @@ def all_finite(tree: Any) -> jax.Array:
 
 @dataclass(frozen=True)
 class TrainProgram:
-    """The pure functions of one training setup. `batched_*` carry a leading seed axis S."""
+    """The pure functions of one training setup. `batched_*` and `mapped_chunk` carry a leading
+    seed axis S (`mapped_chunk`: the batched chunk with the seeds run one after another)."""
 
     init: Callable[[jax.Array], TrainState]
     step: Callable[[TrainState, Any], tuple[TrainState, jax.Array]]
@@ -77,6 +78,7 @@ class TrainProgram:
     evaluate: Callable[[Any, Batch], dict[str, jax.Array]]
     batched_init: Callable[[jax.Array], TrainState]
     batched_chunk: Callable[[TrainState, Any, int], tuple[TrainState, jax.Array]]
+    mapped_chunk: Callable[[TrainState, Any, int], tuple[TrainState, jax.Array]]
     batched_evaluate: Callable[[Any, Batch], dict[str, jax.Array]]
 
 
@@ -237,6 +239,12 @@ def make_train(
         batched_init=lambda seeds: jax.lax.map(init, seeds),
         batched_chunk=lambda state, data, n_steps: jax.vmap(lambda s: chunk(s, data, n_steps))(
             state
+        ),
+        # The seeds one after another inside one program: on CPU the per-seed weights turn every
+        # matmul of the vmapped chunk into a batched one, which XLA runs slower than a loop of
+        # single ones for most recurrent layers (`seqbench.train.seed_batching` measures it).
+        mapped_chunk=lambda state, data, n_steps: jax.lax.map(
+            lambda s: chunk(s, data, n_steps), state
         ),
         batched_evaluate=jax.vmap(evaluate, in_axes=(0, None)),
     )
