@@ -189,8 +189,10 @@ def measure_one(
 
 
 def environment() -> dict:
-    """The device and package versions, as in a run record."""
-    return {**device_info(), "versions": package_versions()}
+    """The device and package versions, as in a run record, and when the measurement started."""
+    from seqbench.records import now_iso
+
+    return {**device_info(), "versions": package_versions(), "measured": now_iso()}
 
 
 def fmt(value: float | None, digits: int = 1) -> str:
@@ -251,7 +253,9 @@ def markdown(
     rows: list[dict], seed_rows: list[dict], long_rows: list[dict], peak: float, env: dict
 ) -> str:
     lines = [
-        f"Device: {env['platform']} ({env['processor']}, {env['cpu_count']} cores); "
+        f"Measured {str(env.get('measured', '?'))[:10]} on {env['platform']} "
+        f"({env.get('cpu_model') or env['processor']}, {env['cpu_count']} cores, "
+        f"{env.get('threads') or '?'} threads); "
         f"matmul peak {peak:.0f} GFLOP/s (2048² float32, XLA). Median training step (forward, "
         "backward, Adam) in ms; speed-up = best peer ÷ seqbench (target: 1.5×, or 85% of peak where that "
         "is less); GFLOP/s from the analytic matmul count; memory = peak resident memory above the "
