@@ -40,27 +40,32 @@ def compose_config():
     return _compose
 
 
-@pytest.fixture
-def run_cli(tmp_path):
-    """run_cli(*args) runs `python -m seqbench.cli.train args` in a subprocess, inside tmp_path.
+def run_train_cli(args, cwd, prelude=None):
+    """`python -m seqbench.cli.train args` in a subprocess in `cwd` (a CompletedProcess).
 
     `prelude`: Python run first in that process (e.g. importing a test module that registers an
     architecture, or patching a module), then seqbench-train's `main()`; tests/ is importable.
     """
+    path = os.pathsep.join([str(REPO), str(REPO / "tests")])
+    env = {**os.environ, "JAX_PLATFORMS": "cpu", "PYTHONPATH": path}
+    program = ["-m", "seqbench.cli.train"]
+    if prelude is not None:
+        program = ["-c", f"{prelude}; from seqbench.cli.train import main; main()"]
+    return subprocess.run(
+        [sys.executable, *program, *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+@pytest.fixture
+def run_cli(tmp_path):
+    """run_cli(*args, cwd=None, prelude=None): `run_train_cli` inside tmp_path (or `cwd`)."""
 
     def _run(*args, cwd=None, prelude=None):
-        path = os.pathsep.join([str(REPO), str(REPO / "tests")])
-        env = {**os.environ, "JAX_PLATFORMS": "cpu", "PYTHONPATH": path}
-        program = ["-m", "seqbench.cli.train"]
-        if prelude is not None:
-            program = ["-c", f"{prelude}; from seqbench.cli.train import main; main()"]
-        return subprocess.run(
-            [sys.executable, *program, *args],
-            cwd=cwd or tmp_path,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=300,
-        )
+        return run_train_cli(args, cwd or tmp_path, prelude)
 
     return _run

@@ -4,14 +4,24 @@ import json
 import math
 
 import pytest
+from conftest import run_train_cli
 
 from seqbench.records import SCHEMA_VERSION, load_record
 
 
-def test_a_short_run_writes_a_complete_run_record(run_cli, tmp_path):
-    out = tmp_path / "run"
-    done = run_cli("experiment=smoke", "model=gru", f"hydra.run.dir={out}")
+@pytest.fixture(scope="module")
+def smoke_run(tmp_path_factory):
+    """One short CLI run (experiment=smoke model=gru), shared by the tests that only read it:
+    (the folder it ran in, its run folder)."""
+    root = tmp_path_factory.mktemp("smoke")
+    out = root / "run"
+    done = run_train_cli(["experiment=smoke", "model=gru", f"hydra.run.dir={out}"], root)
     assert done.returncode == 0, done.stderr
+    return root, out
+
+
+def test_a_short_run_writes_a_complete_run_record(smoke_run):
+    _, out = smoke_run
     record = load_record(out).to_json()  # checked, in run.json's layout
     assert record["status"] == "completed"
     for key in (
@@ -136,19 +146,16 @@ def test_a_run_that_fails_midway_records_the_failure(compose_config, tmp_path, m
     assert record.config == {"resolved": True} and record.finished
 
 
-def test_table_and_runs_commands_read_records(run_cli, tmp_path):
-    import subprocess
-    import sys
+def test_table_and_runs_commands_read_records(smoke_run, capsys):
+    from seqbench.cli.report import main as seqbench
 
-    def seqbench(*args):
-        command = [sys.executable, "-m", "seqbench.cli.report", *args]
-        return subprocess.run(command, capture_output=True, text=True)
-
-    out = tmp_path / "run"
-    assert run_cli("experiment=smoke", f"hydra.run.dir={out}").returncode == 0
-    table = seqbench("table", str(tmp_path)).stdout
-    assert "| adding (T=6) | mse ↓ | 0.1667 |" in table and "lstm" in table
-    runs = seqbench("runs", str(tmp_path)).stdout
+    root, out = smoke_run
+    seqbench(["table", str(root)])
+    table = capsys.readouterr().out
+    assert "| adding (T=6) | mse ↓ | 0.1667 |" in table and "gru" in table
+    seqbench(["runs", str(root)])
+    runs = capsys.readouterr().out
     assert runs.startswith("completed") and str(out) in runs
-    missing = seqbench("table", str(tmp_path / "nothing"))
-    assert missing.returncode != 0 and "no such file" in missing.stderr
+    with pytest.raises(SystemExit) as missing:
+        seqbench(["table", str(root / "nothing")])
+    assert missing.value.code != 0 and "no such file" in capsys.readouterr().err
