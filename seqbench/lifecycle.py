@@ -14,6 +14,12 @@ a device computation (the last checkpoint stays usable). Handlers are
 installed only where the process still has Python's defaults: a launcher that owns a signal
 (submitit's SIGTERM and SIGUSR2 handlers, SIG_IGN in a background job) keeps it.
 
+Finished runs' Hydra files: Hydra writes `<job folder>/.hydra/{config,hydra,overrides}.yaml` before a
+job starts, so a sweep run again to finish its remaining jobs would overwrite, in every finished
+job's folder, the files that say how that run was configured with what the current code composes;
+`keep_finished_runs_hydra_files` makes Hydra leave them alone where the folder's run.json records a
+finished run (the job is then skipped).
+
 Launcher watch: a job running in a worker process of a pool (joblib/loky under
 `hydra/launcher=local_parallel`) watches its parent; when the parent is gone (killed), the job
 stops the same way, and if it has not ended `GRACE_S` seconds later, the worker exits hard.
@@ -319,3 +325,33 @@ def interrupted_line(stop: Stop, step: int, steps: int, checkpointed: bool) -> s
     else:
         then = "no checkpoint (trainer.checkpoint=false); a re-run starts over"
     return f"seqbench-train: interrupted by {stop.by} {where}; {then}"
+
+
+def _holds_finished_run(folder: Path) -> bool:
+    """Whether `folder`/run.json records a finished run (unreadable: no)."""
+    import json
+
+    from seqbench.records import FINISHED
+
+    try:
+        record = json.loads((folder / "run.json").read_text())
+    except (OSError, ValueError):
+        return False
+    return isinstance(record, dict) and record.get("status") in FINISHED
+
+
+def keep_finished_runs_hydra_files() -> None:
+    """Make Hydra skip writing a job's `.hydra/*.yaml` into a folder that holds a finished run (see
+    the module docstring). Idempotent."""
+    from hydra.core import utils
+
+    original = utils._save_config
+    if getattr(original, "_seqbench_keeps_finished", False):
+        return
+
+    def _save_config(cfg: Any, filename: str, output_dir: Path) -> None:
+        if not _holds_finished_run(Path(output_dir).parent):
+            original(cfg, filename, output_dir)
+
+    _save_config._seqbench_keeps_finished = True  # type: ignore[attr-defined]
+    utils._save_config = _save_config

@@ -94,9 +94,9 @@ def test_sigterm_stops_at_a_chunk_boundary_with_a_checkpoint_and_one_line(tmp_pa
     record = json.loads((folder / "run.json").read_text())
     step = record["interrupted"]["step"]
     assert record["status"] == "interrupted" and record["interrupted"]["by"] == "SIGTERM"
-    assert 100 <= step < 600 and step % 20 == 0 and step in checkpoint_steps(folder)
+    assert 50 <= step < 300 and step % 25 == 0 and step in checkpoint_steps(folder)
     assert messages(stderr) == [
-        f"seqbench-train: interrupted by SIGTERM at step {step} of 600; checkpoint saved; "
+        f"seqbench-train: interrupted by SIGTERM at step {step} of 300; checkpoint saved; "
         "re-run the same command to continue"
     ]
 
@@ -112,7 +112,7 @@ def test_sigint_stops_and_the_rerun_equals_an_uninterrupted_run(run_cli, tmp_pat
     assert process.returncode == 130, stderr[-3000:]
     (line,) = messages(stderr)
     step = json.loads((stopped / "run.json").read_text())["interrupted"]["step"]
-    assert f"interrupted by SIGINT at step {step} of 600; checkpoint saved" in line
+    assert f"interrupted by SIGINT at step {step} of 300; checkpoint saved" in line
     done = run_cli(*SLOW_RUN, f"output_dir={stopped}")
     assert done.returncode == 0, done.stderr[-3000:]
     assert f"resuming from step {step}" in done.stderr
@@ -152,7 +152,7 @@ def test_a_signal_before_training_starts_stops_before_the_first_chunk(tmp_path):
     record = json.loads((folder / "run.json").read_text())
     assert record["status"] == "interrupted" and record["interrupted"]["step"] == 0
     assert messages(stderr) == [
-        "seqbench-train: interrupted by SIGTERM at step 0 of 600; nothing trained yet; "
+        "seqbench-train: interrupted by SIGTERM at step 0 of 300; nothing trained yet; "
         "re-run the same command to start it"
     ]
 

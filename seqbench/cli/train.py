@@ -475,6 +475,7 @@ def main() -> None:
         fail(str(error))
     guard_hydra()  # a full disk under Hydra's own writes: one line, not a traceback
     quiet_disk_faults()
+    lifecycle.keep_finished_runs_hydra_files()
     hydra_main()
 
 
