@@ -316,7 +316,9 @@ def test_the_new_options_at_their_neutral_values_leave_every_committed_identity_
             now = compose("config", overrides=overrides)
             section = OmegaConf.to_container(now, resolve=True)["optimizer"]
             assert section["transform"] is None and section["schedule_fn"] is None
-            assert "transform" not in stored["optimizer"], path
+            # records made before the options existed lack them; later ones hold them at null
+            assert stored["optimizer"].get("transform") is None, path
+            assert stored["optimizer"].get("schedule_fn") is None, path
             today = {**stored, "optimizer": section}
             assert records.config_identity(today) == records.config_identity(stored), path
             other = {**stored, "optimizer": {**section, "name": "optax", "transform": LION}}
