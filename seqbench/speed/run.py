@@ -44,13 +44,13 @@ from seqbench.speed.configs import (
     step_flops,
 )
 from seqbench.speed.implementations import missing_peer
+from seqbench.train.seed_batching import MARGIN, WAYS
 
 IMPLS = ("seqbench", "flax", "torch")
 SPEEDUP_TARGET, PEAK_TARGET, LONG_LIMIT_MB = 1.5, 0.85, 2000
 #: several seeds in one program against as many single-seed runs: on a GPU or TPU (which one seed
 #: leaves mostly idle) and on a CPU (never slower)
 SEEDS_TARGET = {"accelerator": 4.0, "cpu": 1.0}
-SEED_BATCHINGS = ("vmap", "map")
 
 
 def seeds_target(env: dict) -> float:
@@ -62,8 +62,6 @@ def seed_row_choice(row: dict, env: dict) -> dict:
     """`row` with what `trainer.seeds_over=auto` takes on the platform of `env` (vmap on GPU and
     TPU; on CPU the faster of vmap and map, by `seqbench.train.seed_batching.MARGIN`) as `auto`,
     and its throughput as `throughput_ratio`."""
-    from seqbench.train.seed_batching import MARGIN
-
     vmap_ms, map_ms = row.get("vmap_ms"), row.get("map_ms")
     if env.get("platform") != "cpu":
         return {**row, "auto": "vmap", "throughput_ratio": row.get("vmap_ratio")}
@@ -175,15 +173,16 @@ def measure_one(
 ) -> dict:
     """A cold measurement, plus (JAX implementations) the compile time from the persistent cache.
     `seeds_over` ("vmap" or "map"; seqbench only): how several seeds run."""
-    extra = {} if seeds_over is None else {"seeds_over": seeds_over}
     with tempfile.TemporaryDirectory(prefix="seqbench-speed-cache-") as cache:
         result = run_worker(
-            impl, cell, config, seeds=seeds, cache=cache, min_seconds=min_seconds, **extra
-        )
+            impl, cell, config, seeds=seeds, cache=cache, min_seconds=min_seconds,
+            seeds_over=seeds_over,
+        )  # fmt: skip
         if impl != "torch" and "error" not in result:
             cached = run_worker(
-                impl, cell, config, seeds=seeds, cache=cache, compile_only=True, **extra
-            )
+                impl, cell, config, seeds=seeds, cache=cache, compile_only=True,
+                seeds_over=seeds_over,
+            )  # fmt: skip
             result["cached_compile_s"] = cached.get("compile_s")
     return result
 
@@ -552,7 +551,7 @@ def _default_matrix(
             row = {"config": name, "cell": cell, "seeds": args.seeds}
             one_s = one.get("step_s")
             row["one_ms"] = 1e3 * one_s if one_s else None
-            for how in SEED_BATCHINGS:
+            for how in WAYS:
                 many = measure_one(
                     "seqbench", cell, name, args.seeds, args.min_seconds, seeds_over=how
                 )

@@ -223,15 +223,21 @@ def run_training(
 
     memory = available_memory(trainer.memory_limit_gb)
 
+    def compile_checked(
+        name: str, fn: Callable, *args: Any, static: tuple[int, ...] = ()
+    ) -> Callable:
+        lowered = jax.jit(fn, static_argnums=static).lower(*args)
+        check_lowered(lowered, name, memory)
+        compiled = lowered.compile()
+        check_compiled(compiled, name, memory)
+        return compiled
+
     def compile_timed(
         name: str, fn: Callable, *args: Any, static: tuple[int, ...] = ()
     ) -> Callable:
         start = time.perf_counter()
-        lowered = jax.jit(fn, static_argnums=static).lower(*args)
-        check_lowered(lowered, name, memory)
-        compiled = lowered.compile()
+        compiled = compile_checked(name, fn, *args, static=static)
         timing["compile_s"] += time.perf_counter() - start
-        check_compiled(compiled, name, memory)
         return compiled
 
     if state is None:
@@ -287,6 +293,7 @@ def run_training(
         trainer.compilation_cache_dir,
         # checkpoints from before the choice was saved were all made with vmapped seeds
         resumed=history.get("seeds_over", "vmap") if restored is not None else None,
+        compile_program=compile_checked,
     )
     timing["compile_s"] += time.perf_counter() - start
     run_chunk = chunk_of(program, batching.how)

@@ -26,6 +26,7 @@ import difflib
 import importlib
 import inspect
 import typing
+from collections.abc import Callable
 from typing import Any
 
 import jax
@@ -94,14 +95,11 @@ def build_optimizer(cfg: OptimizerConfig, total_steps: int) -> optax.GradientTra
     as with the constants: the rate is rounded to float32 either way. (`schedule_fn` schedules keep
     their constants: their arguments are the user's.)
     """
-    if cfg.schedule_fn is not None:
-        opt = _named_optimizer(cfg, learning_rate_schedule(cfg, total_steps))
-    else:
-        _named_optimizer(cfg, learning_rate_schedule(cfg, total_steps))  # checked once, eagerly
+    make = _optimizer_maker(cfg)
+    opt = make(learning_rate_schedule(cfg, total_steps))  # built once here: name=optax is checked
+    if cfg.schedule_fn is None:
         opt = optax.inject_hyperparams(
-            lambda learning_rate: _named_optimizer(
-                cfg, learning_rate_schedule(cfg, total_steps, peak=learning_rate)
-            )
+            lambda learning_rate: make(learning_rate_schedule(cfg, total_steps, peak=learning_rate))
         )(learning_rate=cfg.lr)
     if cfg.grad_clip is not None and cfg.grad_clip > 0:
         clip = optax.inject_hyperparams(optax.clip_by_global_norm)(max_norm=cfg.grad_clip)
@@ -109,27 +107,38 @@ def build_optimizer(cfg: OptimizerConfig, total_steps: int) -> optax.GradientTra
     return opt
 
 
-def _named_optimizer(cfg: OptimizerConfig, lr: optax.Schedule) -> optax.GradientTransformation:
-    """The optimizer of `cfg` (without clipping) with learning-rate schedule `lr`."""
+def _optimizer_maker(
+    cfg: OptimizerConfig,
+) -> Callable[[optax.Schedule], optax.GradientTransformation]:
+    """A function from a learning-rate schedule to the optimizer of `cfg` (without clipping); an
+    optax `transform` is instantiated once, here, not on every call."""
     if cfg.name == "adam":
-        return optax.adam(lr, b1=cfg.b1, b2=cfg.b2, eps=cfg.eps)
+        return lambda lr: optax.adam(lr, b1=cfg.b1, b2=cfg.b2, eps=cfg.eps)
     if cfg.name == "adamw":
-        return optax.adamw(lr, b1=cfg.b1, b2=cfg.b2, eps=cfg.eps, weight_decay=cfg.weight_decay)
+        return lambda lr: optax.adamw(
+            lr, b1=cfg.b1, b2=cfg.b2, eps=cfg.eps, weight_decay=cfg.weight_decay
+        )
     if cfg.name == "rmsprop":
-        return optax.rmsprop(lr, decay=cfg.decay, eps=cfg.eps, momentum=cfg.momentum or None)
+        return lambda lr: optax.rmsprop(
+            lr, decay=cfg.decay, eps=cfg.eps, momentum=cfg.momentum or None
+        )
     if cfg.name == "sgd":
-        return optax.sgd(lr, momentum=cfg.momentum or None, nesterov=cfg.nesterov)
+        return lambda lr: optax.sgd(lr, momentum=cfg.momentum or None, nesterov=cfg.nesterov)
     if cfg.name == "optax":
         assert cfg.transform is not None  # OptimizerConfig's check
         factory = _instantiate({**cfg.transform, PARTIAL: True})
-        opt = factory(**{LEARNING_RATE: lr})
-        require(
-            isinstance(opt, optax.GradientTransformation),
-            f"optimizer.transform.{TARGET}",
-            f"{cfg.transform[TARGET]} returned a {type(opt).__name__}, not an "
-            "optax.GradientTransformation: not an optax optimizer",
-        )
-        return opt
+
+        def make(lr: optax.Schedule) -> optax.GradientTransformation:
+            opt = factory(**{LEARNING_RATE: lr})
+            require(
+                isinstance(opt, optax.GradientTransformation),
+                f"optimizer.transform.{TARGET}",
+                f"{cfg.transform[TARGET]} returned a {type(opt).__name__}, not an "
+                "optax.GradientTransformation: not an optax optimizer",
+            )
+            return opt
+
+        return make
     raise ValueError(f"optimizer.name: unknown optimizer {cfg.name!r}")
 
 

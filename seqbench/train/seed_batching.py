@@ -38,6 +38,17 @@ MEASURE_STEPS, MEASURE_CALLS = 2, 3
 #: map replaces vmap only when at least this much faster (timing noise on a busy machine)
 MARGIN = 0.97
 CACHE_FILE = "seed_batching.json"
+#: the two ways to run the seeds (trainer.seeds_over's choices besides auto)
+WAYS = ("vmap", "map")
+#: compile_program(name, fn, *args, static=(argnums,)) -> the compiled fn (the driver's also checks
+#: the program against the device's memory before and after compiling)
+Compile = Callable[..., Any]
+
+
+def compile_plain(name: str, fn: Callable, *args: Any, static: tuple[int, ...] = ()) -> Any:
+    """`fn` jitted, lowered for `args` and compiled, unchecked (`name` unused)."""
+    del name
+    return jax.jit(fn, static_argnums=static).lower(*args).compile()
 
 
 @dataclass(frozen=True)
@@ -71,9 +82,11 @@ def choose(
     steps: int,
     cache_dir: str | Path | None,
     resumed: str | None = None,
+    compile_program: Compile = compile_plain,
 ) -> SeedBatching:
     """How to run the seeds of `state` (batched, S seeds) for a run of `steps` steps:
-    `configured` ("vmap", "map" or "auto"), `resumed` the choice a checkpoint was made with."""
+    `configured` ("vmap", "map" or "auto"), `resumed` the choice a checkpoint was made with;
+    `compile_program` compiles the measured programs."""
     if resumed is not None:
         return SeedBatching(resumed, "resumed")
     if configured != "auto":
@@ -90,22 +103,28 @@ def choose(
     known = _read(path).get(key)
     if known is not None:
         return SeedBatching(known["how"], "cached", known["ms_per_step"])
-    ms = measure(program, state, data)
+    ms = measure(program, state, data, compile_program)
     how = "map" if ms["map"] < MARGIN * ms["vmap"] else "vmap"
     if path is not None:
         _remember(path, key, {"how": how, "ms_per_step": ms})
     return SeedBatching(how, "measured", ms)
 
 
-def measure(program: TrainProgram, state: TrainState, data: Any) -> dict[str, float]:
+def measure(
+    program: TrainProgram,
+    state: TrainState,
+    data: Any,
+    compile_program: Compile = compile_plain,
+) -> dict[str, float]:
     """Best ms per training step of the vmapped and the mapped chunk on `state`, timed in
     alternation after one warm-up call each (the state is not advanced)."""
     compiled = {
-        how: jax.jit(chunk_of(program, how), static_argnums=2)
-        .lower(state, data, MEASURE_STEPS)
-        .compile()
-        for how in ("vmap", "map")
-    }
+        how: compile_program(
+            f"training ({how}, measured)", chunk_of(program, how), state, data, MEASURE_STEPS,
+            static=(2,),
+        )
+        for how in WAYS
+    }  # fmt: skip
     best = {how: float("inf") for how in compiled}
     for _ in range(1 + MEASURE_CALLS):
         for how, run in compiled.items():
@@ -137,7 +156,7 @@ def _read(path: Path | None) -> dict[str, Any]:
     return {
         key: value
         for key, value in answers.items()
-        if isinstance(value, dict) and value.get("how") in ("vmap", "map")
+        if isinstance(value, dict) and value.get("how") in WAYS
     }
 
 
