@@ -12,7 +12,8 @@ SWEEP_DIR="${SWEEP_DIR:-outputs/datasets_cells/$(date +%Y-%m-%d_%H-%M-%S)}"
 COMMON=(model.param_budget=20000 optimizer.lr=3e-3 optimizer.grad_clip=1.0
   trainer.steps=600 trainer.eval_every=200 trainer.batch_size=32 trainer.progress=false
   "seeds=[0,1,2]" "tags=[datasets_three_cells]"
-  trainer.seeds_over=vmap)  # as results/datasets_cells/ was made (auto may map seeds on a CPU)
+  # as results/datasets_cells/ was made (auto may map the seeds or hoist the input projection)
+  trainer.seeds_over=vmap trainer.input_projection=in_step)
 start=$(date +%s)
 "$BIN/seqbench-train" --multirun task=smnist,pmnist,uea,music,text,forecast \
   model=simple_rnn,lstm,gru "${COMMON[@]}" "hydra.sweep.dir=$SWEEP_DIR/main" "$@"

@@ -25,6 +25,8 @@ def require(condition: bool, key: str, message: str) -> None:
 
 #: trainer.seeds_over: how the training chunk runs the seeds (see TrainerConfig)
 SEED_BATCHING = ("auto", "vmap", "map")
+#: trainer.input_projection: where simple_rnn / lstm / gru project their inputs (see TrainerConfig)
+INPUT_PROJECTION = ("auto", "in_step", "hoisted")
 
 
 def choice(value: str, key: str, choices: tuple[str, ...]) -> None:
@@ -193,9 +195,16 @@ class TrainerConfig:
     need more is refused, before it runs, with one line.
     `seeds_over`: how the training chunk runs the seeds: `vmap` (one batched program: per-seed
     weights make every matmul a batched one), `map` (`lax.map`: the seeds one after another inside
-    the program) or `auto` (`seqbench.train.seed_batching`: vmap on GPU/TPU; on CPU the faster of
+    the program) or `auto` (`seqbench.train.strategy`: vmap on GPU/TPU; on CPU the faster of
     the two, measured once per program and host and cached). The same computation either way,
     rounded differently in the last bits: not part of the run's identity.
+    `input_projection`: where the layers with an input projection (simple_rnn, lstm, gru) compute
+    x_t W_ih + b_ih: `in_step` (inside the time loop, fused with the gates), `hoisted` (for the whole
+    sequence before the loop, one large matmul, as cuDNN and PyTorch) or `auto`
+    (`seqbench.train.strategy`: the faster for runs of 500 steps or more, measured together with
+    `seeds_over` once per program and host and cached; in_step for shorter runs). Ignored by the
+    other architectures and under `remat` / `remat_chunk` (which keep it in the step). The same
+    function, rounded differently: not part of the run's identity.
     """
 
     steps: int = 2000
@@ -215,10 +224,12 @@ class TrainerConfig:
     blowup_factor: float | None = 1e4
     memory_limit_gb: float | None = None
     seeds_over: str = "auto"
+    input_projection: str = "auto"
 
     def __post_init__(self) -> None:
         require(self.steps > 0, "trainer.steps", f"must be positive, got {self.steps}")
         choice(self.seeds_over, "trainer.seeds_over", SEED_BATCHING)
+        choice(self.input_projection, "trainer.input_projection", INPUT_PROJECTION)
         if self.blowup_factor is not None:
             require(
                 self.blowup_factor > 1,

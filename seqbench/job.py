@@ -18,6 +18,7 @@ from seqbench.tasks.base import Task
 from seqbench.tasks.registry import build_task, check_batch_size
 from seqbench.train.driver import GradientFlow
 from seqbench.train.program import TrainProgram
+from seqbench.train.strategy import PROJECTIONS
 
 
 @dataclass(frozen=True)
@@ -45,6 +46,7 @@ class Job:
             task.spec,
             remat=config.trainer.remat,
             remat_chunk=config.trainer.remat_chunk,
+            hoist_projection=config.trainer.input_projection == "hoisted",
         )
         return cls(config, task, built)
 
@@ -66,20 +68,37 @@ class Job:
             **({"mlp_width": self.built.model.mlp_width} if self.built.model.mlp_width else {}),
         }
 
-    def program(self) -> TrainProgram:
-        """The pure training program: optimizer over `trainer.steps`, batch sizes, blow-up rule."""
+    def program(self, input_projection: str | None = None) -> TrainProgram:
+        """The pure training program: optimizer over `trainer.steps`, batch sizes, blow-up rule;
+        with `input_projection` ("in_step" or "hoisted"), the model's layers project their inputs
+        that way (None: as `trainer.input_projection` says, in the step for auto)."""
         from seqbench.train.optim import build_optimizer
         from seqbench.train.program import make_train
 
         trainer = self.config.trainer
+        model = self.built.model
+        if input_projection is not None:
+            model = model.clone(hoist_projection=input_projection == "hoisted")
         return make_train(
-            self.built.model,
+            model,
             self.task,
             build_optimizer(self.config.optimizer, trainer.steps),
             trainer.batch_size,
             trainer.eval_batch_size,
             blowup_factor=trainer.blowup_factor,
         )
+
+    def projections(self) -> dict[str, TrainProgram] | None:
+        """The training program under each input projection for `run_training` to choose from
+        (`trainer.input_projection=auto` with an architecture that has one, outside remat, which
+        keeps it in the step); None: `program()` alone."""
+        trainer = self.config.trainer
+        hoistable = self.built.model.architecture.hoistable
+        if trainer.remat or trainer.remat_chunk is not None or not hoistable:
+            return None
+        if trainer.input_projection == "auto":
+            return {how: self.program(how) for how in PROJECTIONS}
+        return {trainer.input_projection: self.program()}
 
     def gradient_flow(self) -> GradientFlow | None:
         """The gradient-flow probe at `trainer.gradient_flow_steps` (None when none is asked)."""

@@ -63,6 +63,7 @@ NON_IDENTITY_KEYS = (
     "trainer.deterministic",
     "trainer.keep_best",  # keeping each seed's best parameters changes no number
     "trainer.seeds_over",  # vmapped or mapped seeds: the same computation, rounded differently
+    "trainer.input_projection",  # in the step or hoisted: the same function, rounded differently
 )
 #: options added after run records were first written, each with the value at which a run computes
 #: what a record without the option computed: a config holding that value hashes as if the option

@@ -18,10 +18,12 @@ CELLS = ("simple_rnn", "lstm", "gru")  # the architectures the NumPy reference c
 GATES = {"simple_rnn": 1, "lstm": 4, "gru": 3}
 
 
-def layer(cell, hidden_size, remat=False, **options):
+def layer(cell, hidden_size, remat=False, hoist_projection=False, **options):
     """One direction of `cell`'s layer with these options (the rest at their defaults)."""
     spec = get(cell)
-    return spec.layer(spec.options(**options), hidden_size, remat=remat)
+    return spec.build_layer(
+        spec.options(**options), hidden_size, remat=remat, hoist_projection=hoist_projection
+    )
 
 
 def as_flax_params(w_ih, w_hh, b_ih, b_hh):
@@ -42,19 +44,23 @@ def test_cell_matches_numpy_reference(cell, shape):
     x = rng.standard_normal((batch, time, features)).astype(np.float32)
     lengths = rng.integers(0, time + 1, size=batch)
     lengths[0] = time  # always exercise a full-length row
-    module = layer(cell, hidden)
+    # the input projection in the step and hoisted out of the loop (trainer.input_projection)
+    modules = {hoist: layer(cell, hidden, hoist_projection=hoist) for hoist in (False, True)}
 
-    @jax.jit  # one compilation for all four variants
+    @jax.jit  # one compilation for all eight variants
     def run(variables, x, lengths):
         return {
-            (reverse, masked): module.apply(variables, x, lengths if masked else None, reverse)
+            (reverse, masked, hoist): module.apply(
+                variables, x, lengths if masked else None, reverse
+            )
             for reverse in (False, True)
             for masked in (False, True)
+            for hoist, module in modules.items()
         }
 
     results = run(as_flax_params(*weights), x, jnp.asarray(lengths))
     padded = np.arange(time)[None, :] >= lengths[:, None]
-    for (reverse, masked), (out, carry) in results.items():
+    for (reverse, masked, _), (out, carry) in results.items():
         lens = lengths if masked else np.full(batch, time)
         ref_out, ref_h, ref_c = torch_batch(cell, x, lens, *weights, reverse=reverse)
         assert out.shape == (batch, time, hidden)
@@ -211,8 +217,8 @@ def test_gradients_match_finite_differences_of_reference(cell, reverse):
 
     expected = [numeric_grad(w, objective) for w in weights] + [numeric_grad(x, objective)]
 
-    for remat in (False, True):
-        module = layer(cell, hidden, remat=remat)
+    for remat, hoist in ((False, False), (False, True), (True, False)):
+        module = layer(cell, hidden, remat=remat, hoist_projection=hoist)
 
         def loss(variables, inputs, module=module):
             out, carry = module.apply(variables, inputs, jnp.asarray(lengths), reverse)
@@ -226,4 +232,5 @@ def test_gradients_match_finite_differences_of_reference(cell, reverse):
         p = grads["params"]
         got = [p["w_ih"].T, p["w_hh"].T, p["b_ih"], p["b_hh"], grad_x]
         for name, g, e in zip(["w_ih", "w_hh", "b_ih", "b_hh", "x"], got, expected, strict=True):
-            np.testing.assert_allclose(g, e, rtol=1e-3, atol=1e-4, err_msg=f"{name} remat={remat}")
+            message = f"{name} remat={remat} hoisted={hoist}"
+            np.testing.assert_allclose(g, e, rtol=1e-3, atol=1e-4, err_msg=message)

@@ -268,13 +268,15 @@ def test_architecture_and_options_must_match():
     ],
 )
 def test_cell_options_are_passed_through(cell, options):
-    """Every layer is built by the architecture's factory with the model's options (checked on
-    shapes only)."""
+    """Every layer is built by the architecture's factory with the model's options and its input
+    projection (checked on shapes only)."""
     spec = get(cell)
     built = []
 
-    def layer(options, hidden_size, *, remat=False, name=None):
-        module = spec.layer(options, hidden_size, remat=remat, name=name)
+    def layer(options, hidden_size, *, remat=False, hoist_projection=False, name=None):
+        module = spec.layer(
+            options, hidden_size, remat=remat, hoist_projection=hoist_projection, name=name
+        )
         built.append((options, module))
         return module
 
@@ -285,11 +287,12 @@ def test_cell_options_are_passed_through(cell, options):
         hidden_size=H,
         output_dim=OUT,
         n_layers=2,
+        hoist_projection=True,
     )
     jax.eval_shape(model.init, jax.random.key(0), jnp.zeros((1, 1, F)))
     assert sorted({m.name for _, m in built}) == ["layer_0_fwd", "layer_1_fwd"]
     for passed, module in built:
-        assert module.hidden_size == H
+        assert module.hidden_size == H and module.hoist_projection
         assert passed == spec.options(**options)
 
 

@@ -17,7 +17,14 @@ from seqbench.speed.configs import (
     step_flops,
 )
 from seqbench.speed.implementations import flax_runner, missing_peer, seqbench_runner
-from seqbench.speed.run import main, seed_row_choice, seeds_target, worker_measure
+from seqbench.speed.run import (
+    main,
+    projection_cell,
+    projection_choice,
+    seed_row_choice,
+    seeds_target,
+    worker_measure,
+)
 from seqbench.speed.worker import measure
 
 
@@ -49,9 +56,29 @@ def test_jax_runners_compile_and_step(make, seeds):
 
 
 def test_the_seqbench_runner_maps_seeds_as_trainer_seeds_over_says():
-    runner = seqbench_runner("gru", TINY, seeds=2, seeds_over="map")
+    runner = seqbench_runner("gru", TINY, seeds=2, seeds_over="map", input_projection="hoisted")
     assert runner.compile() > 0
     runner.run()
+
+
+def test_the_table_takes_the_input_projection_auto_would():
+    def measured(projection, ms):
+        return {"impl": "seqbench", "input_projection": projection, "step_s": ms / 1e3}
+
+    for in_step, hoisted, expected in ((10.0, 9.0, "hoisted"), (10.0, 9.8, "in_step")):
+        both = [measured("in_step", in_step), measured("hoisted", hoisted)]
+        chosen, projection, ms = projection_choice(both)
+        assert projection == expected and chosen["input_projection"] == expected
+        assert ms == {"in_step": in_step, "hoisted": hoisted}
+        row = {"input_projection": projection, "input_projection_ms": ms}
+        assert projection_cell(row) == f"{expected} ({in_step:.1f} / {hoisted:.1f})"
+    failed = [
+        {"impl": "seqbench", "input_projection": "in_step", "error": "x"},
+        measured("hoisted", 9),
+    ]
+    assert projection_choice(failed)[1] == "hoisted"
+    assert projection_choice([{"impl": "seqbench", "step_s": 0.01}])[1] is None
+    assert projection_cell({"input_projection": None}) == "–"
 
 
 def test_the_seed_table_takes_what_auto_would():
@@ -61,7 +88,7 @@ def test_the_seed_table_takes_what_auto_would():
     assert seed_row_choice({**row, **timed}, cpu)["auto"] == "map"
     assert seed_row_choice({**row, **timed}, cpu)["throughput_ratio"] == 1.0
     assert seed_row_choice({**row, **timed}, gpu)["auto"] == "vmap"  # auto never maps there
-    close = {**timed, "map_ms": 88.0}  # within seed_batching.MARGIN: vmap stays
+    close = {**timed, "map_ms": 88.0}  # within strategy.MARGIN: vmap stays
     assert seed_row_choice({**row, **close}, cpu)["auto"] == "vmap"
     failed = {"vmap_ms": None, "map_ms": None, "vmap_ratio": None, "map_ratio": None}
     assert seed_row_choice({**row, **failed}, cpu)["auto"] is None
@@ -80,9 +107,12 @@ def test_harness_writes_a_table_and_json(tmp_path, capsys):
     (row,) = report["rows"]
     assert row["config"] == "tiny" and row["cell"] == "gru" and row["step_ms"]["seqbench"] > 0
     assert row["compile_s"] > 0 and row["cached_compile_s"] is not None
+    assert set(row["input_projection_ms"]) == {"in_step", "hoisted"}
+    assert row["step_ms"]["seqbench"] == row["input_projection_ms"][row["input_projection"]]
     (seeds,) = report["multi_seed"]
     assert seeds["vmap_ratio"] > 0 and seeds["map_ratio"] > 0 and seeds["auto"] in ("vmap", "map")
     assert seeds["throughput_ratio"] == seeds[f"{seeds['auto']}_ratio"]
+    assert seeds["input_projection"] == row["input_projection"]
     table = out.with_suffix(".md").read_text()
     assert "| tiny | gru |" in table and table.strip() in capsys.readouterr().out
 

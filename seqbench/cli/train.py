@@ -226,6 +226,7 @@ def train_from_config(
             ),
             checkpointer=checkpointer,
             gradient_flow=flow,
+            programs=job.projections(),
         )
         per_seed = seed_summaries(
             result.seeds,
@@ -263,7 +264,7 @@ def train_from_config(
                     {
                         **result.timing,
                         "wall_s": run.wall_s(),
-                        **(result.seed_batching.record() if result.seed_batching else {}),
+                        **(result.strategy.record() if result.strategy else {}),
                     }
                 )
             ),

@@ -36,13 +36,14 @@ class ResidualBlock(nn.Module):
     """One residual block around one direction of a sequence layer.
 
     `architecture`, `options`: the layer's `Spec` and options; the layer maps H -> H.
-    `remat`: as `Spec.layer`'s. `mlp_width`: the gated MLP's inner width.
+    `remat`, `hoist_projection`: as `Spec.build_layer`'s. `mlp_width`: the gated MLP's inner width.
     Submodules: `norm_layer`, `layer`, `norm_mlp`, `mlp`.
     """
 
     architecture: Spec
     options: CellOptions
     remat: bool = False
+    hoist_projection: bool = False
     mlp_width: int = 1
     dropout: float = 0.0
 
@@ -58,7 +59,13 @@ class ResidualBlock(nn.Module):
     ) -> tuple[jax.Array, Any]:
         """x (B, T, H) -> (outputs (B, T, H), the layer's final carry)."""
         width = x.shape[-1]
-        layer = self.architecture.layer(self.options, width, remat=self.remat, name="layer")
+        layer = self.architecture.build_layer(
+            self.options,
+            width,
+            remat=self.remat,
+            hoist_projection=self.hoist_projection,
+            name="layer",
+        )
         mixed, final = layer(
             nn.RMSNorm(name="norm_layer")(x),
             seq_lengths,

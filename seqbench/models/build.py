@@ -31,7 +31,11 @@ def example_inputs(spec: TaskSpec) -> jnp.ndarray:
 
 
 def build_model(
-    cfg: ModelConfig, spec: TaskSpec, remat: bool = False, remat_chunk: int | None = None
+    cfg: ModelConfig,
+    spec: TaskSpec,
+    remat: bool = False,
+    remat_chunk: int | None = None,
+    hoist_projection: bool = False,
 ) -> BuiltModel:
     """The configured model for `spec`: `cfg.architecture` (a registered name) with the options
     `cfg.cell` (None: that architecture's defaults), stacked in `cfg.block` ("auto": the
@@ -39,7 +43,8 @@ def build_model(
 
     `remat` recomputes each recurrent step in the backward pass instead of storing its gates;
     `remat_chunk` runs each layer over time in chunks of that many steps, each recomputed whole
-    (`SequenceModel.remat_chunk`).
+    (`SequenceModel.remat_chunk`); `hoist_projection` computes the input projection of the layers
+    that have one before their time loop (`SequenceModel.hoist_projection`).
     """
     architecture = get(cfg.architecture)
     block = architecture.block if cfg.block == "auto" else cfg.block
@@ -89,6 +94,7 @@ def build_model(
             readout=readout,
             remat=remat,
             remat_chunk=remat_chunk,
+            hoist_projection=hoist_projection,
             head_sizes=tuple(cfg.head_sizes),
             block=block,
             mlp_width=mlp_width,

@@ -6,9 +6,12 @@ the gate algebra into many small kernels. :func:`fused_scan` instead runs a reve
 does only the per-step work that is truly sequential (the gate derivatives and
 ``dh_prev = d_pre @ w_hh.T``) and then forms ``d w_hh`` as one (H, T*B) @ (T*B, G*H) product and
 ``d b_hh`` as one sum over all steps, as cuDNN and PyTorch do; the input weights likewise.
-The input projection ``x_t @ w_ih + b_ih`` runs inside the step, fused with the gate algebra:
-on CPU, streaming a precomputed (T, B, G*H) projection through memory costs more than the
-small per-step product, even for F = H = 512.
+The input projection ``x_t @ w_ih + b_ih`` runs inside the step, fused with the gate algebra, or,
+with ``hoisted``, as one (T*B, F) @ (F, GH) product before the loop, as cuDNN and PyTorch do. Which
+is faster depends on the shape and the machine (on one 2-core CPU, streaming the precomputed
+(T, B, GH) projection through memory cost more than the small per-step products; on another the
+small products ran at a third of the large one's rate), so `trainer.input_projection=auto`
+measures both (`seqbench.train.strategy`). The backward pass is the same for both.
 
 Shapes: T = time, B = batch, H = hidden size, G = gate blocks, GH = G*H.
 
@@ -46,36 +49,39 @@ def _keep(mask_t: jax.Array, new, old):
     return jax.tree_util.tree_map(lambda n, o: jnp.where(keep, n, o), new, old)
 
 
-def _run(rules, reverse, weights, carry, xs, mask):
+def _run(rules, reverse, hoisted, weights, carry, xs, mask):
     w_ih, b_ih, w_hh, b_hh = weights
     masked = mask.ndim == 2
 
     def step(carry, inputs):
         x_t, m_t = inputs
-        new, residual = rules.forward(w_hh, b_hh, carry, x_t @ w_ih + b_ih)
+        xp_t = x_t if hoisted else x_t @ w_ih + b_ih
+        new, residual = rules.forward(w_hh, b_hh, carry, xp_t)
         if masked:
             new = _keep(m_t, new, carry)
         return new, (new, residual)
 
+    streamed = jnp.einsum("tbf,fg->tbg", xs, w_ih) + b_ih if hoisted else xs
     final, (carries, residuals) = jax.lax.scan(
-        step, carry, (xs, mask if masked else None), reverse=reverse
+        step, carry, (streamed, mask if masked else None), reverse=reverse
     )
     ys = carries[0] * mask[..., None] if masked else carries[0]
     return final, ys, carries, residuals
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(0, 1))
-def _fused(rules, reverse, weights, carry, xs, mask):
-    final, ys, _, _ = _run(rules, reverse, weights, carry, xs, mask)
+@functools.partial(jax.custom_vjp, nondiff_argnums=(0, 1, 2))
+def _fused(rules, reverse, hoisted, weights, carry, xs, mask):
+    final, ys, _, _ = _run(rules, reverse, hoisted, weights, carry, xs, mask)
     return final, ys
 
 
-def _fused_fwd(rules, reverse, weights, carry, xs, mask):
-    final, ys, carries, residuals = _run(rules, reverse, weights, carry, xs, mask)
+def _fused_fwd(rules, reverse, hoisted, weights, carry, xs, mask):
+    final, ys, carries, residuals = _run(rules, reverse, hoisted, weights, carry, xs, mask)
     return (final, ys), (weights, carry, xs, mask, carries, residuals)
 
 
-def _fused_bwd(rules, reverse, saved, cotangents):
+def _fused_bwd(rules, reverse, hoisted, saved, cotangents):
+    del hoisted  # the input weights' gradients are one product over all steps either way
     (w_ih, _, w_hh, _), carry0, xs, mask, carries, residuals = saved
     d_final, d_ys = cotangents
     masked = mask.ndim == 2
@@ -124,6 +130,7 @@ def fused_scan(
     xs: jax.Array,
     mask: jax.Array | None = None,
     reverse: bool = False,
+    hoisted: bool = False,
 ) -> tuple[Carry, jax.Array]:
     """Run one recurrent layer over time-major inputs with the hand-written backward pass.
 
@@ -135,9 +142,11 @@ def fused_scan(
         mask: (T, B) validity (1 valid, 0 padding) or None. Padded steps keep the carry and
             output zeros, as in :func:`seqbench.models.scan.masked_scan`.
         reverse: process time from the end.
+        hoisted: project all T inputs in one product before the loop instead of inside each step
+            (the same function; the products round differently).
 
     Returns:
         ``(final_carry, ys)`` with ys (T, B, H) the hidden states (zero at padded steps).
     """
     mask = jnp.zeros((0,), xs.dtype) if mask is None else jnp.asarray(mask, xs.dtype)
-    return _fused(rules, reverse, tuple(weights), tuple(carry), xs, mask)
+    return _fused(rules, reverse, hoisted, tuple(weights), tuple(carry), xs, mask)

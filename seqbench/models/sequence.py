@@ -51,6 +51,8 @@ class SequenceModel(nn.Module):
     run each layer (each residual block) over time in chunks of that many steps, each chunk
     rematerialised (`seqbench.models.time_chunks`): the backward pass keeps each layer's inputs
     and outputs and one chunk's intermediate values; unidirectional models only.
+    ``hoist_projection``: the layers that have an input projection (`Spec.hoistable`) compute it
+    for the whole sequence before their time loop (`trainer.input_projection`).
 
     Submodules: ``encoder`` (linear/embedding only), ``layer_{k}_fwd``, ``layer_{k}_bwd``
     (bidirectional only) or ``block_{k}`` (residual: its layer is ``block_{k}/layer``),
@@ -70,6 +72,7 @@ class SequenceModel(nn.Module):
     readout: str = "last"
     remat: bool = False
     remat_chunk: int | None = None
+    hoist_projection: bool = False
     head_sizes: tuple[int, ...] = ()
     block: str = "plain"
     mlp_width: int | None = None
@@ -213,7 +216,13 @@ class SequenceModel(nn.Module):
         remat = self.remat and self.remat_chunk is None  # chunks are rematerialised whole
 
         def layer(name: str) -> nn.Module:
-            return architecture.layer(options, self.hidden_size, remat=remat, name=name)
+            return architecture.build_layer(
+                options,
+                self.hidden_size,
+                remat=remat,
+                hoist_projection=self.hoist_projection,
+                name=name,
+            )
 
         def run(module: nn.Module, x, start, offsets):
             """module (a layer or block) on x from carry `start`: (outputs, final carry)."""
@@ -239,6 +248,7 @@ class SequenceModel(nn.Module):
                     architecture,
                     options,
                     remat=remat,
+                    hoist_projection=self.hoist_projection,
                     mlp_width=self.mlp_width or 3 * self.hidden_size,
                     dropout=self.dropout,
                     name=f"block_{k}",

@@ -183,11 +183,12 @@ def seqbench_runner(
     scan: str | None = None,
     remat_chunk: int | None = None,
     seeds_over: str = "vmap",
+    input_projection: str = "in_step",
 ) -> Runner:
     """`cell`: a registered architecture's name, with its default options but `scan` (None: the
     default scan). One layer, plain block, inputs fed unchanged (as the peers). `remat`,
-    `remat_chunk`, `seeds_over`: trainer.remat, trainer.remat_chunk and trainer.seeds_over
-    ("vmap" or "map")."""
+    `remat_chunk`, `seeds_over`, `input_projection`: trainer.remat, trainer.remat_chunk,
+    trainer.seeds_over ("vmap" or "map") and trainer.input_projection ("in_step" or "hoisted")."""
     from seqbench.models.sequence import SequenceModel
 
     model = SequenceModel(
@@ -198,6 +199,7 @@ def seqbench_runner(
         readout=cfg.readout,
         remat=remat,
         remat_chunk=remat_chunk,
+        hoist_projection=input_projection == "hoisted",
     )
     return _jax_runner(model, cfg, steps, seeds, scan=True, seeds_over=seeds_over)
 

@@ -44,7 +44,7 @@ from seqbench.speed.configs import (
     step_flops,
 )
 from seqbench.speed.implementations import missing_peer
-from seqbench.train.seed_batching import MARGIN, WAYS
+from seqbench.train.strategy import MARGIN, PROJECTIONS, WAYS
 
 IMPLS = ("seqbench", "flax", "torch")
 SPEEDUP_TARGET, PEAK_TARGET, LONG_LIMIT_MB = 1.5, 0.85, 2000
@@ -60,7 +60,7 @@ def seeds_target(env: dict) -> float:
 
 def seed_row_choice(row: dict, env: dict) -> dict:
     """`row` with what `trainer.seeds_over=auto` takes on the platform of `env` (vmap on GPU and
-    TPU; on CPU the faster of vmap and map, by `seqbench.train.seed_batching.MARGIN`) as `auto`,
+    TPU; on CPU the faster of vmap and map, by `seqbench.train.strategy.MARGIN`) as `auto`,
     and its throughput as `throughput_ratio`."""
     vmap_ms, map_ms = row.get("vmap_ms"), row.get("map_ms")
     if env.get("platform") != "cpu":
@@ -106,6 +106,7 @@ def run_worker(
     attempts: int = 2,
     remat_chunk: int | None = None,
     seeds_over: str | None = None,
+    input_projection: str | None = None,
 ) -> dict:
     """One measurement in a fresh process. A worker that gives no result within `timeout` is run
     again, up to `attempts` times in all (a safety net: vmapped initialisation used to deadlock
@@ -140,6 +141,8 @@ def run_worker(
         command += ["--budget-seconds", f"{budget_seconds:g}"]
     if seeds_over is not None:
         command += ["--seeds-over", seeds_over]
+    if input_projection is not None:
+        command += ["--input-projection", input_projection]
     failed = {"impl": impl, "cell": cell, "config": config, "seeds": seeds, "remat": remat}
     if scan is not None:
         failed["scan"] = scan
@@ -170,18 +173,19 @@ def measure_one(
     seeds: int,
     min_seconds: float,
     seeds_over: str | None = None,
+    input_projection: str | None = None,
 ) -> dict:
     """A cold measurement, plus (JAX implementations) the compile time from the persistent cache.
-    `seeds_over` ("vmap" or "map"; seqbench only): how several seeds run."""
+    `seeds_over` ("vmap" or "map") and `input_projection` ("in_step" or "hoisted"), seqbench only:
+    how several seeds run and where simple_rnn / lstm / gru project their inputs."""
+    ways = {"seeds_over": seeds_over, "input_projection": input_projection}
     with tempfile.TemporaryDirectory(prefix="seqbench-speed-cache-") as cache:
         result = run_worker(
-            impl, cell, config, seeds=seeds, cache=cache, min_seconds=min_seconds,
-            seeds_over=seeds_over,
+            impl, cell, config, seeds=seeds, cache=cache, min_seconds=min_seconds, **ways
         )  # fmt: skip
         if impl != "torch" and "error" not in result:
             cached = run_worker(
-                impl, cell, config, seeds=seeds, cache=cache, compile_only=True,
-                seeds_over=seeds_over,
+                impl, cell, config, seeds=seeds, cache=cache, compile_only=True, **ways
             )  # fmt: skip
             result["cached_compile_s"] = cached.get("compile_s")
     return result
@@ -198,19 +202,34 @@ def fmt(value: float | None, digits: int = 1) -> str:
     return "–" if value is None else f"{value:.{digits}f}"
 
 
+def projection_choice(measured: list[dict]) -> tuple[dict, str | None, dict[str, float]]:
+    """Of one cell's single-seed seqbench measurements (one per input projection, or one
+    without), the one `trainer.input_projection=auto` trains with (in_step unless hoisted is
+    faster by `MARGIN`), its projection, and the ms per step of each projection measured."""
+    by_projection = {r.get("input_projection"): r for r in measured}
+    ms = {p: 1e3 * r["step_s"] for p, r in by_projection.items() if p and "step_s" in r}
+    if set(ms) == set(PROJECTIONS):
+        projection = "hoisted" if ms["hoisted"] < MARGIN * ms["in_step"] else "in_step"
+    else:  # one measured (or none ran): that one
+        projection = next(iter(ms), next(iter(by_projection)))
+    return by_projection[projection], projection, ms
+
+
 def summarise(results: list[dict], configs: dict[str, BenchConfig], peak: float) -> list[dict]:
-    """One row per (config, cell): step times per implementation, ratios and target checks."""
+    """One row per (config, cell): step times per implementation (seqbench's with the input
+    projection auto takes), ratios and target checks."""
     rows = []
     for name, cfg in configs.items():
         for cell in ARCHITECTURES:
-            by_impl = {
-                r["impl"]: r
-                for r in results
-                if r["config"] == name and r["cell"] == cell and r["seeds"] == 1
-            }
-            if "seqbench" not in by_impl:
+            single = [
+                r for r in results if r["config"] == name and r["cell"] == cell and r["seeds"] == 1
+            ]
+            by_impl = {r["impl"]: r for r in single if r["impl"] != "seqbench"}
+            ours_measured = [r for r in single if r["impl"] == "seqbench"]
+            if not ours_measured:
                 continue
-            ours = by_impl["seqbench"]
+            ours, projection, projection_ms = projection_choice(ours_measured)
+            by_impl = {"seqbench": ours, **by_impl}
             peers = [
                 by_impl[i]["step_s"]
                 for i in ("flax", "torch")
@@ -243,6 +262,8 @@ def summarise(results: list[dict], configs: dict[str, BenchConfig], peak: float)
                     "cached_compile_s": ours.get("cached_compile_s"),
                     "peak_rss_mb": {i: r.get("peak_rss_mb") for i, r in by_impl.items()},
                     "rss_increase_mb": {i: r.get("rss_increase_mb") for i, r in by_impl.items()},
+                    "input_projection": projection,
+                    "input_projection_ms": projection_ms,
                 }
             )
     return rows
@@ -261,8 +282,9 @@ def markdown(
         "process's footprint after imports.",
         "",
         "| config | cell | seqbench ms | flax ms | torch ms | speed-up (target) | GFLOP/s | % peak "
-        "| tokens/s | compile s cold / cached | memory MB (seqbench / flax / torch) |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "| tokens/s | compile s cold / cached | memory MB (seqbench / flax / torch) "
+        "| input projection (in step / hoisted ms) |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         ms = r["step_ms"]
@@ -278,15 +300,16 @@ def markdown(
             f"| {fmt(ms.get('torch'))} | {speed} | {fmt(r['gflops'])} "
             f"| {fmt(100 * r['fraction_of_peak'] if r['fraction_of_peak'] else None)} "
             f"| {fmt(r['tokens_per_s'], 0)} | {fmt(r['compile_s'], 2)} / {fmt(r['cached_compile_s'], 2)} "
-            f"| {' / '.join(fmt(rss.get(i), 0) for i in IMPLS)} |"
+            f"| {' / '.join(fmt(rss.get(i), 0) for i in IMPLS)} | {projection_cell(r)} |"
         )
     if seed_rows:
         target = seeds_target(env)
         lines += [
             "",
             f"{seed_rows[0]['seeds']} seeds in one program against {seed_rows[0]['seeds']} "
-            "single-seed runs: vmapped, and mapped (`lax.map`, one after another); "
-            "`trainer.seeds_over=auto` trains with the faster (on CPU; vmap on GPU and TPU).",
+            "single-seed runs: vmapped, and mapped (`lax.map`, one after another), each with the "
+            "input projection chosen above; `trainer.seeds_over=auto` trains with the faster (on "
+            "CPU; vmap on GPU and TPU).",
             "",
             "| config | cell | 1 seed ms | vmapped ms | mapped ms | throughput vmapped / mapped "
             f"| auto's (target ≥ {target:g}×) |",
@@ -317,6 +340,16 @@ def markdown(
                 f"| {fmt(r['xla_memory_mb'], 0)} | {fmt(r['rss_increase_mb'], 0)} | {ok} |"
             )
     return "\n".join(lines)
+
+
+def projection_cell(row: dict) -> str:
+    """The table's input-projection entry: auto's choice, and both projections' ms."""
+    ms = row.get("input_projection_ms") or {}
+    if not row.get("input_projection"):
+        return "–"
+    if set(ms) != set(PROJECTIONS):
+        return row["input_projection"]
+    return f"{row['input_projection']} ({fmt(ms['in_step'])} / {fmt(ms['hoisted'])})"
 
 
 def long_sequence_rows(cells: list[str], results: list[dict]) -> list[dict]:
@@ -531,30 +564,46 @@ def _default_matrix(
                 if reason is not None:
                     print(f"seqbench-speed: {impl}: {reason}: skipping it", file=sys.stderr)
                     continue
-                result = measure_one(impl, cell, name, 1, args.min_seconds)
-                results.append(result)
-                shown = (
-                    f"{1e3 * result['step_s']:.1f} ms"
-                    if "step_s" in result
-                    else f"error: {result.get('error')}"
-                )
-                print(f"  {name:<7} {cell:<10} {impl:<8} {shown}", file=sys.stderr, flush=True)
+                hoistable = impl == "seqbench" and ARCHITECTURES[cell].hoistable
+                for projection in PROJECTIONS if hoistable else (None,):
+                    result = measure_one(
+                        impl, cell, name, 1, args.min_seconds, input_projection=projection
+                    )
+                    results.append(result)
+                    shown = (
+                        f"{1e3 * result['step_s']:.1f} ms"
+                        if "step_s" in result
+                        else f"error: {result.get('error')}"
+                    )
+                    label = impl if projection is None else f"{impl} {projection}"
+                    print(f"  {name:<7} {cell:<10} {label:<8} {shown}", file=sys.stderr, flush=True)
     seed_rows = []
     if args.seeds_config and args.seeds > 1 and "seqbench" in impls:
         name = args.seeds_config
-        measured = {(r["impl"], r["cell"], r["config"], r["seeds"]): r for r in results}
         for cell in cells:
-            one = measured.get(("seqbench", cell, name, 1))
-            if one is None:
-                one = measure_one("seqbench", cell, name, 1, args.min_seconds)
-                results.append(one)
-            row = {"config": name, "cell": cell, "seeds": args.seeds}
+            ours = [
+                r
+                for r in results
+                if (r["impl"], r["cell"], r["config"], r["seeds"]) == ("seqbench", cell, name, 1)
+            ]
+            if not ours:
+                ours = [measure_one("seqbench", cell, name, 1, args.min_seconds)]
+                results.extend(ours)
+            # the seeds with the projection auto takes for one seed
+            one, projection, _ = projection_choice(ours)
+            row = {
+                "config": name,
+                "cell": cell,
+                "seeds": args.seeds,
+                "input_projection": projection,
+            }
             one_s = one.get("step_s")
             row["one_ms"] = 1e3 * one_s if one_s else None
             for how in WAYS:
                 many = measure_one(
-                    "seqbench", cell, name, args.seeds, args.min_seconds, seeds_over=how
-                )
+                    "seqbench", cell, name, args.seeds, args.min_seconds, seeds_over=how,
+                    input_projection=projection,
+                )  # fmt: skip
                 results.append(many)
                 many_s = many.get("step_s")
                 row[f"{how}_ms"] = 1e3 * many_s if many_s else None

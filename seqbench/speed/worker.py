@@ -43,6 +43,7 @@ def measure(
     budget_seconds: float | None = None,
     remat_chunk: int | None = None,
     seeds_over: str | None = None,
+    input_projection: str | None = None,
 ) -> dict:
     from seqbench.speed.configs import ALL_CONFIGS
     from seqbench.speed.implementations import IMPLEMENTATIONS
@@ -66,6 +67,8 @@ def measure(
         options["steps"] = steps
     if seeds_over is not None:
         options["seeds_over"] = seeds_over
+    if input_projection is not None:
+        options["input_projection"] = input_projection
     runner = IMPLEMENTATIONS[impl](cell, cfg, seeds=seeds, **options)
     compile_s = runner.compile()
     result = {
@@ -77,6 +80,7 @@ def measure(
         "remat_chunk": remat_chunk,
         "scan": scan,
         **({"seeds_over": seeds_over} if seeds_over is not None else {}),
+        **({"input_projection": input_projection} if input_projection is not None else {}),
         "compile_s": compile_s,
         "xla_memory_mb": runner.memory_mb(),
     }
@@ -134,6 +138,12 @@ def main(argv: list[str] | None = None) -> None:
         default=None,
         help="seqbench only: seeds vmapped or mapped",
     )
+    parser.add_argument(
+        "--input-projection",
+        choices=("in_step", "hoisted"),
+        default=None,
+        help="seqbench only: trainer.input_projection of simple_rnn / lstm / gru",
+    )
     args = parser.parse_args(argv)
     result = measure(
         args.impl,
@@ -151,6 +161,7 @@ def main(argv: list[str] | None = None) -> None:
         args.budget_seconds,
         args.remat_chunk,
         args.seeds_over,
+        args.input_projection,
     )
     print(json.dumps(result), file=sys.stdout, flush=True)
     # The result is out: skip interpreter shutdown, where XLA's CPU runtime has been seen to hang.

@@ -11,7 +11,7 @@ with every checkpoint, so a resumed run keeps the same best parameters as an uni
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,7 +28,7 @@ from seqbench.tasks.base import Task
 from seqbench.train.checkpoint import Checkpointer, KeptBest
 from seqbench.train.memory import available_memory, check_compiled, check_lowered
 from seqbench.train.program import NOT_DIVERGED, TrainProgram, TrainState
-from seqbench.train.seed_batching import SeedBatching, choose, chunk_of
+from seqbench.train.strategy import Strategy, choose, chunk_of
 
 
 @dataclass
@@ -45,7 +45,7 @@ class TrainResult:
     timing: compile_s, train_s, eval_s, flow_s, steps_per_s, tokens_per_s.
     state: the final batched TrainState (on device).
     best: each seed's parameters at its best evaluation (`trainer.keep_best`; else None).
-    seed_batching: how the training chunks ran the seeds (`trainer.seeds_over`).
+    strategy: how the training chunks ran (`trainer.seeds_over`, `trainer.input_projection`).
     """
 
     seeds: np.ndarray
@@ -58,7 +58,7 @@ class TrainResult:
     timing: dict[str, float] = field(default_factory=dict)
     state: TrainState | None = None
     best: KeptBest | None = None
-    seed_batching: SeedBatching | None = None
+    strategy: Strategy | None = None
 
 
 @jax.jit
@@ -181,6 +181,7 @@ def run_training(
     checkpointer: Checkpointer | None = None,
     gradient_flow: GradientFlow | None = None,
     state: TrainState | None = None,
+    programs: Mapping[str, TrainProgram] | None = None,
 ) -> TrainResult:
     """Train one model per seed, all seeds in one vmapped program, for `trainer.steps` steps.
 
@@ -197,8 +198,10 @@ def run_training(
     With `trainer.keep_best`, each seed's parameters at its best evaluation are kept (`BestTracker`),
     saved with every checkpoint, restored with it, and returned as `TrainResult.best`.
 
-    The seeds run vmapped or mapped as `trainer.seeds_over` says (`seqbench.train.seed_batching`);
-    a resumed run keeps the way its checkpoint was made with.
+    The seeds run vmapped or mapped as `trainer.seeds_over` says, and `programs` (the training
+    program under each input projection, `trainer.input_projection=auto`; None: `program` alone)
+    are measured with them; the fastest trains and evaluates (`seqbench.train.strategy`). A
+    resumed run keeps the choice its checkpoint was made with.
 
     Every program is checked against the device's memory (or `trainer.memory_limit_gb` GB) before
     it is compiled and again after, and refused with `seqbench.train.memory.OutOfMemory` if it will
@@ -211,13 +214,6 @@ def run_training(
     seed_array = jnp.asarray(seeds, dtype=jnp.int32)
     train_data = jax.device_put(task.train_data())
     eval_sets = jax.device_put(task.eval_sets())
-
-    def evaluate_splits(params: Any, sets: dict[str, Any]) -> dict[str, jax.Array]:
-        return {
-            f"{split}/{name}": values
-            for split, batch in sets.items()
-            for name, values in program.batched_evaluate(params, batch).items()
-        }
 
     timing = {"compile_s": 0.0, "train_s": 0.0, "eval_s": 0.0, "flow_s": 0.0}
 
@@ -243,7 +239,6 @@ def run_training(
     if state is None:
         state = compile_timed("initialisation", program.batched_init, seed_array)(seed_array)
     best = BestTracker.start(task, list(eval_sets), state.params) if trainer.keep_best else None
-    evaluate = compile_timed("evaluation", evaluate_splits, state.params, eval_sets)
     chunks: dict[int, Callable] = {}
     flows: dict[int, np.ndarray] = {}
     measure, flow_batch = None, None
@@ -284,19 +279,29 @@ def run_training(
         timing["resumed_from_step"] = done
 
     start = time.perf_counter()
-    batching = choose(
+    programs = {None: program} if programs is None else dict(programs)
+    strategy = choose(
         trainer.seeds_over,
-        program,
+        programs,
         state,
         train_data,
         steps,
         trainer.compilation_cache_dir,
-        # checkpoints from before the choice was saved were all made with vmapped seeds
-        resumed=history.get("seeds_over", "vmap") if restored is not None else None,
+        resumed=history if restored is not None else None,
         compile_program=compile_checked,
     )
     timing["compile_s"] += time.perf_counter() - start
-    run_chunk = chunk_of(program, batching.how)
+    program = programs[strategy.input_projection]
+    run_chunk = chunk_of(program, strategy.seeds_over)
+
+    def evaluate_splits(params: Any, sets: dict[str, Any]) -> dict[str, jax.Array]:
+        return {
+            f"{split}/{name}": values
+            for split, batch in sets.items()
+            for name, values in program.batched_evaluate(params, batch).items()
+        }
+
+    evaluate = compile_timed("evaluation", evaluate_splits, state.params, eval_sets)
 
     def save_checkpoint() -> None:
         history = {
@@ -307,7 +312,7 @@ def run_training(
             "train_loss": [row.tolist() for row in train_loss],
             "train_s": timing["train_s"],
             "gradient_flow": {str(k): v.tolist() for k, v in flows.items()},
-            "seeds_over": batching.how,
+            **strategy.history(),
         }
         checkpointer.save(done, state, history, best.kept if best is not None else None)
 
@@ -400,5 +405,5 @@ def run_training(
         timing=timing,
         state=state,
         best=best.kept if best is not None else None,
-        seed_batching=batching,
+        strategy=strategy,
     )

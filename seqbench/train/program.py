@@ -242,7 +242,7 @@ def make_train(
         ),
         # The seeds one after another inside one program: on CPU the per-seed weights turn every
         # matmul of the vmapped chunk into a batched one, which XLA runs slower than a loop of
-        # single ones for most recurrent layers (`seqbench.train.seed_batching` measures it).
+        # single ones for most recurrent layers (`seqbench.train.strategy` measures it).
         mapped_chunk=lambda state, data, n_steps: jax.lax.map(
             lambda s: chunk(s, data, n_steps), state
         ),

@@ -132,6 +132,26 @@ class Spec:
     #: the values its options' `scan` field takes, the default first (linear recurrences); empty
     #: for an architecture with one way to run
     scans: tuple[str, ...] = ()
+    #: its `layer` also takes `hoist_projection` (bool): the input projection computed for the
+    #: whole sequence before the time loop instead of inside each step (`trainer.input_projection`)
+    hoistable: bool = False
+
+    def build_layer(
+        self,
+        options: Any,
+        hidden_size: int,
+        *,
+        remat: bool = False,
+        hoist_projection: bool = False,
+        name: str | None = None,
+    ) -> nn.Module:
+        """The Flax module of one layer direction; `hoist_projection` is ignored by an architecture
+        that is not `hoistable` (it has no input projection to hoist)."""
+        if self.hoistable:
+            return self.layer(
+                options, hidden_size, remat=remat, hoist_projection=hoist_projection, name=name
+            )
+        return self.layer(options, hidden_size, remat=remat, name=name)
 
     def __post_init__(self) -> None:
         if not self.name.isidentifier():

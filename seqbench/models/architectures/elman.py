@@ -74,7 +74,12 @@ def identity_init(key, shape, dtype=jnp.float32):
 
 
 def layer(
-    options: ElmanOptions, hidden_size: int, *, remat: bool = False, name: str | None = None
+    options: ElmanOptions,
+    hidden_size: int,
+    *,
+    remat: bool = False,
+    hoist_projection: bool = False,
+    name: str | None = None,
 ) -> ProjectedLayer:
     """The Elman layer: inputs (B, T, F) -> (outputs (B, T, H), h (B, H))."""
     recurrent = identity_init if options.recurrent_init == "identity" else orthogonal_blocks_init(1)
@@ -83,6 +88,7 @@ def layer(
         rules=ElmanRules(options.activation),
         recurrent_init=recurrent,
         remat=remat,
+        hoist_projection=hoist_projection,
         name=name,
     )
 
@@ -100,6 +106,7 @@ SPEC = Spec(
     display_name="RNN",
     options=ElmanOptions,
     layer=layer,
+    hoistable=True,
     initial_carry=zero_carry(1),
     state_size=lambda options, features, hidden: hidden,
     step_flops=projected_step_flops(ElmanRules.gates),

@@ -65,11 +65,22 @@ class GRURules:
 
 
 def layer(
-    options: GRUOptions, hidden_size: int, *, remat: bool = False, name: str | None = None
+    options: GRUOptions,
+    hidden_size: int,
+    *,
+    remat: bool = False,
+    hoist_projection: bool = False,
+    name: str | None = None,
 ) -> ProjectedLayer:
     """The GRU layer: inputs (B, T, F) -> (outputs (B, T, H), h (B, H))."""
     del options
-    return ProjectedLayer(hidden_size=hidden_size, rules=GRURules(), remat=remat, name=name)
+    return ProjectedLayer(
+        hidden_size=hidden_size,
+        rules=GRURules(),
+        remat=remat,
+        hoist_projection=hoist_projection,
+        name=name,
+    )
 
 
 SPEC = Spec(
@@ -77,6 +88,7 @@ SPEC = Spec(
     display_name="GRU",
     options=GRUOptions,
     layer=layer,
+    hoistable=True,
     initial_carry=zero_carry(GRURules.carries),
     state_size=lambda options, features, hidden: hidden,
     step_flops=projected_step_flops(GRURules.gates),

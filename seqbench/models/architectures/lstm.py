@@ -93,7 +93,12 @@ def forget_bias_init(forget_bias: float) -> nn.initializers.Initializer:
 
 
 def layer(
-    options: LSTMOptions, hidden_size: int, *, remat: bool = False, name: str | None = None
+    options: LSTMOptions,
+    hidden_size: int,
+    *,
+    remat: bool = False,
+    hoist_projection: bool = False,
+    name: str | None = None,
 ) -> ProjectedLayer:
     """The LSTM layer: inputs (B, T, F) -> (outputs (B, T, H), (h, c) each (B, H))."""
     return ProjectedLayer(
@@ -101,6 +106,7 @@ def layer(
         rules=LSTMRules(),
         bias_ih_init=forget_bias_init(options.forget_bias),
         remat=remat,
+        hoist_projection=hoist_projection,
         name=name,
     )
 
@@ -110,6 +116,7 @@ SPEC = Spec(
     display_name="LSTM",
     options=LSTMOptions,
     layer=layer,
+    hoistable=True,
     initial_carry=zero_carry(LSTMRules.carries),
     state_size=lambda options, features, hidden: LSTMRules.carries * hidden,
     step_flops=projected_step_flops(LSTMRules.gates),

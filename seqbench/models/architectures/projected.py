@@ -13,8 +13,9 @@ each step computes the projected input ``xp = x_t w_ih + b_ih`` (B, GH) and hand
 ``w_hh`` and ``b_hh``, to its `StepRules`.
 
 The rules object carries the step equations: the forward step and its hand-derived backward, run
-by :func:`seqbench.models.fused_scan.fused_scan` (input projection inside the step, one matmul per
-step each way, weight gradients as one matmul over all steps). With ``remat=True`` (long
+by :func:`seqbench.models.fused_scan.fused_scan` (input projection inside the step, or hoisted out
+of the loop with ``hoist_projection``; one matmul per step each way, weight gradients as one matmul
+over all steps). With ``remat=True`` (long
 sequences) the same forward step is differentiated by autodiff under ``jax.checkpoint``, so memory
 holds the carries only, O(T B H), instead of O(T B G H) gate activations; hidden offsets (the
 gradient-flow probe) take that autodiff path too. With ``seq_lengths``, steps t >= length leave the
@@ -109,6 +110,9 @@ class ProjectedLayer(nn.Module):
     recurrent_init: nn.initializers.Initializer | None = None
     bias_ih_init: nn.initializers.Initializer | None = None
     remat: bool = False
+    # project the whole sequence before the loop (fused path only: remat and hidden offsets keep
+    # the projection in the step, so that no (T, B, GH) buffer is stored)
+    hoist_projection: bool = False
 
     def __post_init__(self):
         if self.hidden_size < 1:
@@ -154,7 +158,7 @@ class ProjectedLayer(nn.Module):
             mask = None if seq_lengths is None else length_mask(seq_lengths, inputs.shape[1]).T
             weights = (w_ih, b_ih, w_hh, b_hh)
             xs = jnp.swapaxes(inputs, 0, 1)
-            final, ys = fused_scan(rules, weights, carry, xs, mask, reverse)
+            final, ys = fused_scan(rules, weights, carry, xs, mask, reverse, self.hoist_projection)
             outputs = jnp.swapaxes(ys, 0, 1)
         else:
             # Autodiff through the plain step: for long sequences (remat: keep only the carry per
