@@ -83,15 +83,22 @@ def test_the_table_takes_the_input_projection_auto_would():
 
 def test_the_seed_table_takes_what_auto_would():
     row = {"config": "adding", "cell": "gru", "seeds": 8, "one_ms": 10.0}
-    timed = {"vmap_ms": 90.0, "map_ms": 80.0, "vmap_ratio": 80 / 90, "map_ratio": 1.0}
     cpu, gpu = {"platform": "cpu"}, {"platform": "gpu"}
-    assert seed_row_choice({**row, **timed}, cpu)["auto"] == "map"
-    assert seed_row_choice({**row, **timed}, cpu)["throughput_ratio"] == 1.0
-    assert seed_row_choice({**row, **timed}, gpu)["auto"] == "vmap"  # auto never maps there
-    close = {**timed, "map_ms": 88.0}  # within strategy.MARGIN: vmap stays
-    assert seed_row_choice({**row, **close}, cpu)["auto"] == "vmap"
-    failed = {"vmap_ms": None, "map_ms": None, "vmap_ratio": None, "map_ratio": None}
-    assert seed_row_choice({**row, **failed}, cpu)["auto"] is None
+
+    def chosen(env, **ms):
+        candidates = {name.replace("_", ", ", 1): value for name, value in ms.items()}
+        return seed_row_choice({**row, "candidates_ms": candidates}, env)
+
+    both = dict(vmap_in_step=90.0, vmap_hoisted=85.0, map_in_step=80.0, map_hoisted=84.0)
+    assert chosen(cpu, **both)["auto"] == "map, in_step"
+    assert chosen(cpu, **both)["throughput_ratio"] == 1.0
+    assert (chosen(cpu, **both)["vmap_ms"], chosen(cpu, **both)["map_ms"]) == (85.0, 80.0)
+    assert chosen(gpu, **both)["auto"] == "vmap, hoisted"  # auto never maps there
+    close = {**both, "vmap_hoisted": 90.0, "map_in_step": 88.0, "map_hoisted": 89.0}
+    assert chosen(cpu, **close)["auto"] == "vmap, in_step"  # within strategy.MARGIN: the default
+    assert chosen(cpu, vmap=90.0, map=80.0)["auto"] == "map"  # no projection to choose
+    failed = chosen(cpu, vmap=None, map=None)
+    assert failed["auto"] is None and failed["vmap_ratio"] is None
     assert (seeds_target(cpu), seeds_target(gpu)) == (1.0, 4.0)
 
 
@@ -110,9 +117,10 @@ def test_harness_writes_a_table_and_json(tmp_path, capsys):
     assert set(row["input_projection_ms"]) == {"in_step", "hoisted"}
     assert row["step_ms"]["seqbench"] == row["input_projection_ms"][row["input_projection"]]
     (seeds,) = report["multi_seed"]
-    assert seeds["vmap_ratio"] > 0 and seeds["map_ratio"] > 0 and seeds["auto"] in ("vmap", "map")
-    assert seeds["throughput_ratio"] == seeds[f"{seeds['auto']}_ratio"]
-    assert seeds["input_projection"] == row["input_projection"]
+    assert seeds["vmap_ratio"] > 0 and seeds["map_ratio"] > 0
+    labels = {"vmap, in_step", "vmap, hoisted", "map, in_step", "map, hoisted"}
+    assert set(seeds["candidates_ms"]) == labels
+    assert seeds["throughput_ratio"] == 2 * seeds["one_ms"] / seeds["candidates_ms"][seeds["auto"]]
     table = out.with_suffix(".md").read_text()
     assert "| tiny | gru |" in table and table.strip() in capsys.readouterr().out
 

@@ -20,6 +20,7 @@ float32 matmul under XLA) is measured in the same run, so "% of peak" compares l
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import subprocess
@@ -44,7 +45,7 @@ from seqbench.speed.configs import (
     step_flops,
 )
 from seqbench.speed.implementations import missing_peer
-from seqbench.train.strategy import MARGIN, PROJECTIONS, WAYS
+from seqbench.train.strategy import MARGIN, PROJECTIONS, WAYS, label
 
 IMPLS = ("seqbench", "flax", "torch")
 SPEEDUP_TARGET, PEAK_TARGET, LONG_LIMIT_MB = 1.5, 0.85, 2000
@@ -59,17 +60,27 @@ def seeds_target(env: dict) -> float:
 
 
 def seed_row_choice(row: dict, env: dict) -> dict:
-    """`row` with what `trainer.seeds_over=auto` takes on the platform of `env` (vmap on GPU and
-    TPU; on CPU the faster of vmap and map, by `seqbench.train.strategy.MARGIN`) as `auto`,
-    and its throughput as `throughput_ratio`."""
-    vmap_ms, map_ms = row.get("vmap_ms"), row.get("map_ms")
+    """`row` with what `trainer.seeds_over=auto` and `trainer.input_projection=auto` take on the
+    platform of `env`, as `seqbench.train.strategy.choose` does: of the measured candidates
+    (`row["candidates_ms"]`, {strategy.label: ms}; vmap only on GPU and TPU) the fastest, unless the
+    first (vmap, in the step) is within `MARGIN` of it. Adds `auto` (the label), its throughput
+    (`throughput_ratio`), and per way the best ms and ratio over the projections (`vmap_ms`,
+    `vmap_ratio`, `map_ms`, `map_ratio`)."""
+    ms = {name: value for name, value in row.get("candidates_ms", {}).items() if value is not None}
+    one, seeds = row.get("one_ms"), row["seeds"]
+    out = dict(row)
+    for how in WAYS:
+        times = [value for name, value in ms.items() if name.split(",")[0] == how]
+        out[f"{how}_ms"] = min(times) if times else None
+        out[f"{how}_ratio"] = seeds * one / min(times) if one and times else None
     if env.get("platform") != "cpu":
-        return {**row, "auto": "vmap", "throughput_ratio": row.get("vmap_ratio")}
-    if vmap_ms is None and map_ms is None:
-        return {**row, "auto": None, "throughput_ratio": None}
-    if map_ms is not None and (vmap_ms is None or map_ms < MARGIN * vmap_ms):
-        return {**row, "auto": "map", "throughput_ratio": row.get("map_ratio")}
-    return {**row, "auto": "vmap", "throughput_ratio": row.get("vmap_ratio")}
+        ms = {name: value for name, value in ms.items() if name.split(",")[0] == "vmap"}
+    if not ms:
+        return {**out, "auto": None, "throughput_ratio": None}
+    default = next(iter(ms))
+    best = min(ms, key=ms.get)
+    chosen = best if ms[best] < MARGIN * ms[default] else default
+    return {**out, "auto": chosen, "throughput_ratio": seeds * one / ms[chosen] if one else None}
 
 
 def matmul_peak_gflops(size: int = 2048, calls: int = 10) -> float:
@@ -307,9 +318,10 @@ def markdown(
         lines += [
             "",
             f"{seed_rows[0]['seeds']} seeds in one program against {seed_rows[0]['seeds']} "
-            "single-seed runs: vmapped, and mapped (`lax.map`, one after another), each with the "
-            "input projection chosen above; `trainer.seeds_over=auto` trains with the faster (on "
-            "CPU; vmap on GPU and TPU).",
+            "single-seed runs (as auto runs one seed): vmapped, and mapped (`lax.map`, one after "
+            "another), each the faster of its input projections; auto (`trainer.seeds_over`, "
+            "`trainer.input_projection`) trains with the fastest candidate (vmap only on GPU and "
+            "TPU).",
             "",
             "| config | cell | 1 seed ms | vmapped ms | mapped ms | throughput vmapped / mapped "
             f"| auto's (target ≥ {target:g}×) |",
@@ -575,8 +587,8 @@ def _default_matrix(
                         if "step_s" in result
                         else f"error: {result.get('error')}"
                     )
-                    label = impl if projection is None else f"{impl} {projection}"
-                    print(f"  {name:<7} {cell:<10} {label:<8} {shown}", file=sys.stderr, flush=True)
+                    which = impl if projection is None else f"{impl} {projection}"
+                    print(f"  {name:<7} {cell:<10} {which:<8} {shown}", file=sys.stderr, flush=True)
     seed_rows = []
     if args.seeds_config and args.seeds > 1 and "seqbench" in impls:
         name = args.seeds_config
@@ -589,29 +601,26 @@ def _default_matrix(
             if not ours:
                 ours = [measure_one("seqbench", cell, name, 1, args.min_seconds)]
                 results.extend(ours)
-            # the seeds with the projection auto takes for one seed
-            one, projection, _ = projection_choice(ours)
-            row = {
-                "config": name,
-                "cell": cell,
-                "seeds": args.seeds,
-                "input_projection": projection,
-            }
+            # against one seed as auto runs it; every (seeds_over, input_projection) candidate
+            one, _, _ = projection_choice(ours)
             one_s = one.get("step_s")
+            row = {"config": name, "cell": cell, "seeds": args.seeds}
             row["one_ms"] = 1e3 * one_s if one_s else None
-            for how in WAYS:
+            projections = PROJECTIONS if ARCHITECTURES[cell].hoistable else (None,)
+            row["candidates_ms"] = {}
+            for how, projection in itertools.product(WAYS, projections):
                 many = measure_one(
                     "seqbench", cell, name, args.seeds, args.min_seconds, seeds_over=how,
                     input_projection=projection,
                 )  # fmt: skip
                 results.append(many)
                 many_s = many.get("step_s")
-                row[f"{how}_ms"] = 1e3 * many_s if many_s else None
-                row[f"{how}_ratio"] = args.seeds * one_s / many_s if one_s and many_s else None
-            seed_rows.append(seed_row_choice(row, env))
+                row["candidates_ms"][label(how, projection)] = 1e3 * many_s if many_s else None
+            row = seed_row_choice(row, env)
+            seed_rows.append(row)
             print(
                 f"  {args.seeds} seeds {cell:<10} vmap {fmt(row['vmap_ratio'], 2)}, "
-                f"map {fmt(row['map_ratio'], 2)}",
+                f"map {fmt(row['map_ratio'], 2)}, auto {row['auto']}",
                 file=sys.stderr,
             )
     long_rows = long_sequence_rows(long_cells, results) if "seqbench" in impls else []
