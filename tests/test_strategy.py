@@ -88,6 +88,14 @@ def test_auto_measures_once_remembers_and_takes_the_defaults_where_measuring_doe
         }
     ]
 
+    # the real measurement has run; the rest only count the candidates measured (no compiles)
+    monkeypatch.setattr(
+        strategy,
+        "measure",
+        lambda programs, candidates, *args: (
+            measured.append(1) or {strategy.label(*c): 1.0 for c in candidates}
+        ),
+    )
     cache.write_text("{not json")  # a damaged cache is measured again, and rewritten
     assert strategy.choose("auto", programs, state, data, long, tmp_path).seeds_over_why == (
         "measured"
