@@ -25,7 +25,7 @@ from seqbench.speed.run import (
     seeds_target,
     worker_measure,
 )
-from seqbench.speed.worker import measure
+from seqbench.speed.worker import compare_seeds, measure
 
 
 def test_step_flops_is_three_forward_passes_of_the_matmuls():
@@ -59,6 +59,15 @@ def test_the_seqbench_runner_maps_seeds_as_trainer_seeds_over_says():
     runner = seqbench_runner("gru", TINY, seeds=2, seeds_over="map", input_projection="hoisted")
     assert runner.compile() > 0
     runner.run()
+
+
+def test_seeds_are_compared_in_one_process_in_alternation():
+    candidates = [("vmap", "in_step"), ("map", "hoisted")]
+    result = compare_seeds("gru", "tiny", 2, candidates, "hoisted", None, min_seconds=0.0)
+    assert result["one_ms"] > 0 and result["one_projection"] == "hoisted"
+    assert set(result["candidates_ms"]) == {"vmap, in_step", "map, hoisted"}
+    rounds = {len(times) for times in result["step_times_s"].values()}
+    assert rounds == {3}  # every program timed once per round
 
 
 def test_the_table_takes_the_input_projection_auto_would():

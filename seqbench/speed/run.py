@@ -45,7 +45,7 @@ from seqbench.speed.configs import (
     step_flops,
 )
 from seqbench.speed.implementations import missing_peer
-from seqbench.train.strategy import MARGIN, PROJECTIONS, WAYS, label
+from seqbench.train.strategy import MARGIN, PROJECTIONS, WAYS
 
 IMPLS = ("seqbench", "flax", "torch")
 SPEEDUP_TARGET, PEAK_TARGET, LONG_LIMIT_MB = 1.5, 0.85, 2000
@@ -118,8 +118,9 @@ def run_worker(
     remat_chunk: int | None = None,
     seeds_over: str | None = None,
     input_projection: str | None = None,
+    extra: tuple[str, ...] = (),
 ) -> dict:
-    """One measurement in a fresh process. A worker that gives no result within `timeout` is run
+    """One measurement in a fresh process (`extra`: more worker arguments). A worker that gives no result within `timeout` is run
     again, up to `attempts` times in all (a safety net: vmapped initialisation used to deadlock
     XLA's CPU thread pool, see TrainProgram.batched_init)."""
     command = [
@@ -154,6 +155,7 @@ def run_worker(
         command += ["--seeds-over", seeds_over]
     if input_projection is not None:
         command += ["--input-projection", input_projection]
+    command += list(extra)
     failed = {"impl": impl, "cell": cell, "config": config, "seeds": seeds, "remat": remat}
     if scan is not None:
         failed["scan"] = scan
@@ -318,10 +320,10 @@ def markdown(
         lines += [
             "",
             f"{seed_rows[0]['seeds']} seeds in one program against {seed_rows[0]['seeds']} "
-            "single-seed runs (as auto runs one seed): vmapped, and mapped (`lax.map`, one after "
-            "another), each the faster of its input projections; auto (`trainer.seeds_over`, "
-            "`trainer.input_projection`) trains with the fastest candidate (vmap only on GPU and "
-            "TPU).",
+            "single-seed runs (one seed as auto runs it), all compiled in one process and timed in "
+            "alternation: vmapped, and mapped (`lax.map`, one after another), each the faster of "
+            "its input projections; auto (`trainer.seeds_over`, `trainer.input_projection`) trains "
+            "with the fastest candidate (vmap only on GPU and TPU).",
             "",
             "| config | cell | 1 seed ms | vmapped ms | mapped ms | throughput vmapped / mapped "
             f"| auto's (target ≥ {target:g}×) |",
@@ -601,21 +603,26 @@ def _default_matrix(
             if not ours:
                 ours = [measure_one("seqbench", cell, name, 1, args.min_seconds)]
                 results.extend(ours)
-            # against one seed as auto runs it; every (seeds_over, input_projection) candidate
-            one, _, _ = projection_choice(ours)
-            one_s = one.get("step_s")
-            row = {"config": name, "cell": cell, "seeds": args.seeds}
-            row["one_ms"] = 1e3 * one_s if one_s else None
+            # every (seeds_over, input_projection) candidate against one seed as auto runs it,
+            # timed in alternation in one process (the host drifts between processes)
+            _, one_projection, _ = projection_choice(ours)
             projections = PROJECTIONS if ARCHITECTURES[cell].hoistable else (None,)
-            row["candidates_ms"] = {}
-            for how, projection in itertools.product(WAYS, projections):
-                many = measure_one(
-                    "seqbench", cell, name, args.seeds, args.min_seconds, seeds_over=how,
-                    input_projection=projection,
-                )  # fmt: skip
-                results.append(many)
-                many_s = many.get("step_s")
-                row["candidates_ms"][label(how, projection)] = 1e3 * many_s if many_s else None
+            candidates = list(itertools.product(WAYS, projections))
+            compared = run_worker(
+                "seqbench", cell, name, seeds=args.seeds, min_seconds=args.min_seconds,
+                timeout=600.0, extra=(
+                    "--compare-seeds", ",".join(f"{how}/{p or '-'}" for how, p in candidates),
+                    *(("--one-projection", one_projection) if one_projection else ()),
+                ),
+            )  # fmt: skip
+            results.append(compared)
+            row = {
+                "config": name,
+                "cell": cell,
+                "seeds": args.seeds,
+                "one_ms": compared.get("one_ms"),
+                "candidates_ms": compared.get("candidates_ms", {}),
+            }
             row = seed_row_choice(row, env)
             seed_rows.append(row)
             print(

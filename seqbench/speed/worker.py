@@ -110,6 +110,62 @@ def measure(
     return result
 
 
+def compare_seeds(
+    cell: str,
+    config: str,
+    seeds: int,
+    candidates: list[tuple[str, str | None]],
+    one_projection: str | None,
+    cache_dir: str | None,
+    min_seconds: float,
+    max_rounds: int = 30,
+) -> dict:
+    """`seeds` seeds in one program under each (seeds_over, input_projection) candidate against one
+    seed (with `one_projection`), all compiled in this process and timed in alternation, one call
+    of each per round, so that a drifting host slows every program alike. Returns the median ms
+    per training step of one seed (`one_ms`) and of each candidate (`candidates_ms`, keyed by
+    `seqbench.train.strategy.label`), and every call's time."""
+    from seqbench.speed.configs import ALL_CONFIGS
+    from seqbench.speed.implementations import seqbench_runner
+    from seqbench.train.driver import enable_compilation_cache
+    from seqbench.train.strategy import label
+
+    enable_compilation_cache(cache_dir)
+    cfg = ALL_CONFIGS[config]
+
+    def runner(count: int, how: str, projection: str | None):
+        return seqbench_runner(
+            cell, cfg, seeds=count, seeds_over=how, input_projection=projection or "in_step"
+        )
+
+    runners = {"one": runner(1, "vmap", one_projection)}
+    runners.update({label(how, p): runner(seeds, how, p) for how, p in candidates})
+    for run in runners.values():
+        run.compile()
+        run.run()  # warm-up
+    times: dict[str, list[float]] = {name: [] for name in runners}
+    start = time.perf_counter()
+    while len(times["one"]) < max_rounds and (
+        len(times["one"]) < 3 or time.perf_counter() - start < min_seconds * len(runners)
+    ):
+        for name, run in runners.items():
+            t0 = time.perf_counter()
+            run.run()
+            times[name].append((time.perf_counter() - t0) / run.steps_per_call)
+    ms = {name: 1e3 * statistics.median(values) for name, values in times.items()}
+    return {
+        "impl": "seqbench",
+        "cell": cell,
+        "config": config,
+        "seeds": seeds,
+        "mode": "seed comparison",
+        "one_projection": one_projection,
+        "one_ms": ms.pop("one"),
+        "candidates_ms": ms,
+        "step_times_s": times,
+    }
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="seqbench.speed.worker")
     parser.add_argument("impl")
@@ -144,7 +200,27 @@ def main(argv: list[str] | None = None) -> None:
         default=None,
         help="seqbench only: trainer.input_projection of simple_rnn / lstm / gru",
     )
+    parser.add_argument(
+        "--compare-seeds",
+        default=None,
+        help="seqbench only: 'how/projection,...' candidates to time against one seed in this "
+        "process, in alternation (projection '-' for none); --seeds of them",
+    )
+    parser.add_argument(
+        "--one-projection", default=None, help="--compare-seeds: the one seed's input projection"
+    )
     args = parser.parse_args(argv)
+    if args.compare_seeds is not None:
+        candidates = [
+            (how, None if projection == "-" else projection)
+            for how, projection in (item.split("/") for item in args.compare_seeds.split(","))
+        ]
+        result = compare_seeds(
+            args.cell, args.config, args.seeds, candidates, args.one_projection, args.cache,
+            args.min_seconds,
+        )  # fmt: skip
+        print(json.dumps(result), file=sys.stdout, flush=True)
+        os._exit(0)
     result = measure(
         args.impl,
         args.cell,
