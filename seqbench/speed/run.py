@@ -45,7 +45,7 @@ from seqbench.speed.configs import (
     step_flops,
 )
 from seqbench.speed.implementations import missing_peer
-from seqbench.train.strategy import MARGIN, PROJECTIONS, WAYS
+from seqbench.train.strategy import PROJECTIONS, WAYS, fastest
 
 IMPLS = ("seqbench", "flax", "torch")
 SPEEDUP_TARGET, PEAK_TARGET, LONG_LIMIT_MB = 1.5, 0.85, 2000
@@ -61,11 +61,10 @@ def seeds_target(env: dict) -> float:
 
 def seed_row_choice(row: dict, env: dict) -> dict:
     """`row` with what `trainer.seeds_over=auto` and `trainer.input_projection=auto` take on the
-    platform of `env`, as `seqbench.train.strategy.choose` does: of the measured candidates
-    (`row["candidates_ms"]`, {strategy.label: ms}; vmap only on GPU and TPU) the fastest, unless the
-    first (vmap, in the step) is within `MARGIN` of it. Adds `auto` (the label), its throughput
-    (`throughput_ratio`), and per way the best ms and ratio over the projections (`vmap_ms`,
-    `vmap_ratio`, `map_ms`, `map_ratio`)."""
+    platform of `env`, by `seqbench.train.strategy.fastest` over the measured candidates
+    (`row["candidates_ms"]`, {strategy.label: ms}, vmap in the step first; vmap only on GPU and
+    TPU). Adds `auto` (the label), its throughput (`throughput_ratio`), and per way the best ms
+    and ratio over the projections (`vmap_ms`, `vmap_ratio`, `map_ms`, `map_ratio`)."""
     ms = {name: value for name, value in row.get("candidates_ms", {}).items() if value is not None}
     one, seeds = row.get("one_ms"), row["seeds"]
     out = dict(row)
@@ -77,9 +76,7 @@ def seed_row_choice(row: dict, env: dict) -> dict:
         ms = {name: value for name, value in ms.items() if name.split(",")[0] == "vmap"}
     if not ms:
         return {**out, "auto": None, "throughput_ratio": None}
-    default = next(iter(ms))
-    best = min(ms, key=ms.get)
-    chosen = best if ms[best] < MARGIN * ms[default] else default
+    chosen = fastest(ms)
     return {**out, "auto": chosen, "throughput_ratio": seeds * one / ms[chosen] if one else None}
 
 
@@ -218,11 +215,11 @@ def fmt(value: float | None, digits: int = 1) -> str:
 def projection_choice(measured: list[dict]) -> tuple[dict, str | None, dict[str, float]]:
     """Of one cell's single-seed seqbench measurements (one per input projection, or one
     without), the one `trainer.input_projection=auto` trains with (in_step unless hoisted is
-    faster by `MARGIN`), its projection, and the ms per step of each projection measured."""
+    faster by `strategy.MARGIN`), its projection, and the ms per step of each projection measured."""
     by_projection = {r.get("input_projection"): r for r in measured}
     ms = {p: 1e3 * r["step_s"] for p, r in by_projection.items() if p and "step_s" in r}
     if set(ms) == set(PROJECTIONS):
-        projection = "hoisted" if ms["hoisted"] < MARGIN * ms["in_step"] else "in_step"
+        projection = fastest({p: ms[p] for p in PROJECTIONS})
     else:  # one measured (or none ran): that one
         projection = next(iter(ms), next(iter(by_projection)))
     return by_projection[projection], projection, ms
