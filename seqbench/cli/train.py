@@ -211,8 +211,9 @@ def train_from_config(
     )
     with run:
         flow = job.gradient_flow()
+        programs = job.projections()  # each built once: the first also initialises
         result = run_training(
-            job.program(),
+            next(iter(programs.values())) if programs else job.program(),
             task,
             list(cfg.seeds),
             cfg.trainer,
@@ -226,7 +227,7 @@ def train_from_config(
             ),
             checkpointer=checkpointer,
             gradient_flow=flow,
-            programs=job.projections(),
+            programs=programs,
         )
         per_seed = seed_summaries(
             result.seeds,
