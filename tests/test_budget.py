@@ -4,6 +4,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from seqbench.models import (
     SequenceModel,
@@ -12,6 +14,7 @@ from seqbench.models import (
     hidden_size_for_budget,
     model_param_count,
 )
+from seqbench.models.budget import _smallest_reaching
 
 CELLS = ("simple_rnn", "lstm", "gru")
 GATES = {"simple_rnn": 1, "lstm": 4, "gru": 3}
@@ -77,3 +80,34 @@ def test_too_small_budget_raises():
         hidden_size_for_budget(make, ADDING[1], 16_001, tolerance=0.001)
     assert hidden_size_for_budget(make, ADDING[1], 16_001, tolerance=0.005) == 61
     assert hidden_size_for_budget(make, ADDING[1], 22, tolerance=0.0) == 1
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(st.integers(0, 50), min_size=1, max_size=300),
+    st.integers(1, 20_000),
+    st.integers(-5, 400),
+)
+def test_the_search_finds_the_smallest_size_that_reaches_the_budget_from_any_guess(
+    steps, budget, guess
+):
+    """Any increasing count (here cumulative sums of arbitrary steps, plateaus included) and any
+    guess: the answer is the brute-force one, or high + 1 when nothing reaches."""
+    counts = np.cumsum([1, *steps]).tolist()  # counts[h - 1] = count(h)
+    high = len(counts)
+    expected = next((h for h in range(1, high + 1) if counts[h - 1] >= budget), high + 1)
+    assert _smallest_reaching(lambda h: counts[h - 1], budget, guess, high) == expected
+
+
+@pytest.mark.parametrize("cell", list(CELLS))
+def test_the_quadratic_guess_is_the_answer_for_a_recurrent_stack(cell):
+    """count(H) is exactly quadratic for these models, so the search counts 5 sizes, not ~20."""
+    counted = []
+
+    def make(hidden):
+        counted.append(hidden)
+        return SequenceModel(architecture=get(cell), hidden_size=hidden, output_dim=1, n_layers=2)
+
+    hidden = hidden_size_for_budget(make, ADDING[1], 70_000)
+    assert len(counted) == 5
+    assert abs(model_param_count(make(hidden), ADDING[1]) - 70_000) <= 0.02 * 70_000

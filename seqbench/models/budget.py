@@ -27,6 +27,57 @@ def model_param_count(model: SequenceModel, example_inputs: Any) -> int:
     return count_params(variables["params"])
 
 
+def _smallest_reaching(count: Callable[[int], int], budget: int, guess: int, high: int) -> int:
+    """Smallest h in [1, high] with ``count(h) >= budget``, for ``count`` increasing in h, or
+    ``high + 1`` when even ``count(high)`` falls short.
+
+    Gallops from ``guess`` (doubling steps until the answer is bracketed), then bisects: a good
+    guess costs two counts, a wrong one about 2 log2 |guess - answer| more. The answer does not
+    depend on the guess.
+    """
+    guess = min(max(guess, 1), high)
+    step = 1
+    if count(guess) >= budget:
+        hi = guess  # reaches; walk down until a size falls short (or 0, which always does)
+        lo = max(0, hi - step)
+        while lo > 0 and count(lo) >= budget:
+            hi, step = lo, 2 * step
+            lo = max(0, hi - step)
+    else:
+        lo = guess  # falls short; walk up until a size reaches
+        hi = min(high, lo + step)
+        while count(hi) < budget:
+            if hi == high:
+                return high + 1
+            lo, step = hi, 2 * step
+            hi = min(high, lo + step)
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        if count(mid) >= budget:
+            hi = mid
+        else:
+            lo = mid
+    return hi
+
+
+def _quadratic_guess(count: Callable[[int], int], budget: int) -> int:
+    """Where the parabola through the counts at H = 1, 2, 4 reaches ``budget``: the parameter count
+    of a stack of dense, recurrent and convolution layers is quadratic in H (exactly, unless a
+    width is rounded from H), so the guess is usually the answer. Only a starting point."""
+    c1, c2, c4 = count(1), count(2), count(4)
+    # c(h) = a h^2 + b h + c through the three points
+    a = (c4 - 3 * c2 + 2 * c1) / 6
+    b = c2 - c1 - 3 * a
+    c = c1 - a - b
+    if a > 0:
+        root = (-b + math.sqrt(max(b * b - 4 * a * (c - budget), 0.0))) / (2 * a)
+    elif b > 0:
+        root = (budget - c) / b
+    else:
+        return 1
+    return math.ceil(root) if math.isfinite(root) else 1
+
+
 def hidden_size_for_budget(
     make_model: Callable[[int], SequenceModel],
     example_inputs: Any,
@@ -35,8 +86,10 @@ def hidden_size_for_budget(
 ) -> int:
     """Hidden size H whose model has the parameter count closest to ``budget``.
 
-    ``make_model(H)`` builds the model; its parameter count must be increasing in H. Searches
-    by doubling then bisection. Raises ValueError when the closest count is not within
+    ``make_model(H)`` builds the model; its parameter count must be increasing in H. The smallest
+    H that reaches the budget is found from a quadratic guess (`_quadratic_guess`), checked by
+    counting and corrected by galloping and bisection (`_smallest_reaching`); the answer is that H
+    or the one below, whichever is closer. Raises ValueError when the closest count is not within
     ``tolerance`` (relative to ``budget``), e.g. when even H = 1 is far over budget.
     """
     if budget < 1:
@@ -48,21 +101,13 @@ def hidden_size_for_budget(
             cache[h] = model_param_count(make_model(h), example_inputs)
         return cache[h]
 
-    # Find the smallest H with count(H) >= budget, bracketed in (lo, hi].
-    lo, hi = 0, 1
-    while count(hi) < budget:
-        lo, hi = hi, 2 * hi
-        if hi > _MAX_HIDDEN:
-            raise ValueError(
-                f"budget {budget} not reached with hidden_size <= {_MAX_HIDDEN} "
-                f"(count({lo}) = {count(lo)}); does make_model use its hidden-size argument?"
-            )
-    while hi - lo > 1:
-        mid = (lo + hi) // 2
-        if count(mid) >= budget:
-            hi = mid
-        else:
-            lo = mid
+    hi = _smallest_reaching(count, budget, _quadratic_guess(count, budget), _MAX_HIDDEN)
+    if hi > _MAX_HIDDEN:
+        raise ValueError(
+            f"budget {budget} not reached with hidden_size <= {_MAX_HIDDEN} "
+            f"(count({_MAX_HIDDEN}) = {count(_MAX_HIDDEN)}); does make_model use its hidden-size "
+            "argument?"
+        )
     candidates = [h for h in (hi - 1, hi) if h >= 1]
     best = min(candidates, key=lambda h: abs(count(h) - budget))
     error = abs(count(best) - budget) / budget
@@ -100,16 +145,12 @@ def sizes_for_budget(
             cache[w] = model_param_count(make_model(hidden, w), example_inputs)
         return cache[w]
 
-    lo, hi = 1, max(2, 4 * default_width(hidden))
-    if count(lo) >= budget:
-        hi = lo
-    elif count(hi) >= budget:
-        while hi - lo > 1:
-            mid = (lo + hi) // 2
-            if count(mid) >= budget:
-                hi = mid
-            else:
-                lo = mid
+    high = max(2, 4 * default_width(hidden))
+    # the count is linear in W: the line through W = 1 and W = high says where it reaches the budget
+    slope = (count(high) - count(1)) / (high - 1)
+    guess = 1 + math.ceil((budget - count(1)) / slope) if slope > 0 else 1
+    hi = min(_smallest_reaching(count, budget, guess, high), high)
+    lo = max(hi - 1, 1)
     best = min({lo, hi}, key=lambda w: abs(count(w) - budget))
     error = abs(count(best) - budget) / budget
     if error > tolerance:
