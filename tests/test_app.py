@@ -2,6 +2,7 @@
 
 import json
 import math
+import sys
 
 import pytest
 from conftest import run_train_cli
@@ -123,13 +124,32 @@ def test_a_multirun_sweep_writes_one_record_per_job_and_a_table_and_reruns_skip_
         (["--multirun", "model=gru,lstm", "task.length=5,-1"], "task.length"),
     ],
 )
-def test_bad_input_fails_with_one_line_before_anything_runs(run_cli, tmp_path, overrides, message):
-    done = run_cli("experiment=smoke", *overrides)
-    assert done.returncode == 2
-    lines = done.stderr.strip().splitlines()
-    assert len(lines) == 1, done.stderr
+def test_bad_input_fails_with_one_line_before_anything_runs(
+    tmp_path, monkeypatch, capsys, overrides, message
+):
+    """seqbench-train's `main()` in this process (the checks run before Hydra or JAX start any
+    work, so a subprocess per case would only add its start-up); the console process itself is
+    checked once below."""
+    from seqbench.cli.train import main
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "argv", ["seqbench-train", "experiment=smoke", *overrides])
+    with pytest.raises(SystemExit) as stopped:
+        main()
+    assert stopped.value.code == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1, lines
     assert lines[0].startswith("seqbench-train: error:") and message in lines[0]
     assert not (tmp_path / "outputs").exists(), "a failed check must not create run folders"
+
+
+def test_the_console_program_exits_2_with_one_line_on_bad_input(run_cli, tmp_path):
+    done = run_cli("experiment=smoke", "task.length=0")
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines() == [
+        "seqbench-train: error: task.length: must be positive, got 0"
+    ]
+    assert not (tmp_path / "outputs").exists()
 
 
 def test_a_run_that_fails_midway_records_the_failure(compose_config, tmp_path, monkeypatch):
