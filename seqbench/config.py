@@ -192,7 +192,8 @@ class TrainerConfig:
     first training loss, that loss taken as at least 0.001 (null: only non-finite losses diverge).
     `memory_limit_gb`: the memory (GB, 1e9 bytes) a compiled program may need; null: the device's
     (CPU: physical memory or cgroup limit; GPU/TPU: the allocator's limit). A program estimated to
-    need more is refused, before it runs, with one line.
+    need more is refused, before it runs, with one line; on a CPU XLA's estimate of its
+    temporaries counts 2.5 times for the evaluation (`seqbench.train.memory.CPU_TEMPORARY_FACTOR`).
     `seeds_over`: how the training chunk runs the seeds: `vmap` (one batched program: per-seed
     weights make every matmul a batched one), `map` (`lax.map`: the seeds one after another inside
     the program) or `auto` (`seqbench.train.strategy`: vmap on GPU/TPU; on CPU the faster of

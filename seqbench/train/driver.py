@@ -220,19 +220,19 @@ def run_training(
     memory = available_memory(trainer.memory_limit_gb)
 
     def compile_checked(
-        name: str, fn: Callable, *args: Any, static: tuple[int, ...] = ()
+        name: str, fn: Callable, *args: Any, static: tuple[int, ...] = (), forward: bool = False
     ) -> Callable:
         lowered = jax.jit(fn, static_argnums=static).lower(*args)
         check_lowered(lowered, name, memory)
         compiled = lowered.compile()
-        check_compiled(compiled, name, memory)
+        check_compiled(compiled, name, memory, forward=forward)
         return compiled
 
     def compile_timed(
-        name: str, fn: Callable, *args: Any, static: tuple[int, ...] = ()
+        name: str, fn: Callable, *args: Any, static: tuple[int, ...] = (), forward: bool = False
     ) -> Callable:
         start = time.perf_counter()
-        compiled = compile_checked(name, fn, *args, static=static)
+        compiled = compile_checked(name, fn, *args, static=static, forward=forward)
         timing["compile_s"] += time.perf_counter() - start
         return compiled
 
@@ -301,7 +301,7 @@ def run_training(
             for name, values in program.batched_evaluate(params, batch).items()
         }
 
-    evaluate = compile_timed("evaluation", evaluate_splits, state.params, eval_sets)
+    evaluate = compile_timed("evaluation", evaluate_splits, state.params, eval_sets, forward=True)
 
     def save_checkpoint() -> None:
         history = {
