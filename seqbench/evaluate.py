@@ -417,9 +417,7 @@ def cmd_eval(args: Any) -> None:
 
 
 def add_eval_commands(commands: Any) -> None:
-    """Add `seqbench eval` and `seqbench export` to the `seqbench` parser's subcommands."""
-    from seqbench.export import FORMATS, cmd_export
-
+    """Add `seqbench eval` to the `seqbench` parser's subcommands."""
     evaluate = commands.add_parser(
         "eval",
         help="evaluate a run's kept parameters again (other task settings: key=value overrides)",
@@ -441,12 +439,3 @@ def add_eval_commands(commands: Any) -> None:
     )
     evaluate.add_argument("--out", metavar="FILE.json", help="also write the results as JSON")
     evaluate.set_defaults(func=cmd_eval)
-    export = commands.add_parser(
-        "export", help="write one seed's kept parameters as .npz or a PyTorch state_dict"
-    )
-    export.add_argument("run_dir", help="the run folder (run.json, checkpoints/)")
-    export.add_argument("--seed", type=int, required=True, help="the seed (one of the run's)")
-    export.add_argument("--format", choices=FORMATS, default="npz")
-    export.add_argument("--params", choices=PARAMS, default="best", help="as for seqbench eval")
-    export.add_argument("--out", required=True, help="the file to write")
-    export.set_defaults(func=cmd_export)

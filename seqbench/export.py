@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from seqbench.evaluate import EvalError, RunParams, flat_params, load_params, load_run
+from seqbench.evaluate import PARAMS, EvalError, RunParams, flat_params, load_params, load_run
 
 FORMATS = ("npz", "torch")
 
@@ -134,3 +134,16 @@ def cmd_export(args: Any) -> None:
         f"seed {args.seed}'s {run.which} parameters (step {step}) written to {out}",
         file=sys.stderr,
     )
+
+
+def add_export_command(commands: Any) -> None:
+    """Add `seqbench export` to the `seqbench` parser's subcommands."""
+    export = commands.add_parser(
+        "export", help="write one seed's kept parameters as .npz or a PyTorch state_dict"
+    )
+    export.add_argument("run_dir", help="the run folder (run.json, checkpoints/)")
+    export.add_argument("--seed", type=int, required=True, help="the seed (one of the run's)")
+    export.add_argument("--format", choices=FORMATS, default="npz")
+    export.add_argument("--params", choices=PARAMS, default="best", help="as for seqbench eval")
+    export.add_argument("--out", required=True, help="the file to write")
+    export.set_defaults(func=cmd_export)

@@ -28,6 +28,7 @@ from typing import Any, NoReturn
 from seqbench.cli import fail as cli_fail
 from seqbench.data.download import add_data_commands
 from seqbench.evaluate import add_eval_commands
+from seqbench.export import add_export_command
 from seqbench.records import (
     FINISHED,
     REPORT_SPLIT,
@@ -478,6 +479,7 @@ def _main(argv: list[str] | None) -> None:
     best.set_defaults(func=cmd_search_best)
     add_data_commands(commands)
     add_eval_commands(commands)
+    add_export_command(commands)
     args, extra = parser.parse_known_args(argv)
     if extra and isinstance(getattr(args, "overrides", None), list):  # `eval RUN --split x k=v`
         args.overrides += [arg for arg in extra if not arg.startswith("-")]
