@@ -20,8 +20,9 @@
 #   $SEARCH_DIR/<preset>/<model>/optimization_results.yaml   the chosen rate and its objective
 #   $FINAL_DIR/<preset>/<model>/run.json            the final run (seeds 0..4)
 #   $RESULTS/table.md, curves.{png,svg}, generalisation.{png,svg}
-# Defaults: SEARCH_DIR=outputs/headline/search (scratch), RESULTS=results/headline,
-# FINAL_DIR=$RESULTS/runs (the records the table is made from, small enough to commit).
+# Defaults: RESULTS=results/headline, SEARCH_DIR=$RESULTS/search (every trial's record, committed
+# with the table: the evidence that each architecture got the same search), FINAL_DIR=$RESULTS/runs
+# (the records the table is made from).
 #
 # Environment: PRESETS and MODELS (space-separated) pick a part of the table, e.g.
 #   PRESETS="headline_adding_100 headline_mqar" MODELS="lstm gru" experiments/headline.sh
@@ -35,7 +36,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN="${BIN:-.venv/bin}"
 RESULTS="${RESULTS:-results/headline}"
-SEARCH_DIR="${SEARCH_DIR:-outputs/headline/search}"
+SEARCH_DIR="${SEARCH_DIR:-$RESULTS/search}"
 FINAL_DIR="${FINAL_DIR:-$RESULTS/runs}"
 ALL_PRESETS="headline_adding_100 headline_adding_600 headline_copy_memory
   headline_selective_copy headline_mqar headline_induction_heads headline_parity
