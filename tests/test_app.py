@@ -128,8 +128,8 @@ def test_bad_input_fails_with_one_line_before_anything_runs(
     tmp_path, monkeypatch, capsys, overrides, message
 ):
     """seqbench-train's `main()` in this process (the checks run before Hydra or JAX start any
-    work, so a subprocess per case would only add its start-up); the console process itself is
-    checked once below."""
+    work, so a subprocess per case would only add its start-up); the console process itself, its
+    exit status and its one line on stderr, is checked in test_faults_input.py."""
     from seqbench.cli.train import main
 
     monkeypatch.chdir(tmp_path)
@@ -141,15 +141,6 @@ def test_bad_input_fails_with_one_line_before_anything_runs(
     assert len(lines) == 1, lines
     assert lines[0].startswith("seqbench-train: error:") and message in lines[0]
     assert not (tmp_path / "outputs").exists(), "a failed check must not create run folders"
-
-
-def test_the_console_program_exits_2_with_one_line_on_bad_input(run_cli, tmp_path):
-    done = run_cli("experiment=smoke", "task.length=0")
-    assert done.returncode == 2
-    assert done.stderr.strip().splitlines() == [
-        "seqbench-train: error: task.length: must be positive, got 0"
-    ]
-    assert not (tmp_path / "outputs").exists()
 
 
 def test_a_run_that_fails_midway_records_the_failure(compose_config, tmp_path, monkeypatch):

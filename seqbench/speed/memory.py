@@ -2,18 +2,18 @@
 
 `seqbench.train.memory.check_compiled` refuses a program whose estimate (XLA's
 `memory_analysis`: arguments, outputs, temporaries) exceeds the device's memory. On a CPU the
-runtime's real peak in a forward pass of the linear recurrences' parallel scans is larger than the
-temporaries XLA's buffer assignment reports, so the check counts an evaluation's temporaries
-`seqbench.train.memory.CPU_TEMPORARY_FACTOR` times (a gradient program's once). This measures that ratio, one fresh process per
-program: the held-out forward pass of a 5,000-parameter model over `n` sequences of length `T`
-for `seeds` seeds (vmapped or mapped, as the trainer's evaluation can run them), its estimate,
-and the growth of the process's peak resident memory (`VmHWM`, reset just before the call) while
-it runs.
+runtime's real peak in a forward pass of the linear recurrences' parallel scans is larger than
+the temporaries XLA's buffer assignment reports, so the check counts an evaluation's temporaries
+`seqbench.train.memory.CPU_TEMPORARY_FACTOR` times (a gradient program's once). This measures
+that ratio, one fresh process per program: the held-out forward pass (or its gradient) of a
+5,000-parameter model over `n` sequences of length `T` for `seeds` seeds (vmapped or mapped, as
+the trainer can run them), its estimate, and the growth of the process's peak resident memory
+(`VmHWM`, reset just before the call) while it runs.
 
     python -m seqbench.speed.memory --out results/bench/cpu_memory
 
-prints the table, the largest ratio of each pass and whether the check covers it, and writes OUT.json (every
-measurement, the host) and OUT.md. Linux only (it reads /proc/self).
+prints the table, the largest ratio of each pass and whether the check covers it, and writes
+OUT.json (every measurement, the host) and OUT.md. Linux only (it reads /proc/self).
 """
 
 from __future__ import annotations
@@ -24,7 +24,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-from seqbench.provenance import device_info, git_info, package_versions
+from seqbench.provenance import git_info
+from seqbench.records import write_json_atomic, write_text_atomic
+from seqbench.speed.run import environment
 from seqbench.train.memory import CPU_TEMPORARY_FACTOR
 
 #: (architecture, T, sequences, seeds, seeds over, pass): the parallel scans of each linear
@@ -102,21 +104,24 @@ def measure(case: tuple) -> dict:
     }
 
 
+def row_line(row: dict) -> str:
+    """One measurement as a row of the Markdown table (sizes in GB)."""
+    name = (
+        f"{row['architecture']} T={row['length']}, {row['sequences']} sequences, "
+        f"{row['seeds']} seeds {row['seeds_over']}, {row['pass']}"
+    )
+    estimate = (row["in_out"] + row["temporaries"]) / 1e9
+    return f"| {name} | {estimate:.2f} | {row['peak_growth'] / 1e9:.2f} | {row['ratio']:.2f} |"
+
+
 def table(rows: list[dict]) -> str:
-    """The Markdown table of `rows` (sizes in GB) and the verdict on the factor."""
+    """The Markdown table of `rows` and, per pass, the verdict on the check's factor."""
     lines = [
         "| program | XLA estimate (GB) | measured peak growth (GB) | ratio |",
         "|---|---|---|---|",
+        *map(row_line, rows),
+        "",
     ]
-    for row in rows:
-        name = (
-            f"{row['architecture']} T={row['length']}, {row['sequences']} sequences, "
-            f"{row['seeds']} seeds {row['seeds_over']}, {row['pass']}"
-        )
-        estimate = (row["in_out"] + row["temporaries"]) / 1e9
-        lines.append(
-            f"| {name} | {estimate:.2f} | {row['peak_growth'] / 1e9:.2f} | {row['ratio']:.2f} |"
-        )
     for kind, counted in (("forward", CPU_TEMPORARY_FACTOR), ("gradient", 1.0)):
         ratios = [row["ratio"] for row in rows if row["pass"] == kind]
         if ratios:
@@ -130,7 +135,6 @@ def table(rows: list[dict]) -> str:
                 f"{kind.capitalize()} passes: largest ratio {worst:.2f}; on a CPU the check counts "
                 f"their temporaries x {counted:g}, {verdict}."
             )
-    lines.insert(len(rows) + 2, "")
     return "\n".join(lines)
 
 
@@ -143,23 +147,23 @@ def main(argv: list[str] | None = None) -> None:
     rows = []
     for case in CASES:
         rows.append(measure(case))
-        print(table(rows).splitlines()[-3], file=sys.stderr, flush=True)
+        print(row_line(rows[-1]), file=sys.stderr, flush=True)
     text = table(rows)
     print(text)
     if args.out:
         out = Path(args.out)
         out.parent.mkdir(parents=True, exist_ok=True)
-        host = {**device_info(), "jax": package_versions().get("jax"), "git": git_info()}
-        command = "python -m seqbench.speed.memory" + (f" --out {args.out}" if args.out else "")
-        out.with_suffix(".json").write_text(
-            json.dumps({"command": command, "host": host, "rows": rows}, indent=1) + "\n"
+        host = {**environment(), "git": git_info()}
+        command = f"python -m seqbench.speed.memory --out {args.out}"
+        write_json_atomic(
+            out.with_suffix(".json"), {"command": command, "host": host, "rows": rows}
         )
         header = (
             "# XLA's memory estimate against the measured peak on this CPU\n\n"
-            f"`{command}` ({host.get('cpu_model')}, {host.get('cpu_count')} cores, "
-            f"jax {host.get('jax')})\n\n"
+            f"`{command}` ({host['cpu_model']}, {host['cpu_count']} cores, "
+            f"jax {host['versions'].get('jax')})\n\n"
         )
-        out.with_suffix(".md").write_text(header + text + "\n")
+        write_text_atomic(out.with_suffix(".md"), header + text + "\n")
 
 
 if __name__ == "__main__":

@@ -117,9 +117,9 @@ def run_worker(
     input_projection: str | None = None,
     extra: tuple[str, ...] = (),
 ) -> dict:
-    """One measurement in a fresh process (`extra`: more worker arguments). A worker that gives no result within `timeout` is run
-    again, up to `attempts` times in all (a safety net: vmapped initialisation used to deadlock
-    XLA's CPU thread pool, see TrainProgram.batched_init)."""
+    """One measurement in a fresh process (`extra`: more worker arguments). A worker that gives
+    no result within `timeout` is run again, up to `attempts` times in all (a safety net: vmapped
+    initialisation used to deadlock XLA's CPU thread pool, see TrainProgram.batched_init)."""
     command = [
         sys.executable,
         "-m",
@@ -214,8 +214,9 @@ def fmt(value: float | None, digits: int = 1) -> str:
 
 def projection_choice(measured: list[dict]) -> tuple[dict, str | None, dict[str, float]]:
     """Of one cell's single-seed seqbench measurements (one per input projection, or one
-    without), the one `trainer.input_projection=auto` trains with (in_step unless hoisted is
-    faster by `strategy.MARGIN`), its projection, and the ms per step of each projection measured."""
+    without), the one `trainer.input_projection=auto` trains with (`strategy.fastest`: in_step
+    unless hoisted is faster by `strategy.MARGIN`), its projection, and the ms per step of each
+    projection measured."""
     by_projection = {r.get("input_projection"): r for r in measured}
     ms = {p: 1e3 * r["step_s"] for p, r in by_projection.items() if p and "step_s" in r}
     if set(ms) == set(PROJECTIONS):
