@@ -2,15 +2,21 @@
 
 Runs that differ only in them (a learning-rate search's trials) lower to the same training program,
 so the persistent compilation cache serves all but the first; the arithmetic is bit-identical to the
-constants' (the optimizers the committed results used: Adam and RMSprop with clipping or without);
-and a checkpoint written before the injection still resumes, ending bit-identical.
+constants' for the optimizers the committed results used (Adam and RMSprop, with clipping or
+without), within float32 rounding for SGD with Nesterov momentum; and a checkpoint written before
+the injection still resumes, ending within float32 rounding of a run made after it. These claims
+are about the compiler a user's run gets, so they are checked in a child process without the
+suite's cheaper code generation (`conftest.run_under_default_compiler`).
 """
+
+from pathlib import Path
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
+from conftest import run_under_default_compiler
 
 from seqbench.config import ModelConfig, OptimizerConfig, TrainerConfig
 from seqbench.models.build import build_model
@@ -55,22 +61,36 @@ def trained(optimizer: optax.GradientTransformation, steps: int = 12) -> dict:
     return jax.device_get(params)
 
 
-@pytest.mark.parametrize(
-    "options",
-    [
-        dict(name="adam", lr=3e-3, grad_clip=1.0),
-        dict(name="adam", lr=2e-3, grad_clip=5.0),
-        dict(name="rmsprop", lr=5e-4, grad_clip=None),
-        dict(name="rmsprop", lr=1e-3, momentum=0.9, grad_clip=1.0),
-        dict(name="adamw", lr=1e-3, weight_decay=0.01),
-        dict(name="sgd", lr=0.1, momentum=0.9, nesterov=True),
-    ],
-)
-def test_injected_rate_and_threshold_compute_what_the_constants_did(options):
-    cfg = OptimizerConfig(**options)
-    ours, theirs = trained(build_optimizer(cfg, 10)), trained(with_constants(cfg))
-    for name in ours:
-        np.testing.assert_array_equal(ours[name], theirs[name])
+#: the optimizers whose injected rate and threshold compute bit for bit what the constants did:
+#: those of the committed results (Adam, RMSprop) and AdamW
+BIT_IDENTICAL = [
+    dict(name="adam", lr=3e-3, grad_clip=1.0),
+    dict(name="adam", lr=2e-3, grad_clip=5.0),
+    dict(name="rmsprop", lr=5e-4, grad_clip=None),
+    dict(name="rmsprop", lr=1e-3, momentum=0.9, grad_clip=1.0),
+    dict(name="adamw", lr=1e-3, weight_decay=0.01),
+]
+#: SGD with Nesterov momentum: the default compiler folds the constant rate into the momentum
+#: arithmetic, and 12 updates end up to one float32 rounding (1.2e-7) apart
+WITHIN_ROUNDING = [dict(name="sgd", lr=0.1, momentum=0.9, nesterov=True)]
+
+
+def check_injected_equals_constants() -> None:
+    """The optimizers above, injected, end where their constants did (raises otherwise)."""
+    for options in BIT_IDENTICAL + WITHIN_ROUNDING:
+        cfg = OptimizerConfig(**options)
+        ours, theirs = trained(build_optimizer(cfg, 10)), trained(with_constants(cfg))
+        for name in ours:
+            if options in BIT_IDENTICAL:
+                np.testing.assert_array_equal(ours[name], theirs[name], err_msg=f"{options}")
+            else:
+                np.testing.assert_allclose(
+                    ours[name], theirs[name], rtol=1e-6, err_msg=f"{options}"
+                )
+
+
+def test_injected_rate_and_threshold_compute_what_the_constants_did():
+    run_under_default_compiler("test_injected_rate", "check_injected_equals_constants")
 
 
 @pytest.mark.parametrize("schedule", ["linear", "cosine", "warmup_cosine"])
@@ -115,18 +135,24 @@ def test_runs_that_differ_only_in_rate_and_threshold_lower_to_one_program(task_a
     assert other not in programs
 
 
-def test_a_checkpoint_written_before_the_injection_resumes_bit_identical(task_and_model, tmp_path):
-    task, model = task_and_model
+def check_resume_across_the_injection(folder: str) -> None:
+    """A run checkpointed at step 4 of 8 with the constants' optimizer resumes with the injected
+    one and ends where a run of 8 steps with the injected one does (raises otherwise);
+    checkpoints go to `folder`. Within float32 rounding, not bit for bit: inside the whole
+    training program the default compiler fuses the constant rate into the update differently
+    from the injected one (the first 4 steps end up to 4.5e-8 apart)."""
+    task = AddingProblem(AddingConfig(length=6, n_eval=16))
+    model = build_model(ModelConfig(architecture="gru", hidden_size=6), task.spec).model
     cfg = OptimizerConfig(lr=0.05, grad_clip=1.0)
     before = make_train(model, task, with_constants(cfg), 8)
     now = make_train(model, task, build_optimizer(cfg, 8), 8)
     trainer = TrainerConfig(steps=8, eval_every=2, batch_size=8, progress=False, keep_best=False)
-    folder = tmp_path / "checkpoints"
+    checkpoints = Path(folder)
 
     # the old layout, checkpointed at step 4 (a run of 4 of the 8 steps)
     halfway = TrainerConfig(steps=4, eval_every=2, batch_size=8, progress=False, keep_best=False)
-    run_training(before, task, SEEDS, halfway, checkpointer=Checkpointer(folder))
-    resumed = run_training(now, task, SEEDS, trainer, checkpointer=Checkpointer(folder))
+    run_training(before, task, SEEDS, halfway, checkpointer=Checkpointer(checkpoints))
+    resumed = run_training(now, task, SEEDS, trainer, checkpointer=Checkpointer(checkpoints))
     whole = run_training(now, task, SEEDS, trainer)
     assert resumed.timing["resumed_from_step"] == 4
 
@@ -136,9 +162,16 @@ def test_a_checkpoint_written_before_the_injection_resumes_bit_identical(task_an
         jax.tree.leaves(jax.device_get(whole.state.params)),
         strict=True,
     ):
-        np.testing.assert_array_equal(ours, theirs)
+        np.testing.assert_allclose(ours, theirs, rtol=1e-5, atol=1e-7)
     for split, values in whole.eval_metrics.items():
-        np.testing.assert_array_equal(resumed.eval_metrics[split], values)
+        np.testing.assert_allclose(resumed.eval_metrics[split], values, rtol=1e-5)
     injected = resumed.state.opt_state[1]  # chain(clip, adam): the adam injection
     np.testing.assert_array_equal(injected.count, whole.state.opt_state[1].count)
     np.testing.assert_array_equal(injected.hyperparams["learning_rate"], np.float32(0.05))
+
+
+def test_a_checkpoint_written_before_the_injection_resumes(tmp_path):
+    checkpoints = str(tmp_path / "checkpoints")
+    run_under_default_compiler(
+        "test_injected_rate", "check_resume_across_the_injection", checkpoints
+    )

@@ -91,9 +91,11 @@ def build_optimizer(cfg: OptimizerConfig, total_steps: int) -> optax.GradientTra
     optimizer (`optax.inject_hyperparams`: float32 scalars in the optimizer state), not constants of
     the compiled training program, so runs that differ only in them, such as the trials of a
     learning-rate search, compile the same program and the persistent compilation cache
-    (`trainer.compilation_cache_dir`) serves every run after the first. The arithmetic is the same
-    as with the constants: the rate is rounded to float32 either way. (`schedule_fn` schedules keep
-    their constants: their arguments are the user's.)
+    (`trainer.compilation_cache_dir`) serves every run after the first. The rate is rounded to
+    float32 either way; Adam's and RMSprop's updates equal the constants' bit for bit, while inside
+    a whole training program the compiler may fuse a constant differently, a last-bit difference
+    (tests/test_injected_rate.py). (`schedule_fn` schedules keep their constants: their arguments
+    are the user's.)
     """
     make = _optimizer_maker(cfg)
     opt = make(learning_rate_schedule(cfg, total_steps))  # built once here: name=optax is checked
