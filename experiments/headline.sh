@@ -9,7 +9,8 @@
 #      folder already holds optimization_results.yaml (Optuna writes it after the last trial). An
 #      interrupted search, run again, replays the same trials and skips the finished ones (each
 #      trial folder's run.json; the sampler's seed gives the same rates in the same folders).
-#   2. final: seqbench-train at the chosen rate (`seqbench search-best`) with the preset's seeds
+#   2. final: seqbench-train at the chosen rate (`seqbench search-best`: the rate, and tuned_by=
+#      the search folder, which the final run's record keeps) with the preset's seeds
 #      0..4 into $FINAL_DIR/<preset>/<model>/; a finished run there is skipped by seqbench-train.
 # Then the table ($RESULTS/table.md: test at each seed's best validation step, mean ± sample std,
 # bootstrap CI, k/n solved, bold only where significant), the learning curves ($RESULTS/curves)

@@ -9,7 +9,8 @@
 #      rates for every architecture and length) into $SEARCH_DIR/<model>/T<length>/; skipped when
 #      that folder holds optimization_results.yaml; an interrupted search, run again, replays its
 #      trials and skips the finished ones;
-#   2. final: seqbench-train at the chosen rate (`seqbench search-best`) with the preset's seeds
+#   2. final: seqbench-train at the chosen rate (`seqbench search-best`: the rate, and tuned_by=
+#      the search folder, which the final run's record keeps) with the preset's seeds
 #      0, 1, 2 into $FINAL_DIR/<model>/T<length>/ (a finished run there is skipped).
 # Then `seqbench horizon` over the final runs: $RESULTS/horizon.{md,png,svg} (the longest T each
 # architecture solves, test MSE under 10% of the trivial 1/6).

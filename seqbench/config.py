@@ -356,6 +356,8 @@ class Config:
     seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
     name: str | None = None
     tags: list[str] = field(default_factory=list)
+    #: the search folder whose choice this run trains (`seqbench search-best` prints it)
+    tuned_by: str | None = None
     output_dir: str | None = None
     resume: str = "dir"
 

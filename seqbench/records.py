@@ -48,6 +48,7 @@ NON_IDENTITY_KEYS = (
     "name",
     "resume",
     "tags",
+    "tuned_by",  # where the hyper-parameters came from, not what they are
     "output_dir",
     "paths",
     "task.data_dir",

@@ -28,6 +28,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from seqbench.config import ConfigError
@@ -256,12 +257,16 @@ class BestConfig:
         (["optimizer.lr=0.0020630"]), to train the chosen configuration again."""
         return [f"{key}={override_value(self.params[key])}" for key in sorted(self.params)]
 
+    def provenance(self) -> str:
+        """The override that names the search in the run it chose (`tuned_by=<its folder>`)."""
+        return f"tuned_by={override_value(str(Path(self.path).parent))}"
+
 
 def override_value(value: Any) -> str:
     """`value` written as Hydra's override grammar reads it back: floats in full precision
-    (`repr`), booleans as true/false, None as null, strings quoted when they are not plain words.
-    Raises ValueError (one line) for anything else (a list, a mapping): no search space here
-    yields one."""
+    (`repr`), booleans as true/false, None as null, strings as they are when Hydra reads them back
+    unchanged (words, paths), quoted otherwise ("a b", "true", "1e-3"). Raises ValueError (one
+    line) for anything else (a list, a mapping): no search space here yields one."""
     if isinstance(value, bool):
         return "true" if value else "false"
     if value is None:
@@ -269,17 +274,28 @@ def override_value(value: Any) -> str:
     if isinstance(value, int | float):
         return repr(value)
     if isinstance(value, str):
-        plain = value.replace("_", "").replace("-", "").replace(".", "").isalnum()
-        return value if plain else "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+        plain = value and all(c.isalnum() or c in "_-./:" for c in value)
+        if plain and _parsed(value) == value:
+            return value
+        return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
     raise ValueError(f"cannot write {type(value).__name__} {value!r} as an override")
+
+
+def _parsed(text: str) -> Any:
+    """What Hydra's override parser makes of `key=<text>`'s value (None when it cannot parse it)."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.errors import HydraException
+
+    try:
+        return OverridesParser.create().parse_override(f"key={text}").value()
+    except HydraException:
+        return None
 
 
 def best_config(sweep_dir: str | Any) -> BestConfig:
     """The configuration the search in `sweep_dir` chose: its Optuna `optimization_results.yaml`
     (written once every trial has run). Raises ValueError (one line) when the search has not
     finished (no such file), the file is unreadable or not a single-objective result."""
-    from pathlib import Path
-
     import yaml
 
     path = Path(sweep_dir) / RESULTS_NAME

@@ -12,7 +12,7 @@ import pytest
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
-from seqbench import search
+from seqbench import records, search
 from seqbench.cli.report import main as report_main
 from seqbench.cli.train import CONF_DIR
 from seqbench.models.architectures import ARCHITECTURES
@@ -130,7 +130,7 @@ def test_search_best_prints_one_override_per_line(tmp_path, capsys):
         tmp_path, "name: optuna\nbest_params:\n  optimizer.lr: 3.75e-05\nbest_value: 0.12\n"
     )
     report_main(["search-best", str(folder)])
-    assert capsys.readouterr().out == "optimizer.lr=3.75e-05\n"
+    assert capsys.readouterr().out == f"optimizer.lr=3.75e-05\ntuned_by={folder}\n"
 
 
 def test_a_search_whose_every_trial_failed_still_names_a_rate_with_a_warning(tmp_path, capsys):
@@ -140,7 +140,8 @@ def test_a_search_whose_every_trial_failed_still_names_a_rate_with_a_warning(tmp
     assert search.best_config(folder).failed
     report_main(["search-best", str(folder)])
     captured = capsys.readouterr()
-    assert captured.out == "optimizer.lr=0.05\n" and "every trial failed" in captured.err
+    assert captured.out.splitlines()[0] == "optimizer.lr=0.05"
+    assert "every trial failed" in captured.err
 
 
 @pytest.mark.parametrize(
@@ -170,7 +171,17 @@ def test_a_missing_or_malformed_result_is_refused_with_one_line(tmp_path, capsys
 
 @pytest.mark.parametrize(
     ("value", "written"),
-    [(True, "true"), (None, "null"), (7, "7"), ("adam", "adam"), ("a b", "'a b'")],
+    [
+        (True, "true"),
+        (None, "null"),
+        (7, "7"),
+        ("adam", "adam"),
+        ("a b", "'a b'"),
+        ("results/search/gru-2", "results/search/gru-2"),
+        ("true", "'true'"),
+        ("1e-3", "'1e-3'"),
+        ("it's", "'it\\'s'"),
+    ],
 )
 def test_override_values_read_back_as_hydra_parses_them(value, written):
     from hydra.core.override_parser.overrides_parser import OverridesParser
@@ -212,7 +223,7 @@ def test_the_headline_dry_run_prints_each_search_final_run_and_the_table(tmp_pat
     final = tmp_path / "results" / "runs" / "headline_mqar"
     assert lines[0] == (
         f".venv/bin/seqbench-train experiment=headline_mqar model=lstm optimizer.lr=0.00735 "
-        f"hydra.run.dir={final}/lstm logger=none"
+        f"tuned_by={tmp_path}/search/headline_mqar/lstm hydra.run.dir={final}/lstm logger=none"
     )
     assert "search finished" in done.stderr  # the finished search is skipped
     assert lines[1].startswith(".venv/bin/seqbench-train --multirun hparams_search=headline ")
@@ -254,3 +265,20 @@ def test_the_headline_search_preset_is_plain_yaml_with_a_comment_above_every_fie
             if ":" in stripped and not stripped.startswith(("#", "-")):
                 previous = lines[number - 1].strip()
                 assert previous.startswith("#") or line.endswith(":"), (preset.name, line)
+
+
+def test_a_run_trained_at_a_searchs_choice_records_the_search_and_keeps_its_identity(
+    compose_config, tmp_path, capsys
+):
+    folder = write_results(
+        tmp_path / "search", "name: optuna\nbest_params:\n  optimizer.lr: 0.004\nbest_value: 0.1\n"
+    )
+    report_main(["search-best", str(folder)])
+    chosen = capsys.readouterr().out.splitlines()
+    base = ["experiment=smoke", "model=gru"]
+    tuned = compose_config([*base, *chosen])
+    assert validate(tuned).tuned_by == str(folder) and validate(tuned).optimizer.lr == 0.004
+    untuned = compose_config([*base, "optimizer.lr=0.004"])
+    assert validate(untuned).tuned_by is None
+    identity = [records.config_identity(OmegaConf.to_container(c)) for c in (tuned, untuned)]
+    assert identity[0] == identity[1]

@@ -106,7 +106,7 @@ def test_config_identity_ignores_seeds_names_and_logging_only():
         "optimizer": {"lr": 0.1},
     }
     same = json.loads(json.dumps(base))
-    same.update(seeds=[5], name="b", tags=["t"], logger={"name": "wandb"})
+    same.update(seeds=[5], name="b", tags=["t"], logger={"name": "wandb"}, tuned_by="search/x")
     same["trainer"].update(progress=False, compilation_cache_dir=None)
     other = json.loads(json.dumps(base))
     other["optimizer"]["lr"] = 0.2

@@ -8,7 +8,8 @@ seqbench horizon PATH... [filters] [--threshold 0.1] [--out PREFIX]
                                    memory horizon of a sweep over task.length: metric / baseline
                                    per cell and length, the longest length each cell solves
                                    (Markdown; with --out also PREFIX.md, PREFIX.png, PREFIX.svg)
-seqbench search-best SWEEP_DIR     the overrides a finished search chose on validation, one per line
+seqbench search-best SWEEP_DIR     the overrides a finished search chose on validation, one per line,
+                                   then tuned_by=SWEEP_DIR (the final run records its search)
                                    (optimizer.lr=0.0021), from its optimization_results.yaml
 seqbench eval RUN_DIR [--split NAME] [--params best|final] [--out FILE.json] [key=value ...]
                                    evaluate a run's kept parameters again, every seed (overrides
@@ -348,7 +349,7 @@ def cmd_search_best(args: argparse.Namespace) -> None:
             "printing the first trial's values",
             file=sys.stderr,
         )
-    for override in best.overrides():
+    for override in [*best.overrides(), best.provenance()]:
         print(override)
 
 
@@ -471,7 +472,8 @@ def _main(argv: list[str] | None) -> None:
     horizon.set_defaults(func=cmd_horizon)
     best = commands.add_parser(
         "search-best",
-        help="the overrides a finished hyper-parameter search chose on validation, one per line",
+        help="the overrides a finished hyper-parameter search chose on validation, one per line, "
+        "and tuned_by=SWEEP_DIR",
     )
     best.add_argument(
         "sweep_dir", help="the search's sweep folder (holds optimization_results.yaml)"
