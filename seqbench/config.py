@@ -126,8 +126,8 @@ class OptimizerConfig:
     `name: optax` builds any optax optimizer from `transform` (`_target_` and keyword arguments,
     Hydra's instantiate form), called with `learning_rate` = the schedule of `lr`; `schedule_fn`
     (any optax schedule, `_target_` and all its arguments) replaces `schedule` for any optimizer.
-    Both are checked against the target's signature here, before anything is built
-    (`seqbench.train.optim.check_targets`).
+    Both are checked against the target's signature when the composed config is validated
+    (`seqbench.store.validate`), before anything is built (`seqbench.train.optim.check_targets`).
     """
 
     name: str = "adam"
@@ -163,10 +163,6 @@ class OptimizerConfig:
         require(
             0 <= self.final_lr_fraction <= 1, "optimizer.final_lr_fraction", "must be in [0, 1]"
         )
-        if self.name == "optax" or self.transform is not None or self.schedule_fn is not None:
-            from seqbench.train.optim import check_targets  # reads optax only when asked to
-
-            check_targets(self)
 
 
 @dataclass

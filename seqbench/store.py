@@ -28,6 +28,7 @@ from seqbench.config import (
 from seqbench.models.architectures import ARCHITECTURES, check_options
 from seqbench.tasks.base import TaskConfig
 from seqbench.tasks.registry import TASKS
+from seqbench.train.optim import check_targets
 
 
 def register_configs() -> None:
@@ -93,6 +94,7 @@ def validate(cfg: DictConfig) -> Config:
         raise ConfigError(message) from error
     assert isinstance(checked, Config)
     check_options(checked.model.architecture, checked.model.cell)
+    check_targets(checked.optimizer)
     if not isinstance(checked.task, TaskConfig):
         raise ConfigError("task: not a known task config (use task=<option> from conf/task/)")
     return checked

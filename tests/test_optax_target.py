@@ -20,7 +20,7 @@ from seqbench.config import ConfigError, OptimizerConfig
 from seqbench.job import Job
 from seqbench.store import validate
 from seqbench.train.driver import run_training
-from seqbench.train.optim import build_optimizer, learning_rate_schedule
+from seqbench.train.optim import build_optimizer, check_targets, learning_rate_schedule
 
 REPO = Path(__file__).resolve().parent.parent
 LION = {"_target_": "optax.lion", "b1": 0.9, "b2": 0.99, "weight_decay": 1e-3}
@@ -33,9 +33,10 @@ def composed(*overrides):
 
 
 def refused(**fields):
-    """The one-line ConfigError an OptimizerConfig with `fields` is refused with."""
+    """The one-line ConfigError an OptimizerConfig with `fields` is refused with (by its own
+    checks or by `check_targets`, as `seqbench.store.validate` runs both)."""
     with pytest.raises(ConfigError) as error:
-        OptimizerConfig(**fields)
+        check_targets(OptimizerConfig(**fields))
     message = str(error.value)
     assert "\n" not in message
     return message

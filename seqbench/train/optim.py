@@ -10,8 +10,8 @@ the learning rate is seqbench's: `lr` under `schedule` (`learning_rate_schedule`
 schedule given as `schedule_fn: {_target_: optax.exponential_decay, init_value: ..., ...}`; and
 `grad_clip` > 0 clips the gradients' global norm before the optimizer sees them.
 
-`check_targets` (called by `OptimizerConfig.__post_init__`, so while a composed config is
-validated, before any data is loaded or program compiled) resolves each `_target_` and binds its
+`check_targets` (called by `seqbench.store.validate` while a composed config is validated, before
+any data is loaded or program compiled, and by `build_optimizer`) resolves each `_target_` and binds its
 keyword arguments to the target's signature: an unknown target, an unknown or missing argument, an
 optimizer without a `learning_rate` parameter or a target that returns something else each give one
 ConfigError line naming the key. Nothing is called there (no JAX backend starts); the built object
@@ -97,6 +97,7 @@ def build_optimizer(cfg: OptimizerConfig, total_steps: int) -> optax.GradientTra
     (tests/test_injected_rate.py). (`schedule_fn` schedules keep their constants: their arguments
     are the user's.)
     """
+    check_targets(cfg)
     make = _optimizer_maker(cfg)
     opt = make(learning_rate_schedule(cfg, total_steps))  # built once here: name=optax is checked
     if cfg.schedule_fn is None:
