@@ -1,6 +1,7 @@
 """Run records: atomic writes, per-seed summaries, aggregation, the typed record and its formats."""
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -10,6 +11,9 @@ from seqbench import provenance, records
 from seqbench.records import MetricStats, RunRecord
 
 REPO = Path(__file__).resolve().parent.parent
+#: run records as seqbench wrote them in format 2 (the default benchmark at 041a7de), before
+#: `model.architecture`, `task.family` and `task.length`
+FORMAT_2 = Path(__file__).resolve().parent / "records"
 
 
 def test_atomic_write_replaces_the_file_and_leaves_no_temporary(tmp_path):
@@ -143,8 +147,9 @@ def test_deterministic_flags_are_added_once_and_recorded(monkeypatch):
     assert provenance.determinism_info(True)["gpu_needs"] == ["--xla_gpu_deterministic_ops=true"]
 
 
-def test_a_committed_format_2_record_loads_with_family_and_length_derived():
-    path = REPO / "results" / "default_benchmark" / "0" / "run.json"
+def test_a_committed_format_2_record_loads_with_family_and_length_derived(tmp_path):
+    path = tmp_path / "run.json"
+    shutil.copy(FORMAT_2 / "format2_adding.json", path)
     raw = json.loads(path.read_text())
     assert raw["schema_version"] == 2 and "family" not in raw["task"] and "cell" in raw["model"]
     record = records.load_record(path.parent)
@@ -182,7 +187,7 @@ def test_a_committed_format_2_record_loads_with_family_and_length_derived():
 def test_an_old_record_gets_its_family_and_length_from_its_label_and_config(
     label, length, variant, family
 ):
-    data = json.loads((REPO / "results" / "default_benchmark" / "0" / "run.json").read_text())
+    data = json.loads((FORMAT_2 / "format2_adding.json").read_text())
     data["task"]["label"] = label
     data["config"]["task"] = {"length": length, "variant": variant}
     task = RunRecord.from_json(data, "old").task
@@ -190,7 +195,7 @@ def test_an_old_record_gets_its_family_and_length_from_its_label_and_config(
 
 
 def test_a_record_with_its_own_family_and_length_keeps_them():
-    data = json.loads((REPO / "results" / "default_benchmark" / "3" / "run.json").read_text())
+    data = json.loads((FORMAT_2 / "format2_copy_memory.json").read_text())
     data["schema_version"] = records.SCHEMA_VERSION
     data["model"]["architecture"] = data["model"].pop("cell")
     data["task"].update(family="recall", length=7)
