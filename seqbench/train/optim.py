@@ -11,11 +11,11 @@ schedule given as `schedule_fn: {_target_: optax.exponential_decay, init_value: 
 `grad_clip` > 0 clips the gradients' global norm before the optimizer sees them.
 
 `check_targets` (called by `seqbench.store.validate` while a composed config is validated, before
-any data is loaded or program compiled, and by `build_optimizer`) resolves each `_target_` and binds its
-keyword arguments to the target's signature: an unknown target, an unknown or missing argument, an
-optimizer without a `learning_rate` parameter or a target that returns something else each give one
-ConfigError line naming the key. Nothing is called there (no JAX backend starts); the built object
-is checked once more by `build_optimizer`.
+any data is loaded or program compiled, and again by `build_optimizer` for configs made in code)
+resolves each `_target_` and binds its keyword arguments to the target's signature: an unknown
+target, an unknown or missing argument, an optimizer without a `learning_rate` parameter or a
+target that returns something else each give one ConfigError line naming the key. Nothing is
+called there (no JAX backend starts); `build_optimizer` also checks the object it builds.
 """
 
 from __future__ import annotations
